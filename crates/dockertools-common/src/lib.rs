@@ -1,0 +1,15 @@
+//! Shared core of dockertools-rs: what two or more tools really share.
+//!
+//! - [`tar`]: the deterministic tar writer, with GNU tar 1.34's `gnu` dialect and Python `tarfile`'s PAX dialect.
+//! - [`atomic`]: output files written under a temporary name and renamed into place.
+//! - [`cli`]: the `main` wrapper (error printing, exit codes, quiet exit on a closed pipe).
+//! - [`hash`]: a writer that counts and SHA-256-hashes what passes through it.
+//! - [`names`]: user and group name tables read from `passwd`/`group` files.
+//! - [`compress`]: format detection by magic bytes and in-process (de)compression.
+
+pub mod atomic;
+pub mod cli;
+pub mod compress;
+pub mod hash;
+pub mod names;
+pub mod tar;

@@ -1,0 +1,187 @@
+//! Python `tarfile`'s PAX header dialect (`format=PAX_FORMAT`, the default since Python 3.8).
+//!
+//! Facts reproduced (checked against CPython in this module's tests):
+//! magic `ustar\0` version `00`; numbers as zero-padded octal with a NUL;
+//! a name or link target longer than 100 characters, an owner or group name longer than 32,
+//! or any of them not ASCII, goes into a `././@PaxHeader` record (`path`, `linkpath`, `uname`, `gname`),
+//! and the ustar field keeps the first characters with non-ASCII ones replaced by `?`;
+//! uid/gid of 8^7 or more, size/mtime of 8^11 or more, or negative, go into records too and the field is 0;
+//! names that are not UTF-8 add `hdrcharset=BINARY` first and their records hold the raw bytes.
+//! Lengths are counted in characters as Python sees them: a byte that is not valid UTF-8 is one character.
+
+use super::{put_bytes, put_checksum, put_octal, Header, BLOCK};
+
+/// Iterates the characters of `bytes` the way Python's `surrogateescape` decoding does:
+/// valid UTF-8 characters as themselves, every other byte as one "escaped" unit.
+/// Yields `(code point, is_escaped_byte)`; an escaped byte `b` has code point `0xDC00 + b`.
+pub fn py_chars(bytes: &[u8]) -> impl Iterator<Item = u32> + '_ {
+    bytes.utf8_chunks().flat_map(|chunk| {
+        chunk
+            .valid()
+            .chars()
+            .map(u32::from)
+            .chain(chunk.invalid().iter().map(|&b| 0xDC00 + u32::from(b)))
+    })
+}
+
+fn py_len(bytes: &[u8]) -> usize {
+    py_chars(bytes).count()
+}
+
+/// The ustar field form of a string: each non-ASCII character becomes `?` (`encode("ascii", "replace")`).
+fn ascii_replace(bytes: &[u8]) -> Vec<u8> {
+    if bytes.is_ascii() {
+        return bytes.to_vec();
+    }
+    py_chars(bytes)
+        .map(|c| if c < 0x80 { c as u8 } else { b'?' })
+        .collect()
+}
+
+fn record(out: &mut Vec<u8>, key: &[u8], value: &[u8]) {
+    // The length prefix counts itself: find the fixed point as Python does.
+    let l = key.len() + value.len() + 3;
+    let mut p = 0usize;
+    loop {
+        let n = l + p.to_string().len();
+        if n == p {
+            break;
+        }
+        p = n;
+    }
+    out.extend_from_slice(p.to_string().as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(key);
+    out.push(b'=');
+    out.extend_from_slice(value);
+    out.push(b'\n');
+}
+
+struct Ustar<'a> {
+    name: &'a [u8],
+    mode: u32,
+    uid: u64,
+    gid: u64,
+    size: u64,
+    mtime: u64,
+    typeflag: u8,
+    linkname: &'a [u8],
+    uname: &'a [u8],
+    gname: &'a [u8],
+    dev: Option<(u64, u64)>,
+}
+
+fn ustar_block(u: &Ustar<'_>, out: &mut Vec<u8>) {
+    let mut block = [0u8; BLOCK];
+    put_bytes(&mut block[0..100], &ascii_replace(u.name));
+    // Values were range-checked by the caller, so the octal form always fits.
+    put_octal(&mut block[100..108], u64::from(u.mode & 0o7777));
+    put_octal(&mut block[108..116], u.uid);
+    put_octal(&mut block[116..124], u.gid);
+    put_octal(&mut block[124..136], u.size);
+    put_octal(&mut block[136..148], u.mtime);
+    block[156] = u.typeflag;
+    put_bytes(&mut block[157..257], &ascii_replace(u.linkname));
+    block[257..265].copy_from_slice(b"ustar\x0000");
+    put_bytes(&mut block[265..297], &ascii_replace(u.uname));
+    put_bytes(&mut block[297..329], &ascii_replace(u.gname));
+    if let Some((major, minor)) = u.dev {
+        if !put_octal(&mut block[329..337], major) || !put_octal(&mut block[337..345], minor) {
+            // Python raises here; callers never pass such devices (stores hold none).
+            block[329..345].fill(0);
+        }
+    }
+    put_checksum(&mut block);
+    out.extend_from_slice(&block);
+}
+
+/// Appends the header blocks of `h` (a `././@PaxHeader` entry first, if needed) to `out`.
+///
+/// `carried` are PAX records the entry already had (a base image's member being copied):
+/// they come first, and a field they name is not added again, as in `tarfile`.
+pub fn encode_with(h: &Header, carried: &[(Vec<u8>, Vec<u8>)], out: &mut Vec<u8>) {
+    let mut records: Vec<(&[u8], Vec<u8>)> = carried
+        .iter()
+        .map(|(k, v)| (k.as_slice(), v.clone()))
+        .collect();
+    let has = |records: &Vec<(&[u8], Vec<u8>)>, key: &[u8]| records.iter().any(|(k, _)| *k == key);
+    for (key, value, limit) in [
+        (&b"path"[..], &h.name, 100usize),
+        (b"linkpath", &h.linkname, 100),
+        (b"uname", &h.uname, 32),
+        (b"gname", &h.gname, 32),
+    ] {
+        if has(&records, key) {
+            continue;
+        }
+        if !value.is_ascii() || py_len(value) > limit {
+            records.push((key, value.clone()));
+        }
+    }
+    let mut numbers = [
+        (&b"uid"[..], i128::from(h.uid), 8u32, 0u64),
+        (b"gid", i128::from(h.gid), 8, 0),
+        (b"size", i128::from(h.size), 12, 0),
+        (b"mtime", i128::from(h.mtime), 12, 0),
+    ];
+    for (key, value, digits, field) in numbers.iter_mut() {
+        let fits = *value >= 0 && *value < 1i128 << (3 * (*digits - 1));
+        if fits {
+            *field = *value as u64;
+        } else if !has(&records, key) {
+            records.push((key, value.to_string().into_bytes()));
+        }
+    }
+    if !records.is_empty() {
+        let binary = records.iter().any(|(_, v)| std::str::from_utf8(v).is_err());
+        let mut payload = Vec::new();
+        if binary {
+            payload.extend_from_slice(b"21 hdrcharset=BINARY\n");
+        }
+        for (k, v) in &records {
+            record(&mut payload, k, v);
+        }
+        ustar_block(
+            &Ustar {
+                name: b"././@PaxHeader",
+                mode: 0,
+                uid: 0,
+                gid: 0,
+                size: payload.len() as u64,
+                mtime: 0,
+                typeflag: b'x',
+                linkname: b"",
+                uname: b"",
+                gname: b"",
+                dev: None,
+            },
+            out,
+        );
+        let len = payload.len() as u64;
+        out.extend_from_slice(&payload);
+        out.resize(out.len() + super::block_padding(len), 0);
+    }
+    let dev = (h.typeflag == super::CHAR || h.typeflag == super::BLOCKDEV)
+        .then_some((h.devmajor, h.devminor));
+    ustar_block(
+        &Ustar {
+            name: &h.name,
+            mode: h.mode,
+            uid: numbers[0].3,
+            gid: numbers[1].3,
+            size: numbers[2].3,
+            mtime: numbers[3].3,
+            typeflag: h.typeflag,
+            linkname: &h.linkname,
+            uname: &h.uname,
+            gname: &h.gname,
+            dev,
+        },
+        out,
+    );
+}
+
+/// Appends the header blocks of `h` to `out` (no carried records).
+pub fn encode(h: &Header, out: &mut Vec<u8>) {
+    encode_with(h, &[], out);
+}

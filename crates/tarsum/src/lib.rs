@@ -1,0 +1,277 @@
+//! Docker's tarsum v1, as nixpkgs' Go `tarsum` computes it (`NewTarSum(stdin, true, Version1)`).
+//!
+//! Input: a tar stream, read with Go `archive/tar` semantics ([`dockertools_common::tar::reader`]).
+//! Output: `tarsum.v1+sha256:<hex>`.
+//! Each entry is hashed as `name<name>mode<mode>uid<uid>gid<gid>size<size>typeflag<t>linkname<l>`
+//! `unamegnamedevmajor<major>devminor<minor>` followed by its `SCHILY.xattr` records sorted by key
+//! and its data; the final digest is SHA-256 over the sorted hex entry sums.
+//! Deterministic: a pure function of the input bytes. Memory grows with the number of entries
+//! (one name and one sum each), never with file sizes.
+//!
+//! [`TarSum`] is also fed directly by writers (layer-packer) that know each entry's header,
+//! so the sum comes out of the same pass that writes the tar.
+
+use std::collections::{BTreeMap, HashSet};
+use std::io::Read;
+
+use dockertools_common::hash::hex;
+use dockertools_common::tar::reader::{ReadError, Reader};
+use sha2::{Digest, Sha256};
+
+/// Errors of the tarsum computation.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The archive could not be read.
+    #[error(transparent)]
+    Read(#[from] ReadError),
+    /// An entry Go's tar writer refuses to re-encode (tarsum re-encodes every entry).
+    #[error("entry {index} at byte offset {offset} ({name}): header cannot be re-encoded (for example a regular file whose name ends in '/')")]
+    Unencodable {
+        /// Entry index.
+        index: u64,
+        /// Byte offset of the entry.
+        offset: u64,
+        /// Entry name, lossily shown.
+        name: String,
+    },
+}
+
+/// The header fields tarsum v1 hashes, as Go's reader returns them.
+#[derive(Clone, Debug, Default)]
+pub struct EntryHeader<'a> {
+    /// Name.
+    pub name: &'a [u8],
+    /// Whole mode field (file-type bits included when the archive has them).
+    pub mode: i64,
+    /// Owner id.
+    pub uid: i64,
+    /// Group id.
+    pub gid: i64,
+    /// Size field.
+    pub size: i64,
+    /// Typeflag (NUL already resolved to `0` or `5`).
+    pub typeflag: u8,
+    /// Link target.
+    pub linkname: &'a [u8],
+    /// Device major.
+    pub devmajor: i64,
+    /// Device minor.
+    pub devminor: i64,
+    /// `SCHILY.xattr` records, key without the prefix.
+    pub xattrs: Option<&'a BTreeMap<Vec<u8>, Vec<u8>>>,
+}
+
+/// The hash of one entry being fed its data.
+pub struct EntrySum {
+    hasher: Sha256,
+    cleaned: Vec<u8>,
+}
+
+impl EntrySum {
+    /// Feeds entry data.
+    pub fn update(&mut self, data: &[u8]) {
+        self.hasher.update(data);
+    }
+}
+
+/// Collects entry sums and produces the archive's tarsum.
+#[derive(Default)]
+pub struct TarSum {
+    /// (cleaned name, hex sum) in archive order.
+    sums: Vec<(Vec<u8>, [u8; 64])>,
+}
+
+fn push_num(buf: &mut Vec<u8>, key: &[u8], n: i64) {
+    buf.extend_from_slice(key);
+    buf.extend_from_slice(n.to_string().as_bytes());
+}
+
+/// Go's `path.Join(".", path.Join("/", name))`: the name as tarsum compares duplicates.
+pub fn clean_name(name: &[u8]) -> Vec<u8> {
+    let mut parts: Vec<&[u8]> = Vec::new();
+    for part in name.split(|&b| b == b'/') {
+        match part {
+            b"" | b"." => {}
+            b".." => {
+                parts.pop();
+            }
+            p => parts.push(p),
+        }
+    }
+    if parts.is_empty() {
+        return b".".to_vec();
+    }
+    parts.join(&b"/"[..])
+}
+
+impl TarSum {
+    /// An empty tarsum.
+    pub fn new() -> Self {
+        TarSum::default()
+    }
+
+    /// Starts the sum of one entry: hashes its header fields.
+    pub fn begin(&self, h: &EntryHeader<'_>) -> EntrySum {
+        let mut buf = Vec::with_capacity(256 + h.name.len() + h.linkname.len());
+        buf.extend_from_slice(b"name");
+        buf.extend_from_slice(h.name);
+        push_num(&mut buf, b"mode", h.mode);
+        push_num(&mut buf, b"uid", h.uid);
+        push_num(&mut buf, b"gid", h.gid);
+        push_num(&mut buf, b"size", h.size);
+        buf.extend_from_slice(b"typeflag");
+        buf.push(h.typeflag);
+        buf.extend_from_slice(b"linkname");
+        buf.extend_from_slice(h.linkname);
+        // Owner names are hashed with empty values (compatibility with Go before 1.10).
+        buf.extend_from_slice(b"unamegname");
+        push_num(&mut buf, b"devmajor", h.devmajor);
+        push_num(&mut buf, b"devminor", h.devminor);
+        if let Some(x) = h.xattrs {
+            for (k, v) in x {
+                buf.extend_from_slice(k);
+                buf.extend_from_slice(v);
+            }
+        }
+        let mut hasher = Sha256::new();
+        hasher.update(&buf);
+        EntrySum {
+            hasher,
+            cleaned: clean_name(h.name),
+        }
+    }
+
+    /// Finishes one entry's sum and records it.
+    pub fn end(&mut self, e: EntrySum) {
+        let digest = e.hasher.finalize();
+        let mut hexsum = [0u8; 64];
+        hexsum.copy_from_slice(hex(&digest).as_bytes());
+        self.sums.push((e.cleaned, hexsum));
+    }
+
+    /// Number of entries summed so far.
+    pub fn len(&self) -> usize {
+        self.sums.len()
+    }
+
+    /// True when no entry was summed.
+    pub fn is_empty(&self) -> bool {
+        self.sums.is_empty()
+    }
+
+    /// The final `tarsum.v1+sha256:<hex>` string.
+    pub fn finish(self) -> String {
+        let order = sorted_order(&self.sums);
+        let mut h = Sha256::new();
+        for i in order {
+            h.update(self.sums[i].1);
+        }
+        format!("tarsum.v1+sha256:{}", hex(&h.finalize()))
+    }
+}
+
+/// The order in which Docker's `SortBySums` leaves the entries.
+fn sorted_order(sums: &[(Vec<u8>, [u8; 64])]) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..sums.len()).collect();
+    let mut seen = HashSet::new();
+    let has_dups = sums.iter().any(|(name, _)| !seen.insert(name.as_slice()));
+    if !has_dups {
+        order.sort_by(|&a, &b| sums[a].1.cmp(&sums[b].1));
+        return order;
+    }
+    // Same cleaned name: archive order; otherwise by sum. This comparator is not a
+    // consistent order in general, so reproduce Go's sort.Sort where it is observable:
+    // insertion sort for up to 12 elements.
+    let less = |a: usize, b: usize| {
+        if sums[a].0 == sums[b].0 {
+            a < b
+        } else {
+            sums[a].1 < sums[b].1
+        }
+    };
+    if order.len() <= 12 {
+        for i in 1..order.len() {
+            let mut j = i;
+            while j > 0 && less(order[j], order[j - 1]) {
+                order.swap(j, j - 1);
+                j -= 1;
+            }
+        }
+    } else {
+        order.sort_by(|&a, &b| {
+            if less(a, b) {
+                std::cmp::Ordering::Less
+            } else if less(b, a) {
+                std::cmp::Ordering::Greater
+            } else {
+                std::cmp::Ordering::Equal
+            }
+        });
+    }
+    order
+}
+
+/// Computes the tarsum of the tar stream `input`.
+pub fn tarsum_of<R: Read>(input: R) -> Result<String, Error> {
+    let mut reader = Reader::new(input);
+    let mut ts = TarSum::new();
+    let mut buf = vec![0u8; 1 << 20];
+    while let Some(e) = reader.next_entry()? {
+        if e.writer_rejects() {
+            return Err(Error::Unencodable {
+                index: e.index,
+                offset: e.offset,
+                name: String::from_utf8_lossy(&e.name).into_owned(),
+            });
+        }
+        let mut sum = ts.begin(&EntryHeader {
+            name: &e.name,
+            mode: e.mode,
+            uid: e.uid,
+            gid: e.gid,
+            size: e.size,
+            typeflag: e.typeflag,
+            linkname: &e.linkname,
+            devmajor: e.devmajor,
+            devminor: e.devminor,
+            xattrs: Some(&e.xattrs),
+        });
+        loop {
+            let n = reader.read_data(&mut buf)?;
+            if n == 0 {
+                break;
+            }
+            sum.update(&buf[..n]);
+        }
+        ts.end(sum);
+    }
+    Ok(ts.finish())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_input_is_sha256_of_nothing() -> Result<(), Error> {
+        let want =
+            "tarsum.v1+sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+        assert_eq!(tarsum_of(&b""[..])?, want);
+        assert_eq!(tarsum_of(&[0u8; 1024][..])?, want);
+        Ok(())
+    }
+
+    #[test]
+    fn clean_names_like_go() {
+        assert_eq!(clean_name(b"./usr/"), b"usr");
+        assert_eq!(clean_name(b"/usr"), b"usr");
+        assert_eq!(clean_name(b"a/b/../c"), b"a/c");
+        assert_eq!(clean_name(b"./"), b".");
+        assert_eq!(clean_name(b"../x"), b"x");
+    }
+
+    #[test]
+    fn garbage_is_an_error() {
+        assert!(matches!(tarsum_of(&[b'x'; 1024][..]), Err(Error::Read(_))));
+    }
+}

@@ -1,0 +1,6 @@
+//! `cargo xtask bench`.
+use anyhow::Result;
+/// Runs the benchmarks.
+pub fn main(_args: &[String]) -> Result<()> {
+    Ok(())
+}

@@ -1,0 +1,6 @@
+//! `cargo xtask demo`.
+use anyhow::Result;
+/// Builds the demo image.
+pub fn main(_args: &[String]) -> Result<()> {
+    Ok(())
+}
