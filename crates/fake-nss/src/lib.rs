@@ -1,0 +1,223 @@
+//! fake-nss: the files of nixpkgs' `fakeNss`, as a folder or as a layer tar.
+//!
+//! Input: the extra passwd and group lines. Output: `etc/passwd` (root, the extra lines, nobody),
+//! `etc/group` (likewise), `etc/nsswitch.conf` (`hosts: files dns`) and the empty folder `var/empty`,
+//! written into a new folder ([`write_tree`]) or as a GNU-format tar ([`write_tar`]) that equals
+//! `tar --sort=name --hard-dereference -C $fakeNss -cf - .` of the store path
+//! (folders 0555, files 0444, mtime 1 unless overridden).
+//! Deterministic: the bytes depend only on the lines and the options.
+//! Exit codes (through `main`): 0 ok, 1 bad line or unusable OUTDIR, 2 usage.
+
+use std::fs;
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+
+use dockertools_common::tar::{gnu, Header, DIR, REGULAR};
+use dockertools_common::tar::writer::TarWriter;
+
+/// Errors of fake-nss.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// An extra line with a line break in it.
+    #[error("extra {kind} line {line:?} contains a line break")]
+    Newline {
+        /// `passwd` or `group`.
+        kind: &'static str,
+        /// The line.
+        line: String,
+    },
+    /// An extra line with the wrong number of fields.
+    #[error("extra {kind} line {line:?} has {found} colon-separated fields, expected {expected}")]
+    Fields {
+        /// `passwd` or `group`.
+        kind: &'static str,
+        /// The line.
+        line: String,
+        /// Fields found.
+        found: usize,
+        /// Fields expected.
+        expected: usize,
+    },
+    /// OUTDIR exists and is not an empty folder.
+    #[error("{0}: exists and is not an empty directory")]
+    NotEmpty(PathBuf),
+    /// A file system operation failed.
+    #[error("{path}: {source}")]
+    Io {
+        /// Path involved.
+        path: PathBuf,
+        /// The error.
+        #[source]
+        source: io::Error,
+    },
+    /// Writing the tar failed.
+    #[error("writing tar: {0}")]
+    Write(#[source] io::Error),
+    /// A header value does not fit.
+    #[error(transparent)]
+    Overflow(#[from] dockertools_common::tar::FieldOverflow),
+}
+
+/// The extra lines, in flag order.
+#[derive(Clone, Debug, Default)]
+pub struct Lines {
+    /// Lines inserted between root and nobody in `etc/passwd`.
+    pub passwd: Vec<String>,
+    /// Lines inserted between root and nobody in `etc/group`.
+    pub group: Vec<String>,
+}
+
+/// The three files' contents: (path relative to the root, bytes).
+pub fn files(lines: &Lines) -> Result<[(&'static str, Vec<u8>); 3], Error> {
+    check(&lines.passwd, "passwd", 7)?;
+    check(&lines.group, "group", 4)?;
+    let join = |first: &str, extra: &[String], last: &str| {
+        let mut s = String::new();
+        for l in std::iter::once(first).chain(extra.iter().map(String::as_str)).chain([last]) {
+            s.push_str(l);
+            s.push('\n');
+        }
+        s.into_bytes()
+    };
+    Ok([
+        ("etc/group", join("root:x:0:", &lines.group, "nobody:x:65534:")),
+        ("etc/nsswitch.conf", b"hosts: files dns\n".to_vec()),
+        (
+            "etc/passwd",
+            join(
+                "root:x:0:0:root user:/var/empty:/bin/sh",
+                &lines.passwd,
+                "nobody:x:65534:65534:nobody:/var/empty:/bin/sh",
+            ),
+        ),
+    ])
+}
+
+fn check(lines: &[String], kind: &'static str, expected: usize) -> Result<(), Error> {
+    for line in lines {
+        if line.contains('\n') || line.contains('\r') {
+            return Err(Error::Newline { kind, line: line.clone() });
+        }
+        let found = line.split(':').count();
+        if found != expected {
+            return Err(Error::Fields { kind, line: line.clone(), found, expected });
+        }
+    }
+    Ok(())
+}
+
+/// Writes the tree into `outdir`, which must not exist or be an empty folder.
+/// The tree is built under a temporary name beside it and renamed into place.
+pub fn write_tree(outdir: &Path, lines: &Lines, pid: u32) -> Result<(), Error> {
+    let contents = files(lines)?;
+    let io_err = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| Error::Io { path, source }
+    };
+    if let Ok(mut entries) = fs::read_dir(outdir) {
+        if entries.next().is_some() {
+            return Err(Error::NotEmpty(outdir.to_path_buf()));
+        }
+    } else if outdir.symlink_metadata().is_ok() {
+        return Err(Error::NotEmpty(outdir.to_path_buf()));
+    }
+    let name = outdir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "out".into());
+    let parent = match outdir.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let temp = parent.join(format!(".{name}.tmp-{pid}"));
+    let result = (|| {
+        fs::create_dir(&temp).map_err(io_err(&temp))?;
+        for dir in ["etc", "var", "var/empty"] {
+            let p = temp.join(dir);
+            fs::create_dir(&p).map_err(io_err(&p))?;
+        }
+        for (rel, bytes) in &contents {
+            let p = temp.join(rel);
+            fs::write(&p, bytes).map_err(io_err(&p))?;
+        }
+        fs::rename(&temp, outdir).map_err(io_err(outdir))
+    })();
+    if result.is_err() {
+        let _ = fs::remove_dir_all(&temp);
+    }
+    result
+}
+
+/// Owner settings of the tar, as GNU tar's `--owner`, `--group`, `--numeric-owner` give them.
+#[derive(Clone, Debug)]
+pub struct TarOptions {
+    /// Modification time of every entry.
+    pub mtime: i64,
+    /// Owner id and name (empty name with `--numeric-owner`).
+    pub uid: u64,
+    /// Owner name.
+    pub uname: Vec<u8>,
+    /// Group id.
+    pub gid: u64,
+    /// Group name.
+    pub gname: Vec<u8>,
+    /// GNU tar's `--numeric-owner`.
+    pub numeric_owner: bool,
+}
+
+/// Writes the tree as a GNU-format layer tar.
+pub fn write_tar<W: Write>(out: W, lines: &Lines, opts: &TarOptions) -> Result<W, Error> {
+    let contents = files(lines)?;
+    let mut tar = TarWriter::new(out);
+    let gopts = gnu::GnuOptions { numeric_owner: opts.numeric_owner };
+    let header = |name: &str, typeflag: u8, mode: u32, size: u64| Header {
+        name: name.as_bytes().to_vec(),
+        mode,
+        uid: opts.uid,
+        gid: opts.gid,
+        size,
+        mtime: opts.mtime,
+        typeflag,
+        uname: opts.uname.clone(),
+        gname: opts.gname.clone(),
+        ..Header::default()
+    };
+    let mut buf = Vec::new();
+    let mut dir = |tar: &mut TarWriter<W>, name: &str| -> Result<(), Error> {
+        buf.clear();
+        gnu::encode(&header(name, DIR, 0o555, 0), gopts, &mut buf)?;
+        tar.raw(&buf).map_err(Error::Write)
+    };
+    dir(&mut tar, "./")?;
+    dir(&mut tar, "./etc/")?;
+    for (rel, bytes) in &contents {
+        let mut b = Vec::new();
+        gnu::encode(&header(&format!("./{rel}"), REGULAR, 0o444, bytes.len() as u64), gopts, &mut b)?;
+        tar.raw(&b).map_err(Error::Write)?;
+        tar.data_bytes(bytes).map_err(Error::Write)?;
+    }
+    dir(&mut tar, "./var/")?;
+    dir(&mut tar, "./var/empty/")?;
+    tar.finish().map_err(Error::Write)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rejects_bad_lines() {
+        let bad = Lines { passwd: vec!["a:b".into()], group: vec![] };
+        assert!(matches!(files(&bad), Err(Error::Fields { found: 2, expected: 7, .. })));
+        let nl = Lines { passwd: vec![], group: vec!["a:x:1:\nb".into()] };
+        assert!(matches!(files(&nl), Err(Error::Newline { .. })));
+    }
+
+    #[test]
+    fn passwd_order() -> Result<(), Error> {
+        let l = Lines { passwd: vec!["a:x:1:1::/:/bin/sh".into()], group: vec![] };
+        let f = files(&l)?;
+        assert_eq!(
+            f[2].1,
+            b"root:x:0:0:root user:/var/empty:/bin/sh\na:x:1:1::/:/bin/sh\nnobody:x:65534:65534:nobody:/var/empty:/bin/sh\n"
+        );
+        Ok(())
+    }
+}
