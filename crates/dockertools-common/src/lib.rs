@@ -5,6 +5,7 @@
 //! - [`cli`]: the `main` wrapper (error printing, exit codes, quiet exit on a closed pipe).
 //! - [`hash`]: a writer that counts and SHA-256-hashes what passes through it.
 //! - [`names`]: user and group name tables read from `passwd`/`group` files.
+//! - [`pyjson`]: JSON and `repr` written the way CPython writes them.
 //! - [`compress`]: format detection by magic bytes and in-process (de)compression.
 
 pub mod atomic;
@@ -12,4 +13,5 @@ pub mod cli;
 pub mod compress;
 pub mod hash;
 pub mod names;
+pub mod pyjson;
 pub mod tar;

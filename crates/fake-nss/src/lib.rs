@@ -12,8 +12,8 @@ use std::fs;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
-use dockertools_common::tar::{gnu, Header, DIR, REGULAR};
 use dockertools_common::tar::writer::TarWriter;
+use dockertools_common::tar::{gnu, Header, DIR, REGULAR};
 
 /// Errors of fake-nss.
 #[derive(Debug, thiserror::Error)]
@@ -73,14 +73,20 @@ pub fn files(lines: &Lines) -> Result<[(&'static str, Vec<u8>); 3], Error> {
     check(&lines.group, "group", 4)?;
     let join = |first: &str, extra: &[String], last: &str| {
         let mut s = String::new();
-        for l in std::iter::once(first).chain(extra.iter().map(String::as_str)).chain([last]) {
+        for l in std::iter::once(first)
+            .chain(extra.iter().map(String::as_str))
+            .chain([last])
+        {
             s.push_str(l);
             s.push('\n');
         }
         s.into_bytes()
     };
     Ok([
-        ("etc/group", join("root:x:0:", &lines.group, "nobody:x:65534:")),
+        (
+            "etc/group",
+            join("root:x:0:", &lines.group, "nobody:x:65534:"),
+        ),
         ("etc/nsswitch.conf", b"hosts: files dns\n".to_vec()),
         (
             "etc/passwd",
@@ -96,11 +102,19 @@ pub fn files(lines: &Lines) -> Result<[(&'static str, Vec<u8>); 3], Error> {
 fn check(lines: &[String], kind: &'static str, expected: usize) -> Result<(), Error> {
     for line in lines {
         if line.contains('\n') || line.contains('\r') {
-            return Err(Error::Newline { kind, line: line.clone() });
+            return Err(Error::Newline {
+                kind,
+                line: line.clone(),
+            });
         }
         let found = line.split(':').count();
         if found != expected {
-            return Err(Error::Fields { kind, line: line.clone(), found, expected });
+            return Err(Error::Fields {
+                kind,
+                line: line.clone(),
+                found,
+                expected,
+            });
         }
     }
     Ok(())
@@ -121,7 +135,10 @@ pub fn write_tree(outdir: &Path, lines: &Lines, pid: u32) -> Result<(), Error> {
     } else if outdir.symlink_metadata().is_ok() {
         return Err(Error::NotEmpty(outdir.to_path_buf()));
     }
-    let name = outdir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "out".into());
+    let name = outdir
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "out".into());
     let parent = match outdir.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => PathBuf::from("."),
@@ -166,7 +183,9 @@ pub struct TarOptions {
 pub fn write_tar<W: Write>(out: W, lines: &Lines, opts: &TarOptions) -> Result<W, Error> {
     let contents = files(lines)?;
     let mut tar = TarWriter::new(out);
-    let gopts = gnu::GnuOptions { numeric_owner: opts.numeric_owner };
+    let gopts = gnu::GnuOptions {
+        numeric_owner: opts.numeric_owner,
+    };
     let header = |name: &str, typeflag: u8, mode: u32, size: u64| Header {
         name: name.as_bytes().to_vec(),
         mode,
@@ -189,7 +208,11 @@ pub fn write_tar<W: Write>(out: W, lines: &Lines, opts: &TarOptions) -> Result<W
     dir(&mut tar, "./etc/")?;
     for (rel, bytes) in &contents {
         let mut b = Vec::new();
-        gnu::encode(&header(&format!("./{rel}"), REGULAR, 0o444, bytes.len() as u64), gopts, &mut b)?;
+        gnu::encode(
+            &header(&format!("./{rel}"), REGULAR, 0o444, bytes.len() as u64),
+            gopts,
+            &mut b,
+        )?;
         tar.raw(&b).map_err(Error::Write)?;
         tar.data_bytes(bytes).map_err(Error::Write)?;
     }
@@ -204,15 +227,31 @@ mod tests {
 
     #[test]
     fn rejects_bad_lines() {
-        let bad = Lines { passwd: vec!["a:b".into()], group: vec![] };
-        assert!(matches!(files(&bad), Err(Error::Fields { found: 2, expected: 7, .. })));
-        let nl = Lines { passwd: vec![], group: vec!["a:x:1:\nb".into()] };
+        let bad = Lines {
+            passwd: vec!["a:b".into()],
+            group: vec![],
+        };
+        assert!(matches!(
+            files(&bad),
+            Err(Error::Fields {
+                found: 2,
+                expected: 7,
+                ..
+            })
+        ));
+        let nl = Lines {
+            passwd: vec![],
+            group: vec!["a:x:1:\nb".into()],
+        };
         assert!(matches!(files(&nl), Err(Error::Newline { .. })));
     }
 
     #[test]
     fn passwd_order() -> Result<(), Error> {
-        let l = Lines { passwd: vec!["a:x:1:1::/:/bin/sh".into()], group: vec![] };
+        let l = Lines {
+            passwd: vec!["a:x:1:1::/:/bin/sh".into()],
+            group: vec![],
+        };
         let f = files(&l)?;
         assert_eq!(
             f[2].1,

@@ -43,19 +43,29 @@ struct Args {
 }
 
 fn parse_mtime(s: &str) -> Result<i64, String> {
-    s.strip_prefix('@').unwrap_or(s).parse::<i64>().map_err(|_| format!("{s:?} is not a number of seconds"))
+    s.strip_prefix('@')
+        .unwrap_or(s)
+        .parse::<i64>()
+        .map_err(|_| format!("{s:?} is not a number of seconds"))
 }
 
 /// Resolves GNU tar's NAME, ID or NAME:ID owner spelling to (id, name).
-fn owner(spec: &str, lookup_name: impl Fn(u64) -> Vec<u8>, lookup_id: impl Fn(&[u8]) -> Option<u64>) -> Result<(u64, Vec<u8>), String> {
+fn owner(
+    spec: &str,
+    lookup_name: impl Fn(u64) -> Vec<u8>,
+    lookup_id: impl Fn(&[u8]) -> Option<u64>,
+) -> Result<(u64, Vec<u8>), String> {
     if let Some((name, id)) = spec.split_once(':') {
-        let id = id.parse::<u64>().map_err(|_| format!("{spec:?}: invalid owner id"))?;
+        let id = id
+            .parse::<u64>()
+            .map_err(|_| format!("{spec:?}: invalid owner id"))?;
         return Ok((id, name.as_bytes().to_vec()));
     }
     if let Ok(id) = spec.parse::<u64>() {
         return Ok((id, lookup_name(id)));
     }
-    let id = lookup_id(spec.as_bytes()).ok_or_else(|| format!("{spec:?}: unknown user or group"))?;
+    let id =
+        lookup_id(spec.as_bytes()).ok_or_else(|| format!("{spec:?}: unknown user or group"))?;
     Ok((id, spec.as_bytes().to_vec()))
 }
 
@@ -70,15 +80,31 @@ enum MainError {
 }
 
 fn run(args: Args) -> Result<(), MainError> {
-    let lines = Lines { passwd: args.extra_passwd_line, group: args.extra_group_line };
+    let lines = Lines {
+        passwd: args.extra_passwd_line,
+        group: args.extra_group_line,
+    };
     match args.outdir {
         Some(dir) => Ok(fake_nss::write_tree(&dir, &lines, std::process::id())?),
         None => {
             let names = Names::system();
-            let (uid, uname) = owner(&args.owner, |id| names.user(id), |n| names.uid_of(n)).map_err(MainError::Owner)?;
-            let (gid, gname) = owner(&args.group, |id| names.group(id), |n| names.gid_of(n)).map_err(MainError::Owner)?;
-            let (uname, gname) = if args.numeric_owner { (Vec::new(), Vec::new()) } else { (uname, gname) };
-            let opts = TarOptions { mtime: args.mtime, uid, uname, gid, gname, numeric_owner: args.numeric_owner };
+            let (uid, uname) = owner(&args.owner, |id| names.user(id), |n| names.uid_of(n))
+                .map_err(MainError::Owner)?;
+            let (gid, gname) = owner(&args.group, |id| names.group(id), |n| names.gid_of(n))
+                .map_err(MainError::Owner)?;
+            let (uname, gname) = if args.numeric_owner {
+                (Vec::new(), Vec::new())
+            } else {
+                (uname, gname)
+            };
+            let opts = TarOptions {
+                mtime: args.mtime,
+                uid,
+                uname,
+                gid,
+                gname,
+                numeric_owner: args.numeric_owner,
+            };
             // Build in memory first (a few KiB) so a failure never leaves a partial tar on stdout.
             let bytes = fake_nss::write_tar(Vec::new(), &lines, &opts)?;
             let mut out = std::io::stdout().lock();

@@ -100,6 +100,12 @@ fn ustar_block(u: &Ustar<'_>, out: &mut Vec<u8>) {
 /// `carried` are PAX records the entry already had (a base image's member being copied):
 /// they come first, and a field they name is not added again, as in `tarfile`.
 pub fn encode_with(h: &Header, carried: &[(Vec<u8>, Vec<u8>)], out: &mut Vec<u8>) {
+    // tarfile's TarInfo.get_info: a directory's name always ends in '/'.
+    if h.typeflag == super::DIR && h.name.last() != Some(&b'/') {
+        let mut h = h.clone();
+        h.name.push(b'/');
+        return encode_with(&h, carried, out);
+    }
     let mut records: Vec<(&[u8], Vec<u8>)> = carried
         .iter()
         .map(|(k, v)| (k.as_slice(), v.clone()))

@@ -106,8 +106,8 @@ pub struct Entry {
     pub devminor: i64,
     /// `SCHILY.xattr.*` records (key without the prefix), sorted by key.
     pub xattrs: BTreeMap<Vec<u8>, Vec<u8>>,
-    /// All PAX records that applied to this entry, last value per key.
-    pub pax: BTreeMap<Vec<u8>, Vec<u8>>,
+    /// All PAX records that applied to this entry, in first-seen order, last value per key.
+    pub pax: Vec<(Vec<u8>, Vec<u8>)>,
     /// Formats the entry may be written in (Go's `Header.Format`); 0 is "unknown".
     pub format: u8,
     /// Whether the access or change time was set (GNU or PAX), which rules out ustar.
@@ -493,7 +493,10 @@ impl<R: Read> Reader<R> {
     fn merge_pax(&self, e: &mut Entry, pax: &[(Vec<u8>, Vec<u8>)]) -> Result<(), ReadError> {
         let bad = || self.err(ReadErrorKind::BadPax);
         for (k, v) in pax {
-            e.pax.insert(k.clone(), v.clone());
+            match e.pax.iter_mut().find(|(key, _)| key == k) {
+                Some(slot) => slot.1 = v.clone(),
+                None => e.pax.push((k.clone(), v.clone())),
+            }
             if v.is_empty() {
                 continue;
             }
@@ -834,7 +837,13 @@ impl<R: Read> Reader<R> {
 
     fn pax_sparse(&mut self, e: &mut Entry) -> Result<Option<Vec<(i64, i64)>>, ReadError> {
         let bad = |s: &Self| s.err(ReadErrorKind::BadSparse("bad sparse map"));
-        let get = |k: &[u8]| e.pax.get(k).cloned().unwrap_or_default();
+        let get = |k: &[u8]| {
+            e.pax
+                .iter()
+                .find(|(key, _)| key == k)
+                .map(|(_, v)| v.clone())
+                .unwrap_or_default()
+        };
         let major = get(b"GNU.sparse.major");
         let minor = get(b"GNU.sparse.minor");
         let is1x0 = if major == b"0" && (minor == b"0" || minor == b"1") {

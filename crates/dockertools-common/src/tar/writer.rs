@@ -141,3 +141,51 @@ impl<W: Write> TarWriter<W> {
         with_end.div_ceil(RECORD as u64) * RECORD as u64
     }
 }
+
+/// Writes one entry's data of a declared size through [`TarWriter::entry_writer`].
+pub struct EntryWriter<'a, W: Write> {
+    tar: &'a mut TarWriter<W>,
+    count: u64,
+}
+
+impl<W: Write> TarWriter<W> {
+    /// A writer for the current entry's data; call [`EntryWriter::finish`] with the declared size.
+    pub fn entry_writer(&mut self) -> EntryWriter<'_, W> {
+        EntryWriter {
+            tar: self,
+            count: 0,
+        }
+    }
+}
+
+impl<W: Write> EntryWriter<'_, W> {
+    /// Checks that exactly `declared` bytes were written, then pads the entry.
+    pub fn finish(self, declared: u64) -> Result<(), DataError> {
+        if self.count != declared {
+            return Err(DataError::SizeChanged {
+                declared,
+                actual: self.count,
+                more: self.count > declared,
+            });
+        }
+        self.tar.pad(declared).map_err(DataError::Write)
+    }
+}
+
+impl<W: Write> Write for EntryWriter<'_, W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.tar.out.write(buf)?;
+        self.tar.written += n as u64;
+        self.count += n as u64;
+        Ok(n)
+    }
+    fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
+        self.tar.out.write_all(buf)?;
+        self.tar.written += buf.len() as u64;
+        self.count += buf.len() as u64;
+        Ok(())
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.tar.out.flush()
+    }
+}
