@@ -42,7 +42,9 @@ pub fn json_string(out: &mut String, cps: impl Iterator<Item = u32>, ensure_asci
             0x08 => out.push_str("\\b"),
             0x0c => out.push_str("\\f"),
             c if c < 0x20 => out.push_str(&format!("\\u{c:04x}")),
-            c if c < 0x7f || (c == 0x7f) => out.push(char::from(c as u8)),
+            // Python escapes DEL only when ensure_ascii is on.
+            0x7f if ensure_ascii => out.push_str("\\u007f"),
+            c if c <= 0x7f => out.push(char::from(c as u8)),
             c if !ensure_ascii => match char::from_u32(c) {
                 Some(ch) => out.push(ch),
                 None => out.push_str(&format!("\\u{c:04x}")),

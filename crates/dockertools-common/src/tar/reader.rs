@@ -1016,3 +1016,22 @@ impl<R: Read> Reader<R> {
         Ok(out)
     }
 }
+
+impl<R: Read + io::Seek> Reader<R> {
+    /// Skips the rest of the current entry's data by seeking instead of reading
+    /// (plain, non-sparse data only). The caller checks the archive is long enough.
+    pub fn seek_past_data(&mut self) -> Result<(), ReadError> {
+        if self.sparse.is_some() || self.phys_left == 0 {
+            return Ok(());
+        }
+        let n = self.phys_left;
+        let delta = i64::try_from(n).map_err(|_| self.err(ReadErrorKind::UnexpectedEof))?;
+        self.r
+            .seek(io::SeekFrom::Current(delta))
+            .map_err(|e| self.err(ReadErrorKind::Io(e)))?;
+        self.offset += n;
+        self.phys_left = 0;
+        self.logical_left = 0;
+        Ok(())
+    }
+}
