@@ -1,0 +1,199 @@
+//! `auto-layer.py`: streamLayeredImage's default split of a closure into at most N layers.
+//!
+//! Candidates are taken biggest `narSize` first (ties: the later node in the input first).
+//! Each candidate `P` becomes a layer of its own; every path `P` depends on drops the primary
+//! paths that depend on `P`, and joins `P`'s layer set unless one of its primaries is itself a
+//! dependency of `P`. The split stops at the last one within the limit. Layer identities (sets
+//! of primary paths) are interned, so a step costs O(nodes + edges).
+
+use std::collections::{HashMap, HashSet};
+
+use crate::graph::Node;
+use crate::Error;
+
+fn closure(start: &[u32], adj: &[Vec<u32>], seen: &mut [u32], mark: u32, out: &mut Vec<u32>) {
+    out.clear();
+    let mut stack: Vec<u32> = Vec::new();
+    for &s in start {
+        if seen[s as usize] != mark {
+            seen[s as usize] = mark;
+            stack.push(s);
+        }
+    }
+    while let Some(v) = stack.pop() {
+        out.push(v);
+        for &c in &adj[v as usize] {
+            if seen[c as usize] != mark {
+                seen[c as usize] = mark;
+                stack.push(c);
+            }
+        }
+    }
+}
+
+struct Interner {
+    ids: HashMap<Vec<u32>, u32>,
+    sets: Vec<Vec<u32>>,
+}
+
+impl Interner {
+    fn intern(&mut self, set: Vec<u32>) -> u32 {
+        if let Some(&id) = self.ids.get(&set) {
+            return id;
+        }
+        let id = self.sets.len() as u32;
+        self.sets.push(set.clone());
+        self.ids.insert(set, id);
+        id
+    }
+}
+
+/// Splits the graph into layers; returns each layer's paths (ignored ones removed, empty layers dropped).
+pub fn auto_layer(
+    nodes: &[Node],
+    ignore: &HashSet<String>,
+    limit: i64,
+) -> Result<Vec<Vec<String>>, Error> {
+    let n = nodes.len();
+    // Python builds a dict by path; a repeated path keeps its last node.
+    let mut idx: HashMap<&str, u32> = HashMap::new();
+    for (i, node) in nodes.iter().enumerate() {
+        idx.insert(node.path.as_str(), i as u32);
+    }
+    let mut deps: Vec<Vec<u32>> = vec![Vec::new(); n];
+    let mut users: Vec<Vec<u32>> = vec![Vec::new(); n];
+    let live: Vec<u32> = {
+        let mut v: Vec<u32> = idx.values().copied().collect();
+        v.sort_unstable();
+        v
+    };
+    for &i in &live {
+        let node = &nodes[i as usize];
+        let path = node.path.as_str();
+        for r in &node.references {
+            let &j = idx.get(r.as_str()).ok_or_else(|| Error::MissingRef {
+                node: path.to_string(),
+                reference: r.clone(),
+            })?;
+            if !deps[i as usize].contains(&j) {
+                deps[i as usize].push(j);
+                users[j as usize].push(i);
+            }
+        }
+    }
+    // Candidates: stable sort by narSize over the input list, taken from the end.
+    let mut by_size: Vec<u32> = (0..n as u32).collect();
+    by_size.sort_by_key(|&i| nodes[i as usize].nar_size);
+
+    let mut interner = Interner {
+        ids: HashMap::new(),
+        sets: Vec::new(),
+    };
+    let empty = interner.intern(Vec::new());
+    let mut split: Vec<u32> = vec![empty; n];
+    let mut seen = vec![u32::MAX; n];
+    let mut in_deps = vec![false; n];
+    let mut is_user = vec![false; n];
+    let mut count_stamp: Vec<u32> = Vec::new();
+    let mut mark = 0u32;
+    let (mut d, mut u) = (Vec::new(), Vec::new());
+    while let Some(cand) = by_size.pop() {
+        let p = idx[nodes[cand as usize].path.as_str()];
+        mark += 1;
+        closure(&deps[p as usize], &deps, &mut seen, mark, &mut d);
+        mark += 1;
+        closure(&users[p as usize], &users, &mut seen, mark, &mut u);
+        d.retain(|&x| x != p);
+        u.retain(|&x| x != p);
+        for &x in &d {
+            in_deps[x as usize] = true;
+        }
+        for &x in &u {
+            is_user[x as usize] = true;
+        }
+        let mut next = split.clone();
+        next[p as usize] = interner.intern(vec![p]);
+        for &dep in &d {
+            let mut set: Vec<u32> = interner.sets[next[dep as usize] as usize]
+                .iter()
+                .copied()
+                .filter(|&x| !is_user[x as usize])
+                .collect();
+            if !set.iter().any(|&x| in_deps[x as usize]) {
+                if let Err(pos) = set.binary_search(&p) {
+                    set.insert(pos, p);
+                }
+            }
+            next[dep as usize] = interner.intern(set);
+        }
+        for &x in &d {
+            in_deps[x as usize] = false;
+        }
+        for &x in &u {
+            is_user[x as usize] = false;
+        }
+        count_stamp.resize(interner.sets.len(), 0);
+        mark += 1;
+        let mut layers = 0i64;
+        for &v in &live {
+            let id = next[v as usize] as usize;
+            if count_stamp[id] != mark {
+                count_stamp[id] = mark;
+                layers += 1;
+            }
+        }
+        if layers > limit {
+            break;
+        }
+        split = next;
+    }
+
+    // Group paths by layer; order layers by closure size, ties by their sorted paths.
+    let mut groups: HashMap<u32, Vec<u32>> = HashMap::new();
+    for &v in &live {
+        groups.entry(split[v as usize]).or_default().push(v);
+    }
+    let path_key = |v: &u32| {
+        let p = nodes[*v as usize].path.as_str();
+        match p.split_once('-') {
+            Some((hash, name)) => (name.to_string(), hash.to_string()),
+            None => (String::new(), p.to_string()),
+        }
+    };
+    for v in &live {
+        if !nodes[*v as usize].path.contains('-') {
+            return Err(Error::Input(format!(
+                "path {} has no '-' (not a store path)",
+                nodes[*v as usize].path
+            )));
+        }
+    }
+    let mut layers: Vec<(u128, Vec<u32>)> = Vec::new();
+    for (_, mut paths) in groups {
+        paths.sort_by_key(path_key);
+        mark += 1;
+        let mut all = Vec::new();
+        closure(&paths, &deps, &mut seen, mark, &mut all);
+        let size: u128 = all
+            .iter()
+            .map(|&v| u128::from(nodes[v as usize].nar_size))
+            .sum();
+        layers.push((size, paths));
+    }
+    layers.sort_by(|a, b| {
+        a.0.cmp(&b.0)
+            .then_with(|| a.1.iter().map(path_key).cmp(b.1.iter().map(path_key)))
+    });
+    let mut out = Vec::new();
+    for (_, paths) in layers {
+        let kept: Vec<String> = paths
+            .iter()
+            .map(|&v| nodes[v as usize].path.clone())
+            .filter(|p| !ignore.contains(p))
+            .collect();
+        if !kept.is_empty() {
+            out.push(kept);
+        }
+    }
+    Ok(out)
+}

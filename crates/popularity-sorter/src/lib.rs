@@ -1,0 +1,136 @@
+//! popularity-sorter: closure ordering and image layering, drop-in for three nixpkgs programs.
+//!
+//! - [`closure_graph`]: `closure-graph.py FILE KEY` (`referencesByPopularity`): store paths, most popular first.
+//! - [`auto_layer`]: `auto-layer.py GRAPH_LIST IGNORE_FILE LAYER_LIMIT` (streamLayeredImage's default layering).
+//! - [`pipeline`]: `python -m flatten_references_graph FILE` (streamLayeredImage's `layeringPipeline`).
+//!
+//! Input: the JSON Nix writes with `exportReferencesGraph`. Output: the originals' exact bytes.
+//! Deterministic; no recursion (any depth works); time near-linear in the graph for closure-graph
+//! and the pipeline ops, O(steps x graph) for auto-layer. Memory linear in the graph.
+//! Exit codes (through `main`): 0 ok, 1 bad input (malformed JSON, missing key or reference,
+//! cycle, bad op or argument), 2 usage.
+
+pub mod autolayer;
+pub mod graph;
+pub mod pipeline;
+pub mod popularity;
+
+use std::collections::HashSet;
+
+use dockertools_common::pyjson;
+use serde_json::Value;
+
+/// Errors of popularity-sorter.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// Malformed JSON.
+    #[error("malformed JSON: {0}")]
+    Json(#[from] serde_json::Error),
+    /// Structurally wrong input.
+    #[error("{0}")]
+    Input(String),
+    /// A reference to a path that is not a node of the graph.
+    #[error("node {node} references {reference}, which is not in the graph")]
+    MissingRef {
+        /// The referring node.
+        node: String,
+        /// The missing path.
+        reference: String,
+    },
+    /// A reference cycle where the originals assume a DAG.
+    #[error("reference cycle through {0}")]
+    Cycle(String),
+    /// A pipeline op that is unknown or has wrong arguments.
+    #[error("pipeline op {op:?}: {why}")]
+    Op {
+        /// The op name.
+        op: String,
+        /// What is wrong.
+        why: String,
+    },
+}
+
+/// `closure-graph.py FILE KEY`: one path per line, most popular first.
+pub fn closure_graph(input: &[u8], key: &str) -> Result<Vec<String>, Error> {
+    let data: Value = serde_json::from_slice(input)?;
+    let list = data
+        .get(key)
+        .ok_or_else(|| Error::Input(format!("missing key {key:?}")))?;
+    let nodes = graph::nodes_from(list, false)?;
+    let idx = graph::index(&nodes);
+    // A repeated path keeps its last node, as the original's dict does.
+    let live: Vec<u32> = {
+        let mut seen = HashSet::new();
+        let mut v: Vec<u32> = (0..nodes.len() as u32)
+            .rev()
+            .filter(|&i| seen.insert(nodes[i as usize].path.as_str()))
+            .collect();
+        v.reverse();
+        v
+    };
+    let unique: Vec<graph::Node> = live.iter().map(|&i| nodes[i as usize].clone()).collect();
+    let idx_unique = graph::index(&unique);
+    let _ = idx;
+    let adj = graph::adjacency(&unique, &idx_unique)?;
+    let key_of = |v: u32| graph::package_name_key(&unique[v as usize].path);
+    let name_of = |v: u32| unique[v as usize].path.clone();
+    let order = popularity::order(&adj.succ, &key_of, &name_of)?;
+    Ok(order
+        .into_iter()
+        .map(|v| unique[v as usize].path.clone())
+        .collect())
+}
+
+/// The `store_layers` JSON older streamLayeredImage built from the sorted paths with jq:
+/// the first `max_layers - 1` paths one per layer, the rest in one last layer, empty layers dropped.
+pub fn store_layers(paths: &[String], max_layers: u64) -> Value {
+    let first = (max_layers.saturating_sub(1) as usize).min(paths.len());
+    let mut layers: Vec<Value> = paths[..first]
+        .iter()
+        .map(|p| Value::Array(vec![Value::String(p.clone())]))
+        .collect();
+    if paths.len() > first {
+        layers.push(Value::Array(
+            paths[first..].iter().cloned().map(Value::String).collect(),
+        ));
+    }
+    Value::Array(layers)
+}
+
+/// `auto-layer.py GRAPH_LIST IGNORE_FILE LAYER_LIMIT`: the layers as one line of JSON.
+pub fn auto_layer(graph_list: &[u8], ignore: &[u8], limit: i64) -> Result<String, Error> {
+    let data: Value = serde_json::from_slice(graph_list)?;
+    let nodes = graph::nodes_from(&data, true)?;
+    let text = String::from_utf8_lossy(ignore);
+    let ignore: HashSet<String> = text
+        .split('\n')
+        .map(|l| l.trim_matches(|c: char| c.is_whitespace()).to_string())
+        .collect();
+    let layers = autolayer::auto_layer(&nodes, &ignore, limit)?;
+    let v = Value::Array(
+        layers
+            .into_iter()
+            .map(|l| Value::Array(l.into_iter().map(Value::String).collect()))
+            .collect(),
+    );
+    Ok(pyjson::dumps(&v, pyjson::COMPACT) + "\n")
+}
+
+/// `python -m flatten_references_graph FILE`: the layers as indented JSON.
+pub fn pipeline(input: &[u8]) -> Result<String, Error> {
+    let data: Value = serde_json::from_slice(input)?;
+    let layers = pipeline::run(&data)?;
+    let v = Value::Array(
+        layers
+            .into_iter()
+            .map(|l| Value::Array(l.into_iter().map(Value::String).collect()))
+            .collect(),
+    );
+    Ok(pyjson::dumps(
+        &v,
+        pyjson::Style {
+            indent: Some(2),
+            ensure_ascii: true,
+        },
+    ) + "\n")
+}
