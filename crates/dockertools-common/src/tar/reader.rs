@@ -11,6 +11,9 @@ use std::io::{self, Read};
 
 use super::BLOCK;
 
+/// PAX records in first-seen order, last value per key.
+pub type Records = Vec<(Vec<u8>, Vec<u8>)>;
+
 /// Longest PAX or GNU long-name payload accepted, as in Go.
 const MAX_SPECIAL: u64 = 1 << 20;
 
@@ -144,10 +147,8 @@ impl Entry {
             if s.contains(&0) || (too_long && !long_gnu_ok) {
                 allowed &= !format::GNU;
             }
-            if !s.is_ascii() || too_long {
-                if !(ustar_split && splits_ustar(s)) {
-                    allowed &= !format::USTAR;
-                }
+            if (!s.is_ascii() || too_long) && !(ustar_split && splits_ustar(s)) {
+                allowed &= !format::USTAR;
             }
         }
         // Numbers PAX can carry in records: uid, gid, size. Mode and device numbers it cannot.
@@ -436,7 +437,7 @@ impl<R: Read> Reader<R> {
         Ok(buf)
     }
 
-    fn parse_pax(&self, buf: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>, ReadError> {
+    fn parse_pax(&self, buf: &[u8]) -> Result<Records, ReadError> {
         let bad = || self.err(ReadErrorKind::BadPax);
         let mut out: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
         let mut sparse_map: Vec<Vec<u8>> = Vec::new();
@@ -900,7 +901,7 @@ impl<R: Read> Reader<R> {
             feed(self, 1, &mut buf, &mut newlines)?;
             let count =
                 dec(&next_token(&buf, &mut consumed, &mut newlines)).ok_or_else(|| bad(self))?;
-            if count < 0 || count > (1 << 40) {
+            if !(0..=(1 << 40)).contains(&count) {
                 return Err(bad(self));
             }
             feed(self, 2 * count as usize, &mut buf, &mut newlines)?;
@@ -954,18 +955,17 @@ impl<R: Read> Reader<R> {
         };
         let (hole_start, hole_end) = sp.holes[0];
         let pos = sp.pos;
-        let n;
-        if pos < hole_start {
+        let n = if pos < hole_start {
             let take = want.min((hole_start - pos) as usize);
             if self.phys_left < take as u64 {
                 return Err(self.err(ReadErrorKind::BadSparse("less data than the sparse map")));
             }
-            n = self.read_phys(&mut buf[..take])?;
+            self.read_phys(&mut buf[..take])?
         } else {
             let take = want.min((hole_end - pos) as usize);
             buf[..take].fill(0);
-            n = take;
-        }
+            take
+        };
         self.logical_left -= n as u64;
         if let Some(sp) = self.sparse.as_mut() {
             sp.pos += n as i64;
