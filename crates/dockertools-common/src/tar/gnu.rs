@@ -3,7 +3,7 @@
 //! Facts reproduced (checked against GNU tar in this module's tests):
 //! magic `ustar  \0`; numbers as zero-padded octal with a NUL, or base-256 when they do not fit;
 //! only the permission bits in `mode`; device numbers only for devices (NUL otherwise);
-//! a name or link target of 100 bytes or more is preceded by a `././@LongLink` entry
+//! a name or link target longer than 100 bytes is preceded by a `././@LongLink` entry
 //! (`K` for the link target first, then `L` for the name) whose owner names are `root`
 //! unless `--numeric-owner` empties them.
 
@@ -53,10 +53,10 @@ fn long_link(out: &mut Vec<u8>, kind: u8, payload: &[u8], opts: GnuOptions) {
 
 /// Appends the header blocks of `h` (long-link records first, if any) to `out`.
 pub fn encode(h: &Header, opts: GnuOptions, out: &mut Vec<u8>) -> Result<(), FieldOverflow> {
-    if h.linkname.len() >= NAME_FIELD {
+    if h.linkname.len() > NAME_FIELD {
         long_link(out, b'K', &h.linkname, opts);
     }
-    if h.name.len() >= NAME_FIELD {
+    if h.name.len() > NAME_FIELD {
         long_link(out, b'L', &h.name, opts);
     }
     let mut block = [0u8; BLOCK];
