@@ -1,26 +1,161 @@
-//! Helpers for the pipeline tests: where the built binaries are, and running them.
+//! Helpers for the pipeline tests: the built binaries, the conformance fixtures, temporary
+//! folders, and outside programs (which must exist under CI and are skipped, loudly, elsewhere).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+/// The project root.
+pub fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
 
 /// Folder of the built tool binaries: `$DOCKERTOOLS_BIN`, else `target/release`, else `target/debug`.
 pub fn bin_dir() -> PathBuf {
     if let Some(dir) = std::env::var_os("DOCKERTOOLS_BIN") {
         return PathBuf::from(dir);
     }
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
-    let release = root.join("target/release");
+    let release = root().join("target/release");
     if release.join("stream-layered").exists() {
         return release;
     }
-    root.join("target/debug")
+    root().join("target/debug")
 }
 
 /// Path of one tool binary.
 pub fn tool(name: &str) -> PathBuf {
-    bin_dir().join(name)
+    let p = bin_dir().join(name);
+    assert!(
+        p.exists(),
+        "{} not built: run `cargo build --release --workspace` first",
+        p.display()
+    );
+    p
 }
 
 /// True when running under CI, where a missing outside program is a failure, not a skip.
 pub fn in_ci() -> bool {
     std::env::var_os("CI").is_some()
+}
+
+/// Whether `program` can run; under CI its absence fails the test.
+pub fn require(program: &str) -> bool {
+    let ok = Command::new("sh")
+        .args(["-c", &format!("command -v {program}")])
+        .stdout(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !ok {
+        assert!(!in_ci(), "{program} is required under CI");
+        eprintln!("SKIPPED: {program} not installed");
+    }
+    ok
+}
+
+/// Whether we are root (needed for mount namespaces); under CI this must hold.
+pub fn require_root() -> bool {
+    let out = Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| o.stdout)
+        .unwrap_or_default();
+    let ok = out.trim_ascii() == b"0";
+    if !ok {
+        assert!(!in_ci(), "the real-client tests need root under CI");
+        eprintln!("SKIPPED: not root");
+    }
+    ok
+}
+
+/// A fresh temporary folder, removed when dropped.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    /// Creates `$TMPDIR/dockertools-<tag>-<pid>-<n>`.
+    pub fn new(tag: &str) -> TempDir {
+        static COUNT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = COUNT.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let p = std::env::temp_dir().join(format!("dockertools-{tag}-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&p);
+        std::fs::create_dir_all(&p).expect("create temp dir");
+        TempDir(p)
+    }
+
+    /// A path inside.
+    pub fn join(&self, p: impl AsRef<Path>) -> PathBuf {
+        self.0.join(p)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = Command::new("chmod")
+            .args(["-R", "u+w"])
+            .arg(&self.0)
+            .status();
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// The conformance suite folder (`../shared/conformance`).
+pub fn conformance() -> PathBuf {
+    root().join("../shared/conformance")
+}
+
+/// Builds (or reuses) the conformance fixtures and returns their folder.
+pub fn fixtures() -> PathBuf {
+    let dir = std::env::var_os("DOCKERTOOLS_FIXTURES")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/tmp/dockertools-conformance"));
+    let status = Command::new("bash")
+        .arg(conformance().join("make-fixtures.sh"))
+        .arg(&dir)
+        .stdout(Stdio::null())
+        .status()
+        .expect("make-fixtures.sh runs");
+    assert!(status.success(), "make-fixtures.sh failed");
+    dir
+}
+
+/// Runs `script` with bash in a private mount namespace with `store` bind-mounted on /nix/store.
+pub fn with_store(store: &Path, script: &str, cwd: &Path) -> Output {
+    let full = format!(
+        "set -euo pipefail\nmkdir -p /nix/store\nmount --bind '{}' /nix/store\n{script}",
+        store.display()
+    );
+    Command::new("unshare")
+        .args(["-m", "--propagation", "private", "bash", "-c", &full])
+        .current_dir(cwd)
+        .env(
+            "PATH",
+            format!(
+                "{}:{}",
+                bin_dir().display(),
+                std::env::var("PATH").unwrap_or_default()
+            ),
+        )
+        .output()
+        .expect("unshare runs")
+}
+
+/// sha256 of a file, hex.
+pub fn sha256_file(p: &Path) -> String {
+    let out = Command::new("sha256sum")
+        .arg(p)
+        .output()
+        .expect("sha256sum runs");
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .next()
+        .unwrap_or_default()
+        .to_string()
+}
+
+/// Asserts a command succeeded, showing its stderr otherwise.
+pub fn ok(out: &Output, what: &str) {
+    assert!(
+        out.status.success(),
+        "{what} failed ({}): {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

@@ -12,8 +12,14 @@ fn same_bytes(ours: &[u8], theirs: &[u8], what: &str) {
     if ours == theirs {
         return;
     }
-    let at = ours.iter().zip(theirs).position(|(a, b)| a != b).unwrap_or(ours.len().min(theirs.len()));
-    let show = |b: &[u8]| String::from_utf8_lossy(&b[at.saturating_sub(16)..(at + 16).min(b.len())]).into_owned();
+    let at = ours
+        .iter()
+        .zip(theirs)
+        .position(|(a, b)| a != b)
+        .unwrap_or(ours.len().min(theirs.len()));
+    let show = |b: &[u8]| {
+        String::from_utf8_lossy(&b[at.saturating_sub(16)..(at + 16).min(b.len())]).into_owned()
+    };
     panic!("{what}: differs at byte {at} (block {}, offset {}): ours {:?} theirs {:?} (lengths {} and {})", at / 512, at % 512, show(ours), show(theirs), ours.len(), theirs.len());
 }
 
@@ -25,7 +31,10 @@ fn have(program: &str) -> bool {
         .status()
         .is_ok_and(|s| s.success());
     if !ok {
-        assert!(std::env::var_os("CI").is_none(), "{program} is required under CI");
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "{program} is required under CI"
+        );
         eprintln!("{program} not found: oracle comparison not run");
     }
     ok
@@ -68,7 +77,11 @@ sys.stdout.buffer.write(ti.tobuf(tarfile.PAX_FORMAT, "utf-8", "surrogateescape")
         ])
         .output()
         .expect("python3 runs");
-    assert!(out.status.success(), "python3 failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "python3 failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     out.stdout
 }
 
@@ -80,18 +93,62 @@ fn pax_dialect_matches_python_tarfile() {
     let long = "d/".repeat(60) + "file";
     let x100 = "x".repeat(100);
     let x101 = "x".repeat(101);
-    let case = |name: &'static [u8]| PyCase { name, typeflag: REGULAR, size: 5, mtime: 1, uid: 0, linkname: b"", uname: "root" };
+    let case = |name: &'static [u8]| PyCase {
+        name,
+        typeflag: REGULAR,
+        size: 5,
+        mtime: 1,
+        uid: 0,
+        linkname: b"",
+        uname: "root",
+    };
     let cases: Vec<PyCase<'_>> = vec![
-        PyCase { size: 1234, ..case(b"/nix/store/abc-hello/bin/hello") },
-        PyCase { typeflag: DIR, size: 0, ..case(b"/nix/store/") },
-        PyCase { name: long.as_bytes(), ..case(b"") },
-        PyCase { name: x100.as_bytes(), ..case(b"") },
-        PyCase { name: x101.as_bytes(), ..case(b"") },
-        PyCase { name: "/nix/store/ünïcødé".as_bytes(), ..case(b"") },
+        PyCase {
+            size: 1234,
+            ..case(b"/nix/store/abc-hello/bin/hello")
+        },
+        PyCase {
+            typeflag: DIR,
+            size: 0,
+            ..case(b"/nix/store/")
+        },
+        PyCase {
+            name: long.as_bytes(),
+            ..case(b"")
+        },
+        PyCase {
+            name: x100.as_bytes(),
+            ..case(b"")
+        },
+        PyCase {
+            name: x101.as_bytes(),
+            ..case(b"")
+        },
+        PyCase {
+            name: "/nix/store/ünïcødé".as_bytes(),
+            ..case(b"")
+        },
         case(b"/nix/store/bad-\xff\xfe-name"),
-        PyCase { typeflag: SYMLINK, size: 0, linkname: long.as_bytes(), ..case(b"/l") },
-        PyCase { size: 9 << 30, mtime: -5, uid: 3_000_000, uname: "a-very-long-user-name-of-more-than-32-chars", ..case(b"/big") },
-        PyCase { size: 0, mtime: 8_589_934_592, uid: 7, uname: "ñ", ..case(b"/u") },
+        PyCase {
+            typeflag: SYMLINK,
+            size: 0,
+            linkname: long.as_bytes(),
+            ..case(b"/l")
+        },
+        PyCase {
+            size: 9 << 30,
+            mtime: -5,
+            uid: 3_000_000,
+            uname: "a-very-long-user-name-of-more-than-32-chars",
+            ..case(b"/big")
+        },
+        PyCase {
+            size: 0,
+            mtime: 8_589_934_592,
+            uid: 7,
+            uname: "ñ",
+            ..case(b"/u")
+        },
     ];
     for c in &cases {
         let h = Header {
@@ -108,7 +165,11 @@ fn pax_dialect_matches_python_tarfile() {
         };
         let mut ours = Vec::new();
         pax::encode(&h, &mut ours);
-        same_bytes(&ours, &python_header(c), &format!("PAX header of {:?}", String::from_utf8_lossy(c.name)));
+        same_bytes(
+            &ours,
+            &python_header(c),
+            &format!("PAX header of {:?}", String::from_utf8_lossy(c.name)),
+        );
     }
 }
 
@@ -140,21 +201,70 @@ fn gnu_dialect_matches_gnu_tar() {
     std::os::unix::fs::symlink(&target, dir.join("link")).expect("symlink");
     std::fs::write(dir.join(&exact), b"").expect("write");
     for numeric in [false, true] {
-        let mut args = vec!["--sort=name", "--mtime=@315532800", "--owner=0", "--group=0", "--hard-dereference", "-cf", "-", "."];
+        let mut args = vec![
+            "--sort=name",
+            "--mtime=@315532800",
+            "--owner=0",
+            "--group=0",
+            "--hard-dereference",
+            "-cf",
+            "-",
+            ".",
+        ];
         if numeric {
             args.insert(0, "--numeric-owner");
         }
-        let out = Command::new("tar").arg("-C").arg(&dir).args(&args).output().expect("tar runs");
+        let out = Command::new("tar")
+            .arg("-C")
+            .arg(&dir)
+            .args(&args)
+            .output()
+            .expect("tar runs");
         assert!(out.status.success());
-        let opts = gnu::GnuOptions { numeric_owner: numeric };
+        let opts = gnu::GnuOptions {
+            numeric_owner: numeric,
+        };
         let names: &[u8] = if numeric { b"" } else { b"root" };
-        let base = Header { mtime: 315532800, uname: names.to_vec(), gname: names.to_vec(), ..Header::default() };
+        let base = Header {
+            mtime: 315532800,
+            uname: names.to_vec(),
+            gname: names.to_vec(),
+            ..Header::default()
+        };
         let entries = [
-            Header { name: b"./".to_vec(), mode: mode_of(&dir), typeflag: DIR, ..base.clone() },
-            Header { name: format!("./{exact}").into_bytes(), mode: mode_of(&dir.join(&exact)), typeflag: REGULAR, ..base.clone() },
-            Header { name: b"./link".to_vec(), mode: 0o777, typeflag: SYMLINK, linkname: target.clone().into_bytes(), ..base.clone() },
-            Header { name: b"./link100".to_vec(), mode: 0o777, typeflag: SYMLINK, linkname: link100.clone().into_bytes(), ..base.clone() },
-            Header { name: format!("./{long_name}").into_bytes(), mode: mode_of(&dir.join(&long_name)), size: 5, typeflag: REGULAR, ..base.clone() },
+            Header {
+                name: b"./".to_vec(),
+                mode: mode_of(&dir),
+                typeflag: DIR,
+                ..base.clone()
+            },
+            Header {
+                name: format!("./{exact}").into_bytes(),
+                mode: mode_of(&dir.join(&exact)),
+                typeflag: REGULAR,
+                ..base.clone()
+            },
+            Header {
+                name: b"./link".to_vec(),
+                mode: 0o777,
+                typeflag: SYMLINK,
+                linkname: target.clone().into_bytes(),
+                ..base.clone()
+            },
+            Header {
+                name: b"./link100".to_vec(),
+                mode: 0o777,
+                typeflag: SYMLINK,
+                linkname: link100.clone().into_bytes(),
+                ..base.clone()
+            },
+            Header {
+                name: format!("./{long_name}").into_bytes(),
+                mode: mode_of(&dir.join(&long_name)),
+                size: 5,
+                typeflag: REGULAR,
+                ..base.clone()
+            },
         ];
         let mut ours = Vec::new();
         for h in &entries {
@@ -162,7 +272,11 @@ fn gnu_dialect_matches_gnu_tar() {
         }
         ours.extend_from_slice(b"hello");
         ours.resize(ours.len() + 507, 0);
-        same_bytes(&ours, &out.stdout[..ours.len().min(out.stdout.len())], &format!("numeric_owner={numeric}"));
+        same_bytes(
+            &ours,
+            &out.stdout[..ours.len().min(out.stdout.len())],
+            &format!("numeric_owner={numeric}"),
+        );
         assert!(out.stdout[ours.len()..].iter().all(|&b| b == 0));
         assert_eq!(out.stdout.len() % 10240, 0);
     }
@@ -179,7 +293,14 @@ fn gnu_base256_for_large_ids_and_negative_times() {
     let out = Command::new("tar")
         .arg("-C")
         .arg(&dir)
-        .args(["--mtime=@-5", "--owner=u:12345678", "--group=g:0", "-cf", "-", "f"])
+        .args([
+            "--mtime=@-5",
+            "--owner=u:12345678",
+            "--group=g:0",
+            "-cf",
+            "-",
+            "f",
+        ])
         .output()
         .expect("tar runs");
     let h = Header {

@@ -56,8 +56,8 @@ struct Common {
     #[arg(long, short)]
     out: PathBuf,
     /// mtime of every entry (`--mtime=@N`); default $SOURCE_DATE_EPOCH, else 315532800.
-    #[arg(long, value_parser = parse_mtime)]
-    mtime: Option<i64>,
+    #[arg(long)]
+    mtime: Option<String>,
     /// Add an empty directory PATH with MODE (octal) after merging, like `mkdir -p PATH && chmod MODE PATH` in extraCommands.
     #[arg(long = "mkdir", value_name = "PATH:MODE", value_parser = parse_mkdir)]
     mkdirs: Vec<(Vec<u8>, u32)>,
