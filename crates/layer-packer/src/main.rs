@@ -120,7 +120,13 @@ fn run(args: Args) -> Result<(), MainError> {
             } else {
                 Dirlinks::Copy
             };
-            let mtime = common.mtime.or(env_mtime).unwrap_or(315532800);
+            let mtime = common
+                .mtime
+                .as_deref()
+                .map(parse_mtime)
+                .transpose()?
+                .or(env_mtime)
+                .unwrap_or(315532800);
             let owner = Owner {
                 mtime,
                 uid,
@@ -132,7 +138,13 @@ fn run(args: Args) -> Result<(), MainError> {
             (common, Mode::Pure(links), owner, base_json)
         }
         Cmd::Customisation { common } => {
-            let mtime = common.mtime.or(env_mtime).unwrap_or(315532800);
+            let mtime = common
+                .mtime
+                .as_deref()
+                .map(parse_mtime)
+                .transpose()?
+                .or(env_mtime)
+                .unwrap_or(315532800);
             let owner = Owner {
                 mtime,
                 uid: 0,
