@@ -66,11 +66,11 @@ struct Common {
     sources: Vec<PathBuf>,
 }
 
-fn parse_mtime(s: &str) -> Result<i64, String> {
+fn parse_mtime(s: &str) -> Result<i64, Error> {
     s.strip_prefix('@')
         .unwrap_or(s)
         .parse::<i64>()
-        .map_err(|_| format!("{s:?} is not a number of seconds"))
+        .map_err(|_| Error::Option(format!("--mtime {s:?} is not a number of seconds")))
 }
 
 fn parse_mkdir(s: &str) -> Result<(Vec<u8>, u32), String> {
