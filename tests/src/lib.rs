@@ -159,3 +159,96 @@ pub fn ok(out: &Output, what: &str) {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// A podman with its own fresh vfs storage (podman reuses stored layers by diff_id, so every
+/// test that loads images gets a storage root of its own).
+pub struct Podman {
+    conf: PathBuf,
+}
+
+impl Podman {
+    /// Sets up storage under `dir`.
+    pub fn new(dir: &Path) -> Podman {
+        std::fs::create_dir_all(dir).expect("create podman dir");
+        let conf = dir.join("storage.conf");
+        let text = format!(
+            "[storage]\ndriver = \"vfs\"\ngraphroot = \"{}\"\nrunroot = \"{}\"\n",
+            dir.join("graph").display(),
+            dir.join("run").display()
+        );
+        std::fs::write(&conf, text).expect("write storage.conf");
+        Podman { conf }
+    }
+
+    /// Runs `podman ARGS`.
+    pub fn run(&self, args: &[&str]) -> Output {
+        Command::new("podman")
+            .args(args)
+            .env("CONTAINERS_STORAGE_CONF", &self.conf)
+            .output()
+            .expect("podman runs")
+    }
+
+    /// Runs a container of `image` with the flags this machine needs (runc, no network, ulimits).
+    pub fn run_container(&self, image: &str, cmd: &[&str]) -> Output {
+        let mut args = vec![
+            "run",
+            "--rm",
+            "--runtime",
+            "runc",
+            "--network",
+            "none",
+            "--ulimit",
+            "nofile=1024:1024",
+            "--ulimit",
+            "nproc=1024:1024",
+            image,
+        ];
+        args.extend_from_slice(cmd);
+        self.run(&args)
+    }
+}
+
+/// A runnable example store: busybox in one store path, an app script referencing it in another,
+/// and a customisation layer made by layer-packer; returns (store folder, conf path).
+pub fn busybox_image_inputs(dir: &Path, tag: &str, message: &str) -> (PathBuf, PathBuf) {
+    use std::os::unix::fs::symlink;
+    let store = dir.join("store");
+    let bb = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa-busybox";
+    let app = "cccccccccccccccccccccccccccccccc-app";
+    let cust = "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb-customisation-layer";
+    std::fs::create_dir_all(store.join(bb).join("bin")).expect("mkdir");
+    std::fs::create_dir_all(store.join(app).join("bin")).expect("mkdir");
+    std::fs::copy("/bin/busybox", store.join(bb).join("bin/busybox")).expect("copy busybox");
+    symlink("busybox", store.join(bb).join("bin/sh")).expect("symlink");
+    let script = format!("#!/nix/store/{bb}/bin/sh\necho '{message}'\n");
+    std::fs::write(store.join(app).join("bin/app"), script).expect("write");
+    let status = Command::new("chmod")
+        .arg("0555")
+        .arg(store.join(app).join("bin/app"))
+        .status()
+        .expect("chmod");
+    assert!(status.success());
+    let custsrc = dir.join("custsrc");
+    std::fs::create_dir_all(custsrc.join("bin")).expect("mkdir");
+    symlink(format!("/nix/store/{app}/bin/app"), custsrc.join("bin/app")).expect("symlink");
+    let out = Command::new(tool("layer-packer"))
+        .args(["customisation", "--mkdir", "tmp:1777", "--out"])
+        .arg(store.join(cust))
+        .arg(&custsrc)
+        .output()
+        .expect("layer-packer");
+    ok(&out, "layer-packer customisation");
+    let conf = serde_json_conf(tag, bb, app, cust);
+    let conf_path = dir.join("conf.json");
+    std::fs::write(&conf_path, conf).expect("write conf");
+    (store, conf_path)
+}
+
+fn serde_json_conf(tag: &str, bb: &str, app: &str, cust: &str) -> String {
+    format!(
+        r#"{{"architecture": "amd64", "config": {{"Cmd": ["/bin/app"], "Env": ["PATH=/bin"]}}, "store_dir": "/nix/store", "from_image": null,
+"store_layers": [["/nix/store/{bb}"], ["/nix/store/{app}"]], "customisation_layer": "/nix/store/{cust}", "repo_tag": "{tag}",
+"created": "1970-01-01T00:00:01Z", "mtime": "1970-01-01T00:00:01Z", "uid": "0", "gid": "0", "uname": "root", "gname": "root"}}"#
+    )
+}
