@@ -1,6 +1,9 @@
 //! Helpers for the pipeline tests: the built binaries, the conformance fixtures, temporary
 //! folders, and outside programs (which must exist under CI and are skipped, loudly, elsewhere).
 
+// Test helpers: a failed setup step must fail the test at once, so panicking is the point here.
+#![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 

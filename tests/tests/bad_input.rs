@@ -1,5 +1,8 @@
 //! Bad input gets a clear error naming the file or entry, exit code 1, and no half-written output.
 
+// Integration tests: a failed step fails the test.
+#![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
+
 use std::fs;
 use std::io::Write;
 use std::process::{Command, Stdio};

@@ -1,5 +1,8 @@
 //! The layer-packer data cases of the conformance suite, mapped onto layer-packer's CLI.
 
+// Integration tests: a failed step fails the test.
+#![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
+
 use std::fs;
 
 use pipeline_tests::{fixtures, ok, require_root, sha256_file, tool, with_store, TempDir};

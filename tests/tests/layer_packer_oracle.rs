@@ -1,6 +1,9 @@
 //! layer-packer against its oracles on awkward trees: `rsync -a -k` + GNU tar for mkPureLayer,
 //! `lndir` + GNU tar for the customisation layer; and its reported tarsum against `tarsum`.
 
+// Integration tests: a failed step fails the test.
+#![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
+
 use std::fs;
 use std::os::unix::fs::{symlink, PermissionsExt};
 use std::path::Path;

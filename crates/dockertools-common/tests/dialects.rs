@@ -2,6 +2,9 @@
 //! Python's `tarfile` (PAX) and GNU tar 1.34 (gnu). Both programs are on every machine;
 //! under CI a missing one is a failure, elsewhere the test says so and passes.
 
+// Integration tests: a failed step fails the test.
+#![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
+
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
