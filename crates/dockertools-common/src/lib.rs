@@ -5,6 +5,7 @@
 //! - [`cli`]: the `main` wrapper (error printing, exit codes, quiet exit on a closed pipe).
 //! - [`hash`]: a writer that counts and SHA-256-hashes what passes through it.
 //! - [`names`]: user and group name tables read from `passwd`/`group` files.
+//! - [`jq`]: JSON printed the way jq 1.6 pretty-prints it.
 //! - [`pyjson`]: JSON and `repr` written the way CPython writes them.
 //! - [`compress`]: format detection by magic bytes and in-process (de)compression.
 
@@ -12,6 +13,7 @@ pub mod atomic;
 pub mod cli;
 pub mod compress;
 pub mod hash;
+pub mod jq;
 pub mod names;
 pub mod pyjson;
 pub mod tar;

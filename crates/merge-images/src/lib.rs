@@ -14,8 +14,6 @@
 //! Memory: the member index (a few hundred bytes per member) and the JSON members.
 //! Deterministic: the bytes depend only on the inputs, the mtime and the compression options.
 
-pub mod jq;
-
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{self, BufReader, BufWriter, Read, Seek, Write};
@@ -24,6 +22,7 @@ use std::path::{Path, PathBuf};
 
 use dockertools_common::atomic::AtomicFile;
 use dockertools_common::compress::{open_decompressed, Compression, Compressor};
+use dockertools_common::jq;
 use dockertools_common::tar::reader::{ReadError, Reader};
 use dockertools_common::tar::writer::{DataError, TarWriter};
 use dockertools_common::tar::{self as tarfmt, gnu, Header};

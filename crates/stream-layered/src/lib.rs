@@ -16,6 +16,7 @@ pub mod base;
 pub mod conf;
 pub mod isotime;
 pub mod layer;
+pub mod makeconf;
 
 use std::fs;
 use std::io::{self, Write};

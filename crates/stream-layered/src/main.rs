@@ -1,7 +1,7 @@
 //! `stream-layered CONF [-t TAG]`: streams the image of a streamLayeredImage conf to stdout.
 
-use std::io::{self, Write};
-use std::path::PathBuf;
+use std::io::{self, Read, Write};
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -13,14 +13,59 @@ use stream_layered::{DateTime, Error, Options};
 ///
 /// A drop-in for nixpkgs' stream_layered_image.py: same arguments, same bytes, same progress
 /// lines on stderr. Store layers are hashed in parallel first, then streamed.
+///
+/// With --make-conf it instead writes the conf.json itself, as streamLayeredImage's jq step does
+/// (base JSON + store layers + the image settings), so no jq is needed.
 #[derive(Parser)]
 #[command(version)]
 struct Args {
     /// The conf.json written by streamLayeredImage.
-    conf: PathBuf,
+    #[arg(required_unless_present = "make_conf")]
+    conf: Option<PathBuf>,
     /// Override the RepoTags from the configuration.
     #[arg(short = 't', long = "repo_tag", value_name = "REPO_TAG")]
     repo_tag: Option<String>,
+    /// Write the conf.json to stdout instead of an image (needs --base-json, --store-layers,
+    /// --customisation-layer and --repo-tag).
+    #[arg(long, requires_all = ["base_json", "store_layers", "customisation_layer", "repo_tag_conf"])]
+    make_conf: bool,
+    /// make-conf: the image's base JSON (architecture, config, os).
+    #[arg(long, value_name = "FILE")]
+    base_json: Option<PathBuf>,
+    /// make-conf: store_layers JSON (a list of lists of store paths; `-` for stdin), as
+    /// `popularity-sorter auto-layer` or `pipeline` print it.
+    #[arg(long, value_name = "FILE")]
+    store_layers: Option<PathBuf>,
+    /// make-conf: the customisation layer's path.
+    #[arg(long, value_name = "PATH")]
+    customisation_layer: Option<String>,
+    /// make-conf: the image's name:tag.
+    #[arg(long = "repo-tag", value_name = "NAME:TAG")]
+    repo_tag_conf: Option<String>,
+    /// make-conf: the base image archive.
+    #[arg(long, value_name = "PATH")]
+    from_image: Option<String>,
+    /// make-conf: the store folder.
+    #[arg(long, default_value = "/nix/store")]
+    store_dir: String,
+    /// make-conf: creation time (`now` or ISO 8601).
+    #[arg(long, default_value = "1970-01-01T00:00:01Z")]
+    created: String,
+    /// make-conf: file mtime (`now` or ISO 8601).
+    #[arg(long, default_value = "1970-01-01T00:00:01Z")]
+    mtime: String,
+    /// make-conf: owner id of the files.
+    #[arg(long, default_value_t = 0)]
+    uid: u64,
+    /// make-conf: group id of the files.
+    #[arg(long, default_value_t = 0)]
+    gid: u64,
+    /// make-conf: owner name.
+    #[arg(long, default_value = "root")]
+    uname: String,
+    /// make-conf: group name.
+    #[arg(long, default_value = "root")]
+    gname: String,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -29,15 +74,58 @@ enum MainError {
     ReadConf { path: PathBuf, source: io::Error },
     #[error(transparent)]
     Build(#[from] Error),
+    #[error("{0}")]
+    Conf(String),
     #[error("writing output: {0}")]
     Out(#[from] io::Error),
 }
 
-fn run(args: Args) -> Result<(), MainError> {
-    let conf = std::fs::read(&args.conf).map_err(|source| MainError::ReadConf {
-        path: args.conf.clone(),
+fn read(path: &Path) -> Result<Vec<u8>, MainError> {
+    let err = |source| MainError::ReadConf {
+        path: path.to_path_buf(),
         source,
-    })?;
+    };
+    if path == Path::new("-") {
+        let mut buf = Vec::new();
+        io::stdin().lock().read_to_end(&mut buf).map_err(err)?;
+        return Ok(buf);
+    }
+    std::fs::read(path).map_err(err)
+}
+
+fn make_conf(args: &Args) -> Result<(), MainError> {
+    let json = |p: &Option<PathBuf>| -> Result<serde_json::Value, MainError> {
+        let p = p.clone().unwrap_or_default();
+        let bytes = read(&p)?;
+        serde_json::from_slice(&bytes).map_err(|e| MainError::Conf(format!("{}: {e}", p.display())))
+    };
+    let base = json(&args.base_json)?;
+    let layers = json(&args.store_layers)?;
+    let conf_args = stream_layered::makeconf::ConfArgs {
+        store_dir: args.store_dir.clone(),
+        from_image: args.from_image.clone(),
+        customisation_layer: args.customisation_layer.clone().unwrap_or_default(),
+        repo_tag: args.repo_tag_conf.clone().unwrap_or_default(),
+        created: args.created.clone(),
+        mtime: args.mtime.clone(),
+        uid: args.uid,
+        gid: args.gid,
+        uname: args.uname.clone(),
+        gname: args.gname.clone(),
+    };
+    let text =
+        stream_layered::makeconf::make_conf(&base, &layers, &conf_args).map_err(MainError::Conf)?;
+    let mut out = io::stdout().lock();
+    out.write_all(text.as_bytes())?;
+    Ok(out.flush()?)
+}
+
+fn run(args: Args) -> Result<(), MainError> {
+    if args.make_conf {
+        return make_conf(&args);
+    }
+    let conf_path = args.conf.clone().unwrap_or_default();
+    let conf = read(&conf_path)?;
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap_or_default();
@@ -48,7 +136,7 @@ fn run(args: Args) -> Result<(), MainError> {
     };
     let out = dockertools_common::cli::stdout();
     let mut stderr = io::stderr().lock();
-    match stream_layered::build(&args.conf, &conf, &opts, out, &mut stderr) {
+    match stream_layered::build(&conf_path, &conf, &opts, out, &mut stderr) {
         Ok(mut out) => Ok(out.flush()?),
         Err(e) if e.is_broken_pipe() => Ok(()),
         Err(e) => Err(e.into()),
