@@ -17,7 +17,8 @@ pub const CONFORMANCE_TOOLS: &[&str] = &[
     "popularity-sorter",
 ];
 
-fn root() -> PathBuf {
+/// The project root.
+pub fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
         .map(Path::to_path_buf)
@@ -37,7 +38,8 @@ pub fn run(cmd: &mut Command) -> Result<()> {
     Ok(())
 }
 
-fn cargo() -> Command {
+/// The cargo that runs xtask.
+pub fn cargo() -> Command {
     Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
 }
 

@@ -2,7 +2,7 @@
 //!
 //! - [`closure_graph`]: `closure-graph.py FILE KEY` (`referencesByPopularity`): store paths, most popular first.
 //! - [`auto_layer`]: `auto-layer.py GRAPH_LIST IGNORE_FILE LAYER_LIMIT` (streamLayeredImage's default layering).
-//! - [`pipeline`]: `python -m flatten_references_graph FILE` (streamLayeredImage's `layeringPipeline`).
+//! - [`pipeline()`]: `python -m flatten_references_graph FILE` (streamLayeredImage's `layeringPipeline`).
 //!
 //! Input: the JSON Nix writes with `exportReferencesGraph`. Output: the originals' exact bytes.
 //! Deterministic; no recursion (any depth works); time near-linear in the graph for closure-graph
