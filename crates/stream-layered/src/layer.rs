@@ -212,6 +212,33 @@ impl<W: Write> Walk<'_, W> {
     }
 }
 
+/// Checks, from metadata alone, that the layer can be written: every path exists, no socket,
+/// every directory readable. (A file that then changes size is caught while it is copied.)
+pub fn check_layer(paths: &[String]) -> Result<(), LayerError> {
+    fn walk(path: &Path, descend: bool) -> Result<(), LayerError> {
+        let io_err = |source| LayerError::Io {
+            path: path.to_path_buf(),
+            source,
+        };
+        let md = fs::symlink_metadata(path).map_err(io_err)?;
+        let ft = md.file_type();
+        if ft.is_socket() {
+            return Err(LayerError::Socket(path.to_path_buf()));
+        }
+        if ft.is_dir() && descend {
+            for entry in fs::read_dir(path).map_err(io_err)? {
+                let entry = entry.map_err(io_err)?;
+                walk(&entry.path(), true)?;
+            }
+        }
+        Ok(())
+    }
+    for p in paths {
+        walk(Path::new(p), true)?;
+    }
+    Ok(())
+}
+
 /// Writes the layer tar of `paths` to `out` and returns `out`.
 pub fn write_layer<W: Write>(paths: &[String], owner: &Owner, out: W) -> Result<W, LayerError> {
     let mut walk = Walk {

@@ -28,7 +28,6 @@ use dockertools_common::names::Names;
 use dockertools_common::pyjson::{self, bytes_code_points, repr_str_list, str_code_points};
 use dockertools_common::tar::writer::{DataError, TarWriter};
 use dockertools_common::tar::{self as tarfmt, pax, Header};
-use rayon::prelude::*;
 use serde_json::{Map, Value};
 
 pub use conf::{Conf, ConfError};
@@ -225,6 +224,55 @@ fn digest_layer(paths: &[String], owner: &Owner) -> Result<(String, u64), LayerE
     Ok((hex, size))
 }
 
+/// Layer digests computed by rayon tasks (one per layer, started in layer order), each
+/// published as soon as it is known.
+struct Digests {
+    slots: std::sync::Arc<
+        Vec<(
+            std::sync::Mutex<Option<Result<(String, u64), LayerError>>>,
+            std::sync::Condvar,
+        )>,
+    >,
+}
+
+impl Digests {
+    fn start(layers: &[Vec<String>], owner: &Owner) -> Digests {
+        let slots: Vec<_> = layers
+            .iter()
+            .map(|_| (std::sync::Mutex::new(None), std::sync::Condvar::new()))
+            .collect();
+        let slots = std::sync::Arc::new(slots);
+        for (i, paths) in layers.iter().enumerate() {
+            let (slots, paths, owner) = (slots.clone(), paths.clone(), owner.clone());
+            rayon::spawn_fifo(move || {
+                let result = digest_layer(&paths, &owner);
+                let (lock, ready) = &slots[i];
+                *lock
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(result);
+                ready.notify_all();
+            });
+        }
+        Digests { slots }
+    }
+
+    /// Waits for layer `i`'s digest and size.
+    fn wait(&self, i: usize) -> Result<(String, u64), LayerError> {
+        let (lock, ready) = &self.slots[i];
+        let mut slot = lock
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        loop {
+            if let Some(result) = slot.take() {
+                return result;
+            }
+            slot = ready
+                .wait(slot)
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+        }
+    }
+}
+
 fn outer_header(name: &[u8], size: u64, mtime: i64) -> Header {
     Header {
         name: name.to_vec(),
@@ -278,18 +326,15 @@ pub fn build<W: Write>(
         uname: conf.uname.clone().into_bytes(),
         gname: conf.gname.clone().into_bytes(),
     };
-    let digests: Vec<Result<(String, u64), LayerError>> = conf
-        .store_layers
-        .par_iter()
-        .map(|paths| digest_layer(paths, &owner))
-        .collect();
-    let mut sized = Vec::with_capacity(digests.len());
-    for (i, d) in digests.into_iter().enumerate() {
-        sized.push(d.map_err(|source| Error::Layer {
+    // Everything bad input can break is found before the first byte: a metadata-only walk.
+    for (i, paths) in conf.store_layers.iter().enumerate() {
+        layer::check_layer(paths).map_err(|source| Error::Layer {
             layer: base_count + i + 1,
             source,
-        })?);
+        })?;
     }
+    // Hash every store layer in the background, in order, while earlier ones are streamed.
+    let digests = Digests::start(&conf.store_layers, &owner);
 
     let mut tar = TarWriter::new(out);
     let mut layers: Vec<LayerInfo> = Vec::new();
@@ -319,8 +364,12 @@ pub fn build<W: Write>(
             }
         }
     }
-    for (i, (paths, (checksum, size))) in conf.store_layers.iter().zip(&sized).enumerate() {
+    for (i, paths) in conf.store_layers.iter().enumerate() {
         let num = layers.len() + 1;
+        let (checksum, size) = &digests.wait(i).map_err(|source| Error::Layer {
+            layer: base_count + i + 1,
+            source,
+        })?;
         let list: Vec<Vec<u32>> = paths.iter().map(|p| str_code_points(p)).collect();
         say(
             progress,
