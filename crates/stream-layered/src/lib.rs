@@ -227,13 +227,14 @@ fn digest_layer(paths: &[String], owner: &Owner) -> Result<(String, u64), LayerE
 /// Layer digests computed by rayon tasks (one per layer, started in layer order), each
 /// published as soon as it is known.
 struct Digests {
-    slots: std::sync::Arc<
-        Vec<(
-            std::sync::Mutex<Option<Result<(String, u64), LayerError>>>,
-            std::sync::Condvar,
-        )>,
-    >,
+    slots: std::sync::Arc<Vec<DigestSlot>>,
 }
+
+/// One layer's (sha256, size), once known, and the signal that it is.
+type DigestSlot = (
+    std::sync::Mutex<Option<Result<(String, u64), LayerError>>>,
+    std::sync::Condvar,
+);
 
 impl Digests {
     fn start(layers: &[Vec<String>], owner: &Owner) -> Digests {
