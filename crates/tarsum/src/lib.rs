@@ -24,6 +24,9 @@ pub enum Error {
     /// The archive could not be read.
     #[error(transparent)]
     Read(#[from] ReadError),
+    /// A hashing thread stopped (a bug; never silently a wrong sum).
+    #[error("internal error: a hashing thread stopped")]
+    Worker,
     /// An entry Go's tar writer refuses to re-encode (tarsum re-encodes every entry).
     #[error("entry {index} at byte offset {offset} ({name}): header cannot be re-encoded (for example a regular file whose name ends in '/')")]
     Unencodable {
@@ -211,40 +214,171 @@ fn sorted_order(sums: &[(Vec<u8>, [u8; 64])]) -> Vec<usize> {
     order
 }
 
-/// Computes the tarsum of the tar stream `input`.
+/// Computes the tarsum of the tar stream `input`, hashing entries on all cores.
 pub fn tarsum_of<R: Read>(input: R) -> Result<String, Error> {
-    let mut reader = Reader::new(input);
-    let mut ts = TarSum::new();
-    let mut buf = vec![0u8; 1 << 20];
-    while let Some(e) = reader.next_entry()? {
-        if e.writer_rejects() {
-            return Err(Error::Unencodable {
-                index: e.index,
-                offset: e.offset,
-                name: String::from_utf8_lossy(&e.name).into_owned(),
-            });
-        }
-        let mut sum = ts.begin(&EntryHeader {
-            name: &e.name,
-            mode: e.mode,
-            uid: e.uid,
-            gid: e.gid,
-            size: e.size,
-            typeflag: e.typeflag,
-            linkname: &e.linkname,
-            devmajor: e.devmajor,
-            devminor: e.devminor,
-            xattrs: Some(&e.xattrs),
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    tarsum_with_threads(input, threads)
+}
+
+fn check_entry(e: &dockertools_common::tar::reader::Entry) -> Result<(), Error> {
+    if e.writer_rejects() {
+        return Err(Error::Unencodable {
+            index: e.index,
+            offset: e.offset,
+            name: String::from_utf8_lossy(&e.name).into_owned(),
         });
-        loop {
-            let n = reader.read_data(&mut buf)?;
-            if n == 0 {
-                break;
-            }
-            sum.update(&buf[..n]);
-        }
-        ts.end(sum);
     }
+    Ok(())
+}
+
+fn entry_header(e: &dockertools_common::tar::reader::Entry) -> EntryHeader<'_> {
+    EntryHeader {
+        name: &e.name,
+        mode: e.mode,
+        uid: e.uid,
+        gid: e.gid,
+        size: e.size,
+        typeflag: e.typeflag,
+        linkname: &e.linkname,
+        devmajor: e.devmajor,
+        devminor: e.devminor,
+        xattrs: Some(&e.xattrs),
+    }
+}
+
+/// Size of the data chunks handed to hashing threads.
+const CHUNK: usize = 256 * 1024;
+
+enum Msg {
+    Start(usize, EntrySum),
+    Data(Vec<u8>),
+    End,
+}
+
+/// Computes the tarsum with `threads` hashing threads. The reading thread parses the archive
+/// and hands each entry (its header sum and its data in 256 KiB chunks, through bounded
+/// channels) to the least busy hasher; memory stays bounded whatever the entry sizes.
+/// The result does not depend on `threads`.
+pub fn tarsum_with_threads<R: Read>(input: R, threads: usize) -> Result<String, Error> {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::mpsc;
+    use std::sync::Arc;
+
+    let mut reader = Reader::new(input);
+    let ts = TarSum::new();
+    if threads <= 1 {
+        let mut ts = ts;
+        let mut buf = vec![0u8; CHUNK];
+        while let Some(e) = reader.next_entry()? {
+            check_entry(&e)?;
+            let mut sum = ts.begin(&entry_header(&e));
+            loop {
+                let n = reader.read_data(&mut buf)?;
+                if n == 0 {
+                    break;
+                }
+                sum.update(&buf[..n]);
+            }
+            ts.end(sum);
+        }
+        return Ok(ts.finish());
+    }
+
+    let (free_tx, free_rx) = mpsc::channel::<Vec<u8>>();
+    let pending: Arc<Vec<AtomicUsize>> =
+        Arc::new((0..threads).map(|_| AtomicUsize::new(0)).collect());
+    let mut senders = Vec::with_capacity(threads);
+    let mut workers = Vec::with_capacity(threads);
+    for w in 0..threads {
+        let (tx, rx) = mpsc::sync_channel::<Msg>(8);
+        senders.push(tx);
+        let free_tx = free_tx.clone();
+        let pending = pending.clone();
+        workers.push(std::thread::spawn(move || {
+            let mut done: Vec<(usize, Vec<u8>, [u8; 64])> = Vec::new();
+            let mut current: Option<(usize, EntrySum)> = None;
+            for msg in rx {
+                match msg {
+                    Msg::Start(index, sum) => current = Some((index, sum)),
+                    Msg::Data(buf) => {
+                        if let Some((_, sum)) = current.as_mut() {
+                            sum.update(&buf);
+                        }
+                        pending[w].fetch_sub(buf.len(), Ordering::Relaxed);
+                        let _ = free_tx.send(buf);
+                    }
+                    Msg::End => {
+                        if let Some((index, sum)) = current.take() {
+                            let digest = sum.hasher.finalize();
+                            let mut hexsum = [0u8; 64];
+                            hexsum.copy_from_slice(hex(&digest).as_bytes());
+                            done.push((index, sum.cleaned, hexsum));
+                        }
+                    }
+                }
+            }
+            done
+        }));
+    }
+    drop(free_tx);
+    let result = (|| -> Result<(), Error> {
+        let mut index = 0usize;
+        while let Some(e) = reader.next_entry()? {
+            check_entry(&e)?;
+            let sum = ts.begin(&entry_header(&e));
+            // The least busy hasher takes the whole entry.
+            let w = (0..threads)
+                .min_by_key(|&i| pending[i].load(Ordering::Relaxed))
+                .unwrap_or(0);
+            let send = |m: Msg| senders[w].send(m).map_err(|_| Error::Worker);
+            send(Msg::Start(index, sum))?;
+            loop {
+                let mut buf = free_rx
+                    .try_recv()
+                    .unwrap_or_else(|_| Vec::with_capacity(CHUNK));
+                buf.resize(CHUNK, 0);
+                let mut filled = 0;
+                while filled < CHUNK {
+                    let n = reader.read_data(&mut buf[filled..])?;
+                    if n == 0 {
+                        break;
+                    }
+                    filled += n;
+                }
+                if filled == 0 {
+                    break;
+                }
+                buf.truncate(filled);
+                pending[w].fetch_add(filled, Ordering::Relaxed);
+                send(Msg::Data(buf))?;
+                if filled < CHUNK {
+                    break;
+                }
+            }
+            send(Msg::End)?;
+            index += 1;
+        }
+        Ok(())
+    })();
+    drop(senders);
+    let mut all: Vec<(usize, Vec<u8>, [u8; 64])> = Vec::new();
+    let mut worker_failed = false;
+    for h in workers {
+        match h.join() {
+            Ok(done) => all.extend(done),
+            Err(_) => worker_failed = true,
+        }
+    }
+    result?;
+    if worker_failed {
+        return Err(Error::Worker);
+    }
+    all.sort_by_key(|(i, _, _)| *i);
+    let mut ts = TarSum::new();
+    ts.sums = all
+        .into_iter()
+        .map(|(_, cleaned, sum)| (cleaned, sum))
+        .collect();
     Ok(ts.finish())
 }
 
@@ -268,6 +402,45 @@ mod tests {
         assert_eq!(clean_name(b"a/b/../c"), b"a/c");
         assert_eq!(clean_name(b"./"), b".");
         assert_eq!(clean_name(b"../x"), b"x");
+    }
+
+    #[test]
+    fn thread_count_does_not_change_the_sum() -> Result<(), Error> {
+        // A small archive: one directory and two files, one of them several chunks long.
+        let mut tar = Vec::new();
+        let mut w = dockertools_common::tar::writer::TarWriter::new(&mut tar);
+        for (name, size) in [("d/", 0usize), ("d/a", 3 * CHUNK + 17), ("d/b", 5)] {
+            let h = dockertools_common::tar::Header {
+                name: name.as_bytes().to_vec(),
+                mode: 0o644,
+                size: size as u64,
+                typeflag: if size == 0 { b'5' } else { b'0' },
+                ..Default::default()
+            };
+            let mut head = Vec::new();
+            dockertools_common::tar::pax::encode(&h, &mut head);
+            w.raw(&head).map_err(|e| {
+                Error::Read(ReadError {
+                    index: 0,
+                    offset: 0,
+                    kind: dockertools_common::tar::reader::ReadErrorKind::Io(e),
+                })
+            })?;
+            let data: Vec<u8> = (0..size).map(|i| (i * 7 % 251) as u8).collect();
+            w.data_bytes(&data).map_err(|e| {
+                Error::Read(ReadError {
+                    index: 0,
+                    offset: 0,
+                    kind: dockertools_common::tar::reader::ReadErrorKind::Io(e),
+                })
+            })?;
+        }
+        drop(w);
+        tar.resize(tar.len() + 1024, 0);
+        let one = tarsum_with_threads(&tar[..], 1)?;
+        assert_eq!(tarsum_with_threads(&tar[..], 2)?, one);
+        assert_eq!(tarsum_with_threads(&tar[..], 7)?, one);
+        Ok(())
     }
 
     #[test]
