@@ -97,24 +97,39 @@ pub struct Packed {
     pub size: u64,
 }
 
-/// A writer that hashes what it passes on, and feeds the current entry's tarsum.
+/// Bytes handed to a hashing thread at a time.
+const HASH_CHUNK: usize = 1 << 20;
+
+/// The output writer: writes through, and hands a copy of every byte, in 1 MiB batches,
+/// to the thread that computes the whole tar's sha256.
 struct Sink<W: Write> {
     out: W,
-    sha: Sha256,
+    pending: Vec<u8>,
+    tx: std::sync::mpsc::SyncSender<Vec<u8>>,
     count: u64,
+}
+
+impl<W: Write> Sink<W> {
+    fn hand_over(&mut self) -> io::Result<()> {
+        let batch = std::mem::replace(&mut self.pending, Vec::with_capacity(HASH_CHUNK));
+        self.tx
+            .send(batch)
+            .map_err(|_| io::Error::other("the sha256 thread stopped"))
+    }
 }
 
 impl<W: Write> Write for Sink<W> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let n = self.out.write(buf)?;
-        self.sha.update(&buf[..n]);
-        self.count += n as u64;
-        Ok(n)
+        self.write_all(buf)?;
+        Ok(buf.len())
     }
     fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
         self.out.write_all(buf)?;
-        self.sha.update(buf);
         self.count += buf.len() as u64;
+        self.pending.extend_from_slice(buf);
+        if self.pending.len() >= HASH_CHUNK {
+            self.hand_over()?;
+        }
         Ok(())
     }
     fn flush(&mut self) -> io::Result<()> {
@@ -122,16 +137,27 @@ impl<W: Write> Write for Sink<W> {
     }
 }
 
-/// Reads a file's data for the tar while feeding the entry's tarsum.
+/// What the tarsum thread is told.
+enum SumMsg {
+    Start(tarsum::EntrySum),
+    Data(Vec<u8>),
+    End,
+}
+
+/// Reads a file's data for the tar while handing a copy to the tarsum thread.
 struct SumReader<'a, R: Read> {
     r: R,
-    sum: &'a mut tarsum::EntrySum,
+    tx: &'a std::sync::mpsc::SyncSender<SumMsg>,
 }
 
 impl<R: Read> Read for SumReader<'_, R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let n = self.r.read(buf)?;
-        self.sum.update(&buf[..n]);
+        if n > 0 {
+            self.tx
+                .send(SumMsg::Data(buf[..n].to_vec()))
+                .map_err(|_| io::Error::other("the tarsum thread stopped"))?;
+        }
         Ok(n)
     }
 }
@@ -139,6 +165,7 @@ impl<R: Read> Read for SumReader<'_, R> {
 struct Packer<'a, W: Write> {
     tar: TarWriter<Sink<W>>,
     sums: TarSum,
+    sum_tx: std::sync::mpsc::SyncSender<SumMsg>,
     owner: &'a Owner,
     head: Vec<u8>,
 }
@@ -164,7 +191,7 @@ impl<W: Write> Packer<'_, W> {
         };
         // Go's reader sees exactly these fields back (GNU tar writes only permission bits,
         // device numbers only for devices).
-        let mut sum = self.sums.begin(&EntryHeader {
+        let sum = self.sums.begin(&EntryHeader {
             name: &h.name,
             mode: i64::from(h.mode & 0o7777),
             uid: h.uid as i64,
@@ -176,6 +203,13 @@ impl<W: Write> Packer<'_, W> {
             devminor: h.devminor as i64,
             xattrs: None,
         });
+        let stopped = || Error::Output {
+            path: PathBuf::from("layer.tar"),
+            source: io::Error::other("the tarsum thread stopped"),
+        };
+        self.sum_tx
+            .send(SumMsg::Start(sum))
+            .map_err(|_| stopped())?;
         self.tar.raw(&self.head).map_err(out_err)?;
         if let Some(path) = data {
             let data_err = |source| Error::Data {
@@ -185,7 +219,7 @@ impl<W: Write> Packer<'_, W> {
             let file = fs::File::open(path).map_err(|e| data_err(DataError::Read(e)))?;
             let mut reader = SumReader {
                 r: file,
-                sum: &mut sum,
+                tx: &self.sum_tx,
             };
             self.tar
                 .data_from(&mut reader, h.size)
@@ -194,7 +228,7 @@ impl<W: Write> Packer<'_, W> {
                     other => data_err(other),
                 })?;
         }
-        self.sums.end(sum);
+        self.sum_tx.send(SumMsg::End).map_err(|_| stopped())?;
         Ok(())
     }
 
@@ -287,29 +321,82 @@ impl<W: Write> Packer<'_, W> {
 
 /// Packs `root` as GNU tar does from the folder's root (`./` names), writing to `out`.
 pub fn pack<W: Write>(root: &Node, owner: &Owner, out: W) -> Result<(W, Packed), Error> {
-    let sink = Sink {
-        out,
-        sha: Sha256::new(),
-        count: 0,
-    };
-    let mut p = Packer {
-        tar: TarWriter::new(sink),
-        sums: TarSum::new(),
-        owner,
-        head: Vec::with_capacity(2048),
-    };
-    let mut name = b".".to_vec();
-    p.walk(root, &mut name)?;
-    let sink = p.tar.finish().map_err(|source| Error::Output {
-        path: PathBuf::from("layer.tar"),
-        source,
-    })?;
-    let packed = Packed {
-        sha256: hex(&sink.sha.finalize()),
-        tarsum: p.sums.finish(),
-        size: sink.count,
-    };
-    Ok((sink.out, packed))
+    use std::sync::mpsc::sync_channel;
+    // Three threads: this one walks, reads and writes; one hashes the whole tar (sha256);
+    // one hashes each entry (tarsum). Bounded channels keep memory flat.
+    let (sha_tx, sha_rx) = sync_channel::<Vec<u8>>(8);
+    let (sum_tx, sum_rx) = sync_channel::<SumMsg>(64);
+    std::thread::scope(|scope| {
+        let sha_thread = scope.spawn(move || {
+            let mut sha = Sha256::new();
+            for batch in sha_rx {
+                sha.update(&batch);
+            }
+            hex(&sha.finalize())
+        });
+        let sum_thread = scope.spawn(move || {
+            let mut sums = TarSum::new();
+            let mut current = None;
+            for msg in sum_rx {
+                match msg {
+                    SumMsg::Start(sum) => current = Some(sum),
+                    SumMsg::Data(buf) => {
+                        if let Some(sum) = current.as_mut() {
+                            sum.update(&buf);
+                        }
+                    }
+                    SumMsg::End => {
+                        if let Some(sum) = current.take() {
+                            sums.end(sum);
+                        }
+                    }
+                }
+            }
+            sums.finish()
+        });
+        let sink = Sink {
+            out,
+            pending: Vec::with_capacity(HASH_CHUNK),
+            tx: sha_tx,
+            count: 0,
+        };
+        let mut p = Packer {
+            tar: TarWriter::new(sink),
+            sums: TarSum::new(),
+            sum_tx,
+            owner,
+            head: Vec::with_capacity(2048),
+        };
+        let mut name = b".".to_vec();
+        let walked = p.walk(root, &mut name);
+        let Packer { tar, sum_tx, .. } = p;
+        drop(sum_tx);
+        let out_err = |source| Error::Output {
+            path: PathBuf::from("layer.tar"),
+            source,
+        };
+        let finished = walked.and_then(|()| tar.finish().map_err(out_err));
+        let mut sink = match finished {
+            Ok(sink) => sink,
+            Err(e) => return Err(e),
+        };
+        if !sink.pending.is_empty() {
+            sink.hand_over().map_err(out_err)?;
+        }
+        let Sink { out, tx, count, .. } = sink;
+        drop(tx);
+        let stopped = || out_err(io::Error::other("a hashing thread stopped"));
+        let sha256 = sha_thread.join().map_err(|_| stopped())?;
+        let tarsum = sum_thread.join().map_err(|_| stopped())?;
+        Ok((
+            out,
+            Packed {
+                sha256,
+                tarsum,
+                size: count,
+            },
+        ))
+    })
 }
 
 /// How the sources are combined.

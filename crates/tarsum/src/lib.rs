@@ -248,16 +248,32 @@ fn entry_header(e: &dockertools_common::tar::reader::Entry) -> EntryHeader<'_> {
 
 /// Size of the data chunks handed to hashing threads.
 const CHUNK: usize = 256 * 1024;
+/// Small entries are sent to the hashers in batches of about this many bytes.
+const BATCH_BYTES: usize = 1 << 20;
+/// ... or of this many entries.
+const BATCH_ENTRIES: usize = 512;
 
 enum Msg {
+    /// Whole small entries: index, header sum, data.
+    Batch(Vec<(usize, EntrySum, Vec<u8>)>),
+    /// A large entry streamed in chunks.
     Start(usize, EntrySum),
     Data(Vec<u8>),
     End,
 }
 
-/// Computes the tarsum with `threads` hashing threads. The reading thread parses the archive
-/// and hands each entry (its header sum and its data in 256 KiB chunks, through bounded
-/// channels) to the least busy hasher; memory stays bounded whatever the entry sizes.
+type Finished = Vec<(usize, Vec<u8>, [u8; 64])>;
+
+fn finish_sum(index: usize, sum: EntrySum, done: &mut Finished) {
+    let digest = sum.hasher.finalize();
+    let mut hexsum = [0u8; 64];
+    hexsum.copy_from_slice(hex(&digest).as_bytes());
+    done.push((index, sum.cleaned, hexsum));
+}
+
+/// Computes the tarsum with `threads` hashing threads. The reading thread parses the archive;
+/// small entries go to the least busy hasher in batches, large ones stream to one hasher in
+/// 256 KiB chunks, through bounded channels, so memory stays bounded whatever the entry sizes.
 /// The result does not depend on `threads`.
 pub fn tarsum_with_threads<R: Read>(input: R, threads: usize) -> Result<String, Error> {
     use std::sync::atomic::{AtomicUsize, Ordering};
@@ -284,35 +300,38 @@ pub fn tarsum_with_threads<R: Read>(input: R, threads: usize) -> Result<String, 
         return Ok(ts.finish());
     }
 
-    let (free_tx, free_rx) = mpsc::channel::<Vec<u8>>();
     let pending: Arc<Vec<AtomicUsize>> =
         Arc::new((0..threads).map(|_| AtomicUsize::new(0)).collect());
     let mut senders = Vec::with_capacity(threads);
     let mut workers = Vec::with_capacity(threads);
     for w in 0..threads {
-        let (tx, rx) = mpsc::sync_channel::<Msg>(8);
+        let (tx, rx) = mpsc::sync_channel::<Msg>(4);
         senders.push(tx);
-        let free_tx = free_tx.clone();
         let pending = pending.clone();
         workers.push(std::thread::spawn(move || {
-            let mut done: Vec<(usize, Vec<u8>, [u8; 64])> = Vec::new();
+            let mut done: Finished = Vec::new();
             let mut current: Option<(usize, EntrySum)> = None;
             for msg in rx {
                 match msg {
+                    Msg::Batch(jobs) => {
+                        let mut bytes = 0;
+                        for (index, mut sum, data) in jobs {
+                            sum.update(&data);
+                            bytes += data.len() + 1;
+                            finish_sum(index, sum, &mut done);
+                        }
+                        pending[w].fetch_sub(bytes, Ordering::Relaxed);
+                    }
                     Msg::Start(index, sum) => current = Some((index, sum)),
                     Msg::Data(buf) => {
                         if let Some((_, sum)) = current.as_mut() {
                             sum.update(&buf);
                         }
                         pending[w].fetch_sub(buf.len(), Ordering::Relaxed);
-                        let _ = free_tx.send(buf);
                     }
                     Msg::End => {
                         if let Some((index, sum)) = current.take() {
-                            let digest = sum.hasher.finalize();
-                            let mut hexsum = [0u8; 64];
-                            hexsum.copy_from_slice(hex(&digest).as_bytes());
-                            done.push((index, sum.cleaned, hexsum));
+                            finish_sum(index, sum, &mut done);
                         }
                     }
                 }
@@ -320,48 +339,70 @@ pub fn tarsum_with_threads<R: Read>(input: R, threads: usize) -> Result<String, 
             done
         }));
     }
-    drop(free_tx);
+    let least_busy = || {
+        (0..threads)
+            .min_by_key(|&i| pending[i].load(Ordering::Relaxed))
+            .unwrap_or(0)
+    };
     let result = (|| -> Result<(), Error> {
+        let send = |w: usize, m: Msg| senders[w].send(m).map_err(|_| Error::Worker);
+        let mut batch: Vec<(usize, EntrySum, Vec<u8>)> = Vec::new();
+        let mut batch_bytes = 0usize;
+        let flush = |batch: &mut Vec<(usize, EntrySum, Vec<u8>)>,
+                     batch_bytes: &mut usize|
+         -> Result<(), Error> {
+            if batch.is_empty() {
+                return Ok(());
+            }
+            let w = least_busy();
+            pending[w].fetch_add(*batch_bytes, Ordering::Relaxed);
+            *batch_bytes = 0;
+            send(w, Msg::Batch(std::mem::take(batch)))
+        };
         let mut index = 0usize;
         while let Some(e) = reader.next_entry()? {
             check_entry(&e)?;
             let sum = ts.begin(&entry_header(&e));
-            // The least busy hasher takes the whole entry.
-            let w = (0..threads)
-                .min_by_key(|&i| pending[i].load(Ordering::Relaxed))
-                .unwrap_or(0);
-            let send = |m: Msg| senders[w].send(m).map_err(|_| Error::Worker);
-            send(Msg::Start(index, sum))?;
-            loop {
-                let mut buf = free_rx
-                    .try_recv()
-                    .unwrap_or_else(|_| Vec::with_capacity(CHUNK));
-                buf.resize(CHUNK, 0);
-                let mut filled = 0;
-                while filled < CHUNK {
-                    let n = reader.read_data(&mut buf[filled..])?;
-                    if n == 0 {
+            let size = usize::try_from(e.size.max(0)).unwrap_or(usize::MAX);
+            if size <= CHUNK {
+                let data = reader.read_to_vec(CHUNK as u64)?;
+                batch_bytes += data.len() + 1;
+                batch.push((index, sum, data));
+                if batch_bytes >= BATCH_BYTES || batch.len() >= BATCH_ENTRIES {
+                    flush(&mut batch, &mut batch_bytes)?;
+                }
+            } else {
+                flush(&mut batch, &mut batch_bytes)?;
+                let w = least_busy();
+                send(w, Msg::Start(index, sum))?;
+                loop {
+                    let mut buf = vec![0u8; CHUNK];
+                    let mut filled = 0;
+                    while filled < CHUNK {
+                        let n = reader.read_data(&mut buf[filled..])?;
+                        if n == 0 {
+                            break;
+                        }
+                        filled += n;
+                    }
+                    if filled == 0 {
                         break;
                     }
-                    filled += n;
+                    buf.truncate(filled);
+                    pending[w].fetch_add(filled, Ordering::Relaxed);
+                    send(w, Msg::Data(buf))?;
+                    if filled < CHUNK {
+                        break;
+                    }
                 }
-                if filled == 0 {
-                    break;
-                }
-                buf.truncate(filled);
-                pending[w].fetch_add(filled, Ordering::Relaxed);
-                send(Msg::Data(buf))?;
-                if filled < CHUNK {
-                    break;
-                }
+                send(w, Msg::End)?;
             }
-            send(Msg::End)?;
             index += 1;
         }
-        Ok(())
+        flush(&mut batch, &mut batch_bytes)
     })();
     drop(senders);
-    let mut all: Vec<(usize, Vec<u8>, [u8; 64])> = Vec::new();
+    let mut all: Finished = Vec::new();
     let mut worker_failed = false;
     for h in workers {
         match h.join() {
