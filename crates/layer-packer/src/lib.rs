@@ -144,19 +144,25 @@ enum SumMsg {
     End,
 }
 
-/// Reads a file's data for the tar while handing a copy to the tarsum thread.
+/// Reads a file's data for the tar while keeping a copy for the tarsum thread.
 struct SumReader<'a, R: Read> {
     r: R,
-    tx: &'a std::sync::mpsc::SyncSender<SumMsg>,
+    batch: &'a mut SumBatch,
+}
+
+/// Messages for the tarsum thread, sent in batches (one channel operation per ~1 MiB).
+#[derive(Default)]
+struct SumBatch {
+    msgs: Vec<SumMsg>,
+    bytes: usize,
 }
 
 impl<R: Read> Read for SumReader<'_, R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let n = self.r.read(buf)?;
         if n > 0 {
-            self.tx
-                .send(SumMsg::Data(buf[..n].to_vec()))
-                .map_err(|_| io::Error::other("the tarsum thread stopped"))?;
+            self.batch.msgs.push(SumMsg::Data(buf[..n].to_vec()));
+            self.batch.bytes += n;
         }
         Ok(n)
     }
@@ -165,7 +171,8 @@ impl<R: Read> Read for SumReader<'_, R> {
 struct Packer<'a, W: Write> {
     tar: TarWriter<Sink<W>>,
     sums: TarSum,
-    sum_tx: std::sync::mpsc::SyncSender<SumMsg>,
+    sum_tx: std::sync::mpsc::SyncSender<Vec<SumMsg>>,
+    sum_batch: SumBatch,
     owner: &'a Owner,
     head: Vec<u8>,
 }
@@ -207,9 +214,7 @@ impl<W: Write> Packer<'_, W> {
             path: PathBuf::from("layer.tar"),
             source: io::Error::other("the tarsum thread stopped"),
         };
-        self.sum_tx
-            .send(SumMsg::Start(sum))
-            .map_err(|_| stopped())?;
+        self.sum_batch.msgs.push(SumMsg::Start(sum));
         self.tar.raw(&self.head).map_err(out_err)?;
         if let Some(path) = data {
             let data_err = |source| Error::Data {
@@ -219,7 +224,7 @@ impl<W: Write> Packer<'_, W> {
             let file = fs::File::open(path).map_err(|e| data_err(DataError::Read(e)))?;
             let mut reader = SumReader {
                 r: file,
-                tx: &self.sum_tx,
+                batch: &mut self.sum_batch,
             };
             self.tar
                 .data_from(&mut reader, h.size)
@@ -228,8 +233,20 @@ impl<W: Write> Packer<'_, W> {
                     other => data_err(other),
                 })?;
         }
-        self.sum_tx.send(SumMsg::End).map_err(|_| stopped())?;
+        self.sum_batch.msgs.push(SumMsg::End);
+        self.sum_batch.bytes += 512;
+        if self.sum_batch.bytes >= HASH_CHUNK || self.sum_batch.msgs.len() >= 1024 {
+            self.flush_sums().map_err(|_| stopped())?;
+        }
         Ok(())
+    }
+
+    fn flush_sums(&mut self) -> Result<(), ()> {
+        let batch = std::mem::take(&mut self.sum_batch);
+        if batch.msgs.is_empty() {
+            return Ok(());
+        }
+        self.sum_tx.send(batch.msgs).map_err(|_| ())
     }
 
     fn walk(&mut self, node: &Node, name: &mut Vec<u8>) -> Result<(), Error> {
@@ -325,7 +342,7 @@ pub fn pack<W: Write>(root: &Node, owner: &Owner, out: W) -> Result<(W, Packed),
     // Three threads: this one walks, reads and writes; one hashes the whole tar (sha256);
     // one hashes each entry (tarsum). Bounded channels keep memory flat.
     let (sha_tx, sha_rx) = sync_channel::<Vec<u8>>(8);
-    let (sum_tx, sum_rx) = sync_channel::<SumMsg>(64);
+    let (sum_tx, sum_rx) = sync_channel::<Vec<SumMsg>>(4);
     std::thread::scope(|scope| {
         let sha_thread = scope.spawn(move || {
             let mut sha = Sha256::new();
@@ -337,7 +354,7 @@ pub fn pack<W: Write>(root: &Node, owner: &Owner, out: W) -> Result<(W, Packed),
         let sum_thread = scope.spawn(move || {
             let mut sums = TarSum::new();
             let mut current = None;
-            for msg in sum_rx {
+            for msg in sum_rx.into_iter().flatten() {
                 match msg {
                     SumMsg::Start(sum) => current = Some(sum),
                     SumMsg::Data(buf) => {
@@ -364,11 +381,17 @@ pub fn pack<W: Write>(root: &Node, owner: &Owner, out: W) -> Result<(W, Packed),
             tar: TarWriter::new(sink),
             sums: TarSum::new(),
             sum_tx,
+            sum_batch: SumBatch::default(),
             owner,
             head: Vec::with_capacity(2048),
         };
         let mut name = b".".to_vec();
-        let walked = p.walk(root, &mut name);
+        let walked = p.walk(root, &mut name).and_then(|()| {
+            p.flush_sums().map_err(|()| Error::Output {
+                path: PathBuf::from("layer.tar"),
+                source: io::Error::other("the tarsum thread stopped"),
+            })
+        });
         let Packer { tar, sum_tx, .. } = p;
         drop(sum_tx);
         let out_err = |source| Error::Output {
