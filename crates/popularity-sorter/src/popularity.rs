@@ -88,14 +88,40 @@ fn topo_from_roots(
     Ok(post)
 }
 
-fn compute<C: Count>(
-    succ: &[Vec<u32>],
+fn walk_sum<C: Count>(
+    d: u32,
+    mark: u32,
+    stamp: &mut [u32],
+    stack: &mut Vec<u32>,
+    paths: &[C],
+    preds: &[Vec<u32>],
+    reach: &[bool],
+) -> Option<C> {
+    let mut pop = C::zero();
+    stamp[d as usize] = mark;
+    stack.push(d);
+    while let Some(y) = stack.pop() {
+        if !pop.add(&paths[y as usize]) {
+            return None;
+        }
+        for &p in &preds[y as usize] {
+            if reach[p as usize] && stamp[p as usize] != mark {
+                stamp[p as usize] = mark;
+                stack.push(p);
+            }
+        }
+    }
+    Some(pop)
+}
+
+fn compute<C: Count + Send + Sync>(
     order: &[u32],
     preds: &[Vec<u32>],
     reach: &[bool],
     roots: &[u32],
 ) -> Option<Vec<(u32, C)>> {
-    let n = succ.len();
+    use rayon::prelude::*;
+    let n = preds.len();
     let mut paths: Vec<C> = vec![C::zero(); n];
     for &r in roots {
         paths[r as usize] = C::one();
@@ -112,28 +138,61 @@ fn compute<C: Count>(
         }
         paths[v as usize] = sum;
     }
-    let mut stamp = vec![u32::MAX; n];
-    let mut stack = Vec::new();
-    let mut out = Vec::with_capacity(order.len());
-    for (k, &d) in order.iter().enumerate() {
-        let mark = k as u32;
-        let mut pop = C::zero();
-        stamp[d as usize] = mark;
-        stack.push(d);
-        while let Some(y) = stack.pop() {
-            if !pop.add(&paths[y as usize]) {
+    // A node with a single (reachable) parent has that parent's ancestors plus itself:
+    // its popularity is the parent's plus its own path count. Every other node walks its
+    // ancestors; those walks are independent and run in parallel.
+    let single: Vec<Option<u32>> = (0..n)
+        .map(|v| {
+            let mut it = preds[v].iter().filter(|&&p| reach[p as usize]);
+            match (it.next(), it.next()) {
+                (Some(&p), None) => Some(p),
+                _ => None,
+            }
+        })
+        .collect();
+    let walkers: Vec<u32> = order
+        .iter()
+        .copied()
+        .filter(|&v| single[v as usize].is_none())
+        .collect();
+    let chunk = walkers
+        .len()
+        .div_ceil(rayon::current_num_threads().max(1) * 4)
+        .max(1);
+    let walked: Vec<Option<Vec<(u32, C)>>> = walkers
+        .par_chunks(chunk)
+        .map(|part| {
+            let mut stamp = vec![u32::MAX; n];
+            let mut stack = Vec::new();
+            let mut out = Vec::with_capacity(part.len());
+            for (k, &d) in part.iter().enumerate() {
+                out.push((
+                    d,
+                    walk_sum(d, k as u32, &mut stamp, &mut stack, &paths, preds, reach)?,
+                ));
+            }
+            Some(out)
+        })
+        .collect();
+    let mut pop: Vec<Option<C>> = vec![None; n];
+    for part in walked {
+        for (d, c) in part? {
+            pop[d as usize] = Some(c);
+        }
+    }
+    for &v in order {
+        if let Some(p) = single[v as usize] {
+            let mut c = pop[p as usize].clone()?;
+            if !c.add(&paths[v as usize]) {
                 return None;
             }
-            for &p in &preds[y as usize] {
-                if reach[p as usize] && stamp[p as usize] != mark {
-                    stamp[p as usize] = mark;
-                    stack.push(p);
-                }
-            }
+            pop[v as usize] = Some(c);
         }
-        out.push((d, pop));
     }
-    Some(out)
+    order
+        .iter()
+        .map(|&v| pop[v as usize].clone().map(|c| (v, c)))
+        .collect()
 }
 
 /// Orders nodes by popularity, most popular first, ties by `key` ascending; nodes no root
@@ -159,9 +218,9 @@ pub fn order(
         reach[v as usize] = true;
     }
     let keys: Vec<String> = (0..n as u32).map(key).collect();
-    let mut ranked: Vec<u32> = match compute::<u128>(succ, &topo, &preds, &reach, &roots) {
+    let mut ranked: Vec<u32> = match compute::<u128>(&topo, &preds, &reach, &roots) {
         Some(pops) => sort_ranked(pops, &keys),
-        None => match compute::<BigUint>(succ, &topo, &preds, &reach, &roots) {
+        None => match compute::<BigUint>(&topo, &preds, &reach, &roots) {
             Some(pops) => sort_ranked(pops, &keys),
             None => Vec::new(),
         },
