@@ -3,8 +3,6 @@
 
 use std::collections::HashMap;
 
-use serde_json::Value;
-
 use crate::Error;
 
 /// One node as read from JSON.
@@ -24,60 +22,50 @@ fn bad(what: impl Into<String>) -> Error {
     Error::Input(what.into())
 }
 
-fn number(v: &Value, path: &str, key: &str) -> Result<u64, Error> {
-    match v {
-        Value::Number(n) => {
-            let text = n.to_string();
-            text.parse::<u64>()
-                .or_else(|_| text.parse::<f64>().map(|f| f as u64))
-                .map_err(|_| bad(format!("node {path}: {key} {text} is not a size")))
-        }
-        other => Err(bad(format!("node {path}: {key} is {other}, not a number"))),
-    }
+#[derive(serde::Deserialize)]
+struct RawNode {
+    path: String,
+    references: Vec<String>,
+    #[serde(rename = "narSize")]
+    nar_size: Option<serde_json::Number>,
+    #[serde(rename = "closureSize")]
+    closure_size: Option<serde_json::Number>,
 }
 
-/// Reads a JSON list of nodes. `need_size` makes `narSize` required.
-pub fn nodes_from(list: &Value, need_size: bool) -> Result<Vec<Node>, Error> {
-    let Value::Array(items) = list else {
-        return Err(bad("the graph is not a JSON list of nodes"));
-    };
-    let mut nodes = Vec::with_capacity(items.len());
-    for (i, item) in items.iter().enumerate() {
-        let Value::Object(m) = item else {
-            return Err(bad(format!("node {i} is not an object")));
-        };
-        let path = match m.get("path") {
-            Some(Value::String(s)) => s.clone(),
-            _ => return Err(bad(format!("node {i} has no \"path\" string"))),
-        };
-        let references = match m.get("references") {
-            Some(Value::Array(refs)) => refs
-                .iter()
-                .map(|r| {
-                    r.as_str()
-                        .map(str::to_string)
-                        .ok_or_else(|| bad(format!("node {path}: references must be strings")))
-                })
-                .collect::<Result<Vec<_>, _>>()?,
-            _ => return Err(bad(format!("node {path} has no \"references\" list"))),
-        };
-        let nar_size = match m.get("narSize") {
-            Some(v) => number(v, &path, "narSize")?,
-            None if need_size => return Err(bad(format!("node {path} has no \"narSize\""))),
-            None => 0,
-        };
-        let closure_size = m
-            .get("closureSize")
-            .map(|v| number(v, &path, "closureSize"))
-            .transpose()?;
-        nodes.push(Node {
-            path,
-            references,
-            nar_size,
-            closure_size,
-        });
-    }
-    Ok(nodes)
+fn size_of(n: &serde_json::Number, path: &str, key: &str) -> Result<u64, Error> {
+    let text = n.to_string();
+    text.parse::<u64>()
+        .or_else(|_| text.parse::<f64>().map(|f| f as u64))
+        .map_err(|_| bad(format!("node {path}: {key} {text} is not a size")))
+}
+
+/// Parses JSON text that is a list of nodes, without building a generic JSON tree
+/// (fields other than `path`, `references`, `narSize` and `closureSize` are skipped).
+pub fn parse_nodes(text: &str, need_size: bool) -> Result<Vec<Node>, Error> {
+    let raw: Vec<RawNode> =
+        serde_json::from_str(text).map_err(|e| bad(format!("the node list: {e}")))?;
+    raw.into_iter()
+        .map(|r| {
+            let nar_size = match &r.nar_size {
+                Some(n) => size_of(n, &r.path, "narSize")?,
+                None if need_size => {
+                    return Err(bad(format!("node {} has no \"narSize\"", r.path)))
+                }
+                None => 0,
+            };
+            let closure_size = r
+                .closure_size
+                .as_ref()
+                .map(|n| size_of(n, &r.path, "closureSize"))
+                .transpose()?;
+            Ok(Node {
+                path: r.path,
+                references: r.references,
+                nar_size,
+                closure_size,
+            })
+        })
+        .collect()
 }
 
 /// A graph over node indices: deduplicated successor lists without self-references.

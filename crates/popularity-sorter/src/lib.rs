@@ -52,12 +52,12 @@ pub enum Error {
 
 /// `closure-graph.py FILE KEY`: one path per line, most popular first.
 pub fn closure_graph(input: &[u8], key: &str) -> Result<Vec<String>, Error> {
-    let data: Value = serde_json::from_slice(input)?;
+    let data: std::collections::HashMap<String, &serde_json::value::RawValue> =
+        serde_json::from_slice(input)?;
     let list = data
         .get(key)
         .ok_or_else(|| Error::Input(format!("missing key {key:?}")))?;
-    let nodes = graph::nodes_from(list, false)?;
-    let idx = graph::index(&nodes);
+    let nodes = graph::parse_nodes(list.get(), false)?;
     // A repeated path keeps its last node, as the original's dict does.
     let live: Vec<u32> = {
         let mut seen = HashSet::new();
@@ -70,7 +70,6 @@ pub fn closure_graph(input: &[u8], key: &str) -> Result<Vec<String>, Error> {
     };
     let unique: Vec<graph::Node> = live.iter().map(|&i| nodes[i as usize].clone()).collect();
     let idx_unique = graph::index(&unique);
-    let _ = idx;
     let adj = graph::adjacency(&unique, &idx_unique)?;
     let key_of = |v: u32| graph::package_name_key(&unique[v as usize].path);
     let name_of = |v: u32| unique[v as usize].path.clone();
@@ -99,8 +98,9 @@ pub fn store_layers(paths: &[String], max_layers: u64) -> Value {
 
 /// `auto-layer.py GRAPH_LIST IGNORE_FILE LAYER_LIMIT`: the layers as one line of JSON.
 pub fn auto_layer(graph_list: &[u8], ignore: &[u8], limit: i64) -> Result<String, Error> {
-    let data: Value = serde_json::from_slice(graph_list)?;
-    let nodes = graph::nodes_from(&data, true)?;
+    let text =
+        std::str::from_utf8(graph_list).map_err(|e| Error::Input(format!("not UTF-8: {e}")))?;
+    let nodes = graph::parse_nodes(text, true)?;
     let text = String::from_utf8_lossy(ignore);
     let ignore: HashSet<String> = text
         .split('\n')
@@ -118,8 +118,7 @@ pub fn auto_layer(graph_list: &[u8], ignore: &[u8], limit: i64) -> Result<String
 
 /// `python -m flatten_references_graph FILE`: the layers as indented JSON.
 pub fn pipeline(input: &[u8]) -> Result<String, Error> {
-    let data: Value = serde_json::from_slice(input)?;
-    let layers = pipeline::run(&data)?;
+    let layers = pipeline::run(input)?;
     let v = Value::Array(
         layers
             .into_iter()

@@ -406,22 +406,22 @@ fn flatten(d: Data, out: &mut Vec<Data>) {
 }
 
 /// Runs the pipeline of an `.attrs.json`-style input and returns the layers.
-pub fn run(input: &Value) -> Result<Vec<Vec<String>>, Error> {
-    let Value::Object(m) = input else {
-        return Err(Error::Input("the input is not a JSON object".into()));
-    };
+pub fn run(input: &[u8]) -> Result<Vec<Vec<String>>, Error> {
+    let m: HashMap<String, &serde_json::value::RawValue> = serde_json::from_slice(input)?;
     let graph = m
         .get("graph")
         .ok_or_else(|| Error::Input("missing key \"graph\"".into()))?;
-    let pipeline = m
+    let pipeline_raw = m
         .get("pipeline")
         .ok_or_else(|| Error::Input("missing key \"pipeline\"".into()))?;
-    let Value::Array(ops) = pipeline else {
+    let pipeline: Value = serde_json::from_str(pipeline_raw.get())?;
+    let Value::Array(ops) = &pipeline else {
         return Err(Error::Input("\"pipeline\" is not a list of ops".into()));
     };
-    let mut nodes = crate::graph::nodes_from(graph, true)?;
+    let mut nodes = crate::graph::parse_nodes(graph.get(), true)?;
     if let Some(ex) = m.get("exclude_paths") {
-        let excluded: HashSet<String> = as_paths("exclude_paths", ex)?.into_iter().collect();
+        let ex: Value = serde_json::from_str(ex.get())?;
+        let excluded: HashSet<String> = as_paths("exclude_paths", &ex)?.into_iter().collect();
         nodes.retain(|n| !excluded.contains(&n.path));
         for n in &mut nodes {
             n.references.retain(|r| !excluded.contains(r));
