@@ -285,14 +285,65 @@ fn outer_header(name: &[u8], size: u64, mtime: i64) -> Header {
     }
 }
 
-/// Builds the image for the conf bytes and writes it to `out`; progress lines go to `progress`.
-pub fn build<W: Write>(
-    conf_path: &Path,
-    conf_bytes: &[u8],
-    opts: &Options,
-    out: W,
-    progress: &mut dyn Write,
-) -> Result<W, Error> {
+/// The image config JSON (`<sha256>.json` in a docker-archive, the config blob in OCI).
+fn image_config(conf: &Conf, config: Value, layers: &[LayerInfo]) -> Vec<u8> {
+    let created = Value::String(conf.created.isoformat());
+    let mut image = Map::new();
+    image.insert("created".into(), created.clone());
+    image.insert("architecture".into(), conf.architecture.clone());
+    image.insert("os".into(), Value::String("linux".into()));
+    image.insert("config".into(), config);
+    let mut rootfs = Map::new();
+    rootfs.insert(
+        "diff_ids".into(),
+        Value::Array(
+            layers
+                .iter()
+                .map(|l| Value::String(format!("sha256:{}", l.checksum)))
+                .collect(),
+        ),
+    );
+    rootfs.insert("type".into(), Value::String("layers".into()));
+    image.insert("rootfs".into(), Value::Object(rootfs));
+    let history = layers
+        .iter()
+        .map(|l| {
+            let mut h = Map::new();
+            h.insert("created".into(), created.clone());
+            h.insert(
+                "comment".into(),
+                Value::String(format!("store paths: {}", repr_str_list(&l.comment_paths))),
+            );
+            Value::Object(h)
+        })
+        .collect();
+    image.insert("history".into(), Value::Array(history));
+    let style = pyjson::Style {
+        indent: Some(4),
+        ensure_ascii: true,
+    };
+    pyjson::dumps(&Value::Object(image), style).into_bytes()
+}
+
+/// A conf read and checked, with everything the image needs except the layer bytes.
+pub struct Prepared {
+    /// The conf.
+    pub conf: Conf,
+    /// The tag for `manifest.json` / `index.json`.
+    pub repo_tag: Value,
+    /// The base image, if any.
+    pub base: Option<base::BaseImage>,
+    /// The image config (`config`, with the base image's `Env` merged in).
+    pub config: Value,
+    custom: Customisation,
+    owner: Owner,
+    base_count: usize,
+}
+
+/// Reads and checks the conf: everything that bad input can break is found here, before
+/// any output (malformed conf, paths outside the store, missing paths, the customisation
+/// layer, the base image).
+pub fn prepare(conf_path: &Path, conf_bytes: &[u8], opts: &Options) -> Result<Prepared, Error> {
     let conf = Conf::parse(conf_bytes, opts.now).map_err(|source| Error::Conf {
         path: conf_path.to_path_buf(),
         source,
@@ -334,6 +385,34 @@ pub fn build<W: Write>(
             source,
         })?;
     }
+    Ok(Prepared {
+        conf,
+        repo_tag,
+        base,
+        config,
+        custom,
+        owner,
+        base_count,
+    })
+}
+
+/// Builds the image for the conf bytes and writes it to `out`; progress lines go to `progress`.
+pub fn build<W: Write>(
+    conf_path: &Path,
+    conf_bytes: &[u8],
+    opts: &Options,
+    out: W,
+    progress: &mut dyn Write,
+) -> Result<W, Error> {
+    let Prepared {
+        conf,
+        repo_tag,
+        base,
+        config,
+        custom,
+        owner,
+        base_count,
+    } = prepare(conf_path, conf_bytes, opts)?;
     // Hash every store layer in the background, in order, while earlier ones are streamed.
     let digests = Digests::start(&conf.store_layers, &owner);
 
@@ -428,42 +507,11 @@ pub fn build<W: Write>(
     });
     say(progress, "Adding manifests...".into());
 
-    let created = Value::String(conf.created.isoformat());
-    let mut image = Map::new();
-    image.insert("created".into(), created.clone());
-    image.insert("architecture".into(), conf.architecture.clone());
-    image.insert("os".into(), Value::String("linux".into()));
-    image.insert("config".into(), config);
-    let mut rootfs = Map::new();
-    rootfs.insert(
-        "diff_ids".into(),
-        Value::Array(
-            layers
-                .iter()
-                .map(|l| Value::String(format!("sha256:{}", l.checksum)))
-                .collect(),
-        ),
-    );
-    rootfs.insert("type".into(), Value::String("layers".into()));
-    image.insert("rootfs".into(), Value::Object(rootfs));
-    let history = layers
-        .iter()
-        .map(|l| {
-            let mut h = Map::new();
-            h.insert("created".into(), created.clone());
-            h.insert(
-                "comment".into(),
-                Value::String(format!("store paths: {}", repr_str_list(&l.comment_paths))),
-            );
-            Value::Object(h)
-        })
-        .collect();
-    image.insert("history".into(), Value::Array(history));
     let style = pyjson::Style {
         indent: Some(4),
         ensure_ascii: true,
     };
-    let image_json = pyjson::dumps(&Value::Object(image), style).into_bytes();
+    let image_json = image_config(&conf, config, &layers);
     let image_name = format!("{}.json", sha256_hex(&image_json));
     head.clear();
     pax::encode(
