@@ -17,6 +17,7 @@ pub mod conf;
 pub mod isotime;
 pub mod layer;
 pub mod makeconf;
+pub mod oci;
 
 use std::fs;
 use std::io::{self, Write};
@@ -116,9 +117,9 @@ pub struct Options {
     pub names: Names,
 }
 
-struct Customisation {
-    checksum: String,
-    path: PathBuf,
+pub(crate) struct Customisation {
+    pub(crate) checksum: String,
+    pub(crate) path: PathBuf,
     header: Header,
 }
 
@@ -212,10 +213,10 @@ fn overlay_env(base_config: &Value, config: &mut Value) -> Result<(), Error> {
     Ok(())
 }
 
-struct LayerInfo {
-    checksum: String,
-    path: Vec<u8>,
-    comment_paths: Vec<Vec<u32>>,
+pub(crate) struct LayerInfo {
+    pub(crate) checksum: String,
+    pub(crate) path: Vec<u8>,
+    pub(crate) comment_paths: Vec<Vec<u32>>,
 }
 
 fn digest_layer(paths: &[String], owner: &Owner) -> Result<(String, u64), LayerError> {
@@ -286,7 +287,7 @@ fn outer_header(name: &[u8], size: u64, mtime: i64) -> Header {
 }
 
 /// The image config JSON (`<sha256>.json` in a docker-archive, the config blob in OCI).
-fn image_config(conf: &Conf, config: Value, layers: &[LayerInfo]) -> Vec<u8> {
+pub(crate) fn image_config(conf: &Conf, config: Value, layers: &[LayerInfo]) -> Vec<u8> {
     let created = Value::String(conf.created.isoformat());
     let mut image = Map::new();
     image.insert("created".into(), created.clone());

@@ -5,7 +5,8 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use clap::Parser;
+use clap::{CommandFactory, Parser};
+use dockertools_common::compress::{Compression, Compressor};
 use dockertools_common::names::Names;
 use stream_layered::{DateTime, Error, Options};
 
@@ -25,6 +26,21 @@ struct Args {
     /// Override the RepoTags from the configuration.
     #[arg(short = 't', long = "repo_tag", value_name = "REPO_TAG")]
     repo_tag: Option<String>,
+    /// Output format: docker-archive (the original's), oci-archive (on stdout) or oci-dir (into --output).
+    #[arg(long, value_enum, default_value = "docker-archive")]
+    format: Format,
+    /// oci-dir: the folder to create.
+    #[arg(long, value_name = "DIR", required_if_eq("format", "oci-dir"))]
+    output: Option<PathBuf>,
+    /// Compress the whole stream on stdout (docker-archive, oci-archive), like piping it to pigz or zstd.
+    #[arg(long, value_enum, default_value = "none")]
+    compress: Comp,
+    /// OCI layer blob compression.
+    #[arg(long, value_enum, default_value = "none")]
+    layer_compression: Comp,
+    /// Compression level (gzip 0-9, default 6; zstd 1-19, default 3).
+    #[arg(long, value_parser = clap::value_parser!(i32).range(0..=19))]
+    level: Option<i32>,
     /// Write the conf.json to stdout instead of an image (needs --base-json, --store-layers,
     /// --customisation-layer and --repo-tag).
     #[arg(long, requires_all = ["base_json", "store_layers", "customisation_layer", "repo_tag_conf"])]
@@ -66,6 +82,48 @@ struct Args {
     /// make-conf: group name.
     #[arg(long, default_value = "root")]
     gname: String,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Format {
+    DockerArchive,
+    OciArchive,
+    OciDir,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Comp {
+    None,
+    Gz,
+    Zstd,
+}
+
+impl Comp {
+    fn kind(self) -> Compression {
+        match self {
+            Comp::None => Compression::None,
+            Comp::Gz => Compression::Gzip,
+            Comp::Zstd => Compression::Zstd,
+        }
+    }
+}
+
+fn level_for(kind: Compression, level: Option<i32>) -> i32 {
+    let level = level.unwrap_or_else(|| kind.default_level());
+    let ok = match kind {
+        Compression::Gzip => (0..=9).contains(&level),
+        Compression::Zstd => (1..=19).contains(&level),
+        Compression::None => true,
+    };
+    if !ok {
+        Args::command()
+            .error(
+                clap::error::ErrorKind::ValueValidation,
+                format!("--level {level} is out of range for {}", kind.name()),
+            )
+            .exit();
+    }
+    level
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -124,6 +182,11 @@ fn run(args: Args) -> Result<(), MainError> {
     if args.make_conf {
         return make_conf(&args);
     }
+    // Usage errors (a level out of range) come before any input is read.
+    let stream = args.compress.kind();
+    let stream_level = level_for(stream, args.level);
+    let layer_kind = args.layer_compression.kind();
+    let layer_level = level_for(layer_kind, args.level);
     let conf_path = args.conf.clone().unwrap_or_default();
     let conf = read(&conf_path)?;
     let now = SystemTime::now()
@@ -134,11 +197,37 @@ fn run(args: Args) -> Result<(), MainError> {
         now: DateTime::from_unix(now.as_secs() as i64, now.subsec_micros()),
         names: Names::system(),
     };
-    let out = dockertools_common::cli::stdout();
     let mut stderr = io::stderr().lock();
-    match stream_layered::build(&conf_path, &conf, &opts, out, &mut stderr) {
-        Ok(mut out) => Ok(out.flush()?),
-        Err(e) if e.is_broken_pipe() => Ok(()),
+    let broken = |e: &Error| e.is_broken_pipe();
+    let result = match args.format {
+        Format::DockerArchive => {
+            let out = Compressor::new(dockertools_common::cli::stdout(), stream, stream_level)?;
+            stream_layered::build(&conf_path, &conf, &opts, out, &mut stderr).map(Some)
+        }
+        Format::OciArchive | Format::OciDir => {
+            let prep = stream_layered::prepare(&conf_path, &conf, &opts)?;
+            let comp = stream_layered::oci::LayerCompression {
+                kind: layer_kind,
+                level: layer_level,
+            };
+            let target = match (args.format, args.output) {
+                (Format::OciDir, Some(dir)) => stream_layered::oci::Target::Dir(dir),
+                _ => stream_layered::oci::Target::Archive(Compressor::new(
+                    dockertools_common::cli::stdout(),
+                    stream,
+                    stream_level,
+                )?),
+            };
+            stream_layered::oci::build(prep, comp, target, &mut stderr)
+        }
+    };
+    match result {
+        Ok(Some(out)) => {
+            let mut inner = out.finish()?;
+            Ok(inner.flush()?)
+        }
+        Ok(None) => Ok(()),
+        Err(e) if broken(&e) => Ok(()),
         Err(e) => Err(e.into()),
     }
 }

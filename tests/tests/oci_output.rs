@@ -1,0 +1,98 @@
+//! OCI output of stream-layered: skopeo verifies every digest of the oci-archive and the oci-dir,
+//! podman loads the oci-archive, umoci unpacks the oci-dir into a rootfs matching the store;
+//! and the stream compression reads back with gzip -d and zstd -d.
+
+// Integration tests: a failed step fails the test.
+#![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
+
+use std::process::Command;
+
+use pipeline_tests::{fixtures, ok, require, require_root, with_store, Podman, TempDir};
+
+#[test]
+fn oci_archive_and_dir_are_accepted_by_real_clients() {
+    if !require_root() || !require("skopeo") || !require("umoci") || !require("podman") {
+        return;
+    }
+    let fix = fixtures();
+    let tmp = TempDir::new("oci");
+    let conf = fix.join("confs/s10.json");
+    let script = format!(
+        "stream-layered '{c}' --format oci-archive --layer-compression gz > oci.tar\n\
+         stream-layered '{c}' --format oci-archive --layer-compression zstd --compress gz > oci-zstd.tar.gz\n\
+         stream-layered '{c}' --format oci-dir --output ocidir --layer-compression gz\n\
+         stream-layered '{c}' --compress zstd --level 19 > docker.tar.zst\n\
+         stream-layered '{c}' > docker.tar\n\
+         cmp docker.tar <(zstd -dc docker.tar.zst)\n\
+         gzip -dc oci-zstd.tar.gz > oci-zstd.tar",
+        c = conf.display()
+    );
+    let out = with_store(&fix.join("stores/s10"), &script, &tmp.0);
+    ok(&out, "stream-layered OCI outputs");
+    for src in [
+        format!("oci-archive:{}", tmp.join("oci.tar").display()),
+        format!("oci-archive:{}", tmp.join("oci-zstd.tar").display()),
+        format!("oci:{}", tmp.join("ocidir").display()),
+    ] {
+        let dest = tmp.join(format!("copy-{}", src.len()));
+        let out = Command::new("skopeo")
+            .args(["copy", &src, &format!("dir:{}", dest.display())])
+            .output()
+            .expect("skopeo");
+        ok(
+            &out,
+            &format!("skopeo copy {src} (checks every digest and size)"),
+        );
+    }
+    let podman = Podman::new(&tmp.join("podman"));
+    ok(
+        &podman.run(&["load", "-i", &tmp.join("oci.tar").display().to_string()]),
+        "podman load oci-archive",
+    );
+    let images = podman.run(&["images", "--format", "{{.Repository}}:{{.Tag}}"]);
+    assert!(String::from_utf8_lossy(&images.stdout).contains("other-image:v1"));
+    let out = Command::new("umoci")
+        .args([
+            "unpack",
+            "--image",
+            &format!("{}:other-image:v1", tmp.join("ocidir").display()),
+        ])
+        .arg(tmp.join("bundle"))
+        .output()
+        .expect("umoci");
+    ok(&out, "umoci unpack oci-dir");
+    let conf_json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&conf).expect("conf")).expect("json");
+    let mut diffs = String::new();
+    for layer in conf_json["store_layers"].as_array().expect("layers") {
+        for p in layer.as_array().expect("paths") {
+            let p = p.as_str().expect("path");
+            diffs.push_str(&format!(
+                "diff -r --no-dereference '{p}' '{}{p}'\n",
+                tmp.join("bundle/rootfs").display()
+            ));
+        }
+    }
+    ok(
+        &with_store(&fix.join("stores/s10"), &diffs, &tmp.0),
+        "umoci rootfs matches the store",
+    );
+}
+
+#[test]
+fn bad_format_and_level_are_usage_errors() {
+    let bin = pipeline_tests::tool("stream-layered");
+    for args in [
+        &["x.json", "--format", "tarball"][..],
+        &["x.json", "--compress", "gz", "--level", "12"][..],
+        &["x.json", "--level", "99"][..],
+    ] {
+        let out = Command::new(&bin).args(args).output().expect("run");
+        assert_eq!(
+            out.status.code(),
+            Some(2),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
