@@ -255,3 +255,24 @@ fn serde_json_conf(tag: &str, bb: &str, app: &str, cust: &str) -> String {
 "created": "1970-01-01T00:00:01Z", "mtime": "1970-01-01T00:00:01Z", "uid": "0", "gid": "0", "uname": "root", "gname": "root"}}"#
     )
 }
+
+/// Checks that every store path of `conf`'s store_layers is in `rootfs` with the same
+/// contents (`diff -r`, symlinks compared as links), with `store` mounted on /nix/store.
+pub fn assert_rootfs_matches(store: &Path, conf: &Path, rootfs: &Path, cwd: &Path) {
+    let conf_json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(conf).expect("conf")).expect("json");
+    let mut diffs = String::new();
+    for layer in conf_json["store_layers"].as_array().expect("layers") {
+        for p in layer.as_array().expect("paths") {
+            let p = p.as_str().expect("path");
+            diffs.push_str(&format!(
+                "diff -r --no-dereference '{p}' '{}{p}'\n",
+                rootfs.display()
+            ));
+        }
+    }
+    ok(
+        &with_store(store, &diffs, cwd),
+        "the unpacked rootfs matches the store",
+    );
+}

@@ -61,21 +61,11 @@ fn oci_archive_and_dir_are_accepted_by_real_clients() {
         .output()
         .expect("umoci");
     ok(&out, "umoci unpack oci-dir");
-    let conf_json: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(&conf).expect("conf")).expect("json");
-    let mut diffs = String::new();
-    for layer in conf_json["store_layers"].as_array().expect("layers") {
-        for p in layer.as_array().expect("paths") {
-            let p = p.as_str().expect("path");
-            diffs.push_str(&format!(
-                "diff -r --no-dereference '{p}' '{}{p}'\n",
-                tmp.join("bundle/rootfs").display()
-            ));
-        }
-    }
-    ok(
-        &with_store(&fix.join("stores/s10"), &diffs, &tmp.0),
-        "umoci rootfs matches the store",
+    pipeline_tests::assert_rootfs_matches(
+        &fix.join("stores/s10"),
+        &conf,
+        &tmp.join("bundle/rootfs"),
+        &tmp.0,
     );
 }
 

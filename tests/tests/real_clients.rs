@@ -61,20 +61,7 @@ fn s300_image_loads_verifies_and_unpacks() {
         .expect("umoci");
     ok(&out, "umoci unpack");
     // Every store path of the conf is in the rootfs with the same contents.
-    let conf_json: serde_json::Value =
-        serde_json::from_slice(&fs::read(&conf).expect("conf")).expect("json");
-    let mut diffs = String::new();
-    for layer in conf_json["store_layers"].as_array().expect("layers") {
-        for p in layer.as_array().expect("paths") {
-            let p = p.as_str().expect("path");
-            diffs.push_str(&format!(
-                "diff -r --no-dereference '{p}' '{}{p}'\n",
-                tmp.join("bundle/rootfs").display()
-            ));
-        }
-    }
-    let out = with_store(&store, &diffs, &tmp.0);
-    ok(&out, "rootfs matches the store");
+    pipeline_tests::assert_rootfs_matches(&store, &conf, &tmp.join("bundle/rootfs"), &tmp.0);
 }
 
 #[test]

@@ -36,3 +36,13 @@ pub fn exit<E: Error + 'static>(tool: &str, result: Result<(), E>) -> ExitCode {
 pub fn stdout() -> io::BufWriter<io::StdoutLock<'static>> {
     io::BufWriter::with_capacity(1 << 20, io::stdout().lock())
 }
+
+/// Reads a whole input file, `-` meaning standard input.
+pub fn read_input(path: &std::path::Path) -> io::Result<Vec<u8>> {
+    if path == std::path::Path::new("-") {
+        let mut buf = Vec::new();
+        io::Read::read_to_end(&mut io::stdin().lock(), &mut buf)?;
+        return Ok(buf);
+    }
+    std::fs::read(path)
+}

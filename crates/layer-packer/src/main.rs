@@ -66,6 +66,17 @@ struct Common {
     sources: Vec<PathBuf>,
 }
 
+/// `--mtime`, else `$SOURCE_DATE_EPOCH`, else Nix's 315532800.
+fn mtime_of(common: &Common, env_mtime: Option<i64>) -> Result<i64, Error> {
+    Ok(common
+        .mtime
+        .as_deref()
+        .map(parse_mtime)
+        .transpose()?
+        .or(env_mtime)
+        .unwrap_or(315532800))
+}
+
 fn parse_mtime(s: &str) -> Result<i64, Error> {
     s.strip_prefix('@')
         .unwrap_or(s)
@@ -120,13 +131,7 @@ fn run(args: Args) -> Result<(), MainError> {
             } else {
                 Dirlinks::Copy
             };
-            let mtime = common
-                .mtime
-                .as_deref()
-                .map(parse_mtime)
-                .transpose()?
-                .or(env_mtime)
-                .unwrap_or(315532800);
+            let mtime = mtime_of(&common, env_mtime)?;
             let owner = Owner {
                 mtime,
                 uid,
@@ -138,13 +143,7 @@ fn run(args: Args) -> Result<(), MainError> {
             (common, Mode::Pure(links), owner, base_json)
         }
         Cmd::Customisation { common } => {
-            let mtime = common
-                .mtime
-                .as_deref()
-                .map(parse_mtime)
-                .transpose()?
-                .or(env_mtime)
-                .unwrap_or(315532800);
+            let mtime = mtime_of(&common, env_mtime)?;
             let owner = Owner {
                 mtime,
                 uid: 0,

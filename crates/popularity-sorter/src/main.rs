@@ -1,6 +1,6 @@
 //! `popularity-sorter`: closure-graph, auto-layer and pipeline subcommands.
 
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -56,16 +56,10 @@ enum MainError {
 }
 
 fn read(path: &Path) -> Result<Vec<u8>, MainError> {
-    let err = |source| MainError::Read {
+    dockertools_common::cli::read_input(path).map_err(|source| MainError::Read {
         path: path.to_path_buf(),
         source,
-    };
-    if path == Path::new("-") {
-        let mut buf = Vec::new();
-        io::stdin().lock().read_to_end(&mut buf).map_err(err)?;
-        return Ok(buf);
-    }
-    std::fs::read(path).map_err(err)
+    })
 }
 
 fn run(args: Args) -> Result<(), MainError> {

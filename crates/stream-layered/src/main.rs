@@ -1,6 +1,6 @@
 //! `stream-layered CONF [-t TAG]`: streams the image of a streamLayeredImage conf to stdout.
 
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -139,16 +139,10 @@ enum MainError {
 }
 
 fn read(path: &Path) -> Result<Vec<u8>, MainError> {
-    let err = |source| MainError::ReadConf {
+    dockertools_common::cli::read_input(path).map_err(|source| MainError::ReadConf {
         path: path.to_path_buf(),
         source,
-    };
-    if path == Path::new("-") {
-        let mut buf = Vec::new();
-        io::stdin().lock().read_to_end(&mut buf).map_err(err)?;
-        return Ok(buf);
-    }
-    std::fs::read(path).map_err(err)
+    })
 }
 
 fn make_conf(args: &Args) -> Result<(), MainError> {
