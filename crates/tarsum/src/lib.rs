@@ -485,6 +485,14 @@ mod tests {
     }
 
     #[test]
+    fn sparse_data_left_over_is_an_error_for_any_thread_count() {
+        // Found by the fuzzer: a sparse entry whose data outlasts its map.
+        let input = include_bytes!("../fuzz/seeds/tarsum_reader/regression-sparse-leftover-data");
+        assert!(tarsum_with_threads(&input[..], 1).is_err());
+        assert!(tarsum_with_threads(&input[..], 2).is_err());
+    }
+
+    #[test]
     fn garbage_is_an_error() {
         assert!(matches!(tarsum_of(&[b'x'; 1024][..]), Err(Error::Read(_))));
     }

@@ -1013,6 +1013,11 @@ impl<R: Read> Reader<R> {
             n += k;
         }
         out.truncate(n);
+        // One more read reports what the loop above cannot see: sparse data left over.
+        let mut probe = [0u8; 1];
+        if self.read_data(&mut probe)? != 0 {
+            return Err(self.err(ReadErrorKind::BadSparse("more data than declared")));
+        }
         Ok(out)
     }
 }
