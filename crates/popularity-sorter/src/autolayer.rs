@@ -32,7 +32,7 @@ fn closure(start: &[u32], adj: &[Vec<u32>], seen: &mut [u32], mark: u32, out: &m
 }
 
 struct Interner {
-    ids: HashMap<Vec<u32>, u32>,
+    ids: crate::graph::FastMap<Vec<u32>, u32>,
     sets: Vec<Vec<u32>>,
 }
 
@@ -56,7 +56,7 @@ pub fn auto_layer(
 ) -> Result<Vec<Vec<String>>, Error> {
     let n = nodes.len();
     // Python builds a dict by path; a repeated path keeps its last node.
-    let mut idx: HashMap<&str, u32> = HashMap::new();
+    let mut idx: crate::graph::FastMap<&str, u32> = Default::default();
     for (i, node) in nodes.iter().enumerate() {
         idx.insert(node.path.as_str(), i as u32);
     }
@@ -86,7 +86,7 @@ pub fn auto_layer(
     by_size.sort_by_key(|&i| nodes[i as usize].nar_size);
 
     let mut interner = Interner {
-        ids: HashMap::new(),
+        ids: Default::default(),
         sets: Vec::new(),
     };
     let empty = interner.intern(Vec::new());
@@ -153,21 +153,18 @@ pub fn auto_layer(
     for &v in &live {
         groups.entry(split[v as usize]).or_default().push(v);
     }
-    let path_key = |v: &u32| {
-        let p = nodes[*v as usize].path.as_str();
-        match p.split_once('-') {
-            Some((hash, name)) => (name.to_string(), hash.to_string()),
-            None => (String::new(), p.to_string()),
-        }
-    };
-    for v in &live {
-        if !nodes[*v as usize].path.contains('-') {
+    // auto-layer.py's path_key: (name, hash) from the path split at its first '-'.
+    let mut keys: Vec<(&str, &str)> = vec![("", ""); n];
+    for &v in &live {
+        let p = nodes[v as usize].path.as_str();
+        let Some((hash, name)) = p.split_once('-') else {
             return Err(Error::Input(format!(
-                "path {} has no '-' (not a store path)",
-                nodes[*v as usize].path
+                "path {p} has no '-' (not a store path)"
             )));
-        }
+        };
+        keys[v as usize] = (name, hash);
     }
+    let path_key = |v: &u32| keys[*v as usize];
     let mut layers: Vec<(u128, Vec<u32>)> = Vec::new();
     for (_, mut paths) in groups {
         paths.sort_by_key(path_key);

@@ -1,8 +1,6 @@
 //! The references graph Nix writes with `exportReferencesGraph`: nodes with `path`,
 //! `references` and `narSize`, read into index-based adjacency lists.
 
-use std::collections::HashMap;
-
 use crate::Error;
 
 /// One node as read from JSON.
@@ -76,7 +74,7 @@ pub struct Adjacency {
 }
 
 /// Index of each path (the last node of a path wins, as a Python dict keeps it).
-pub fn index(nodes: &[Node]) -> HashMap<&str, u32> {
+pub fn index(nodes: &[Node]) -> FastMap<&str, u32> {
     nodes
         .iter()
         .enumerate()
@@ -85,7 +83,7 @@ pub fn index(nodes: &[Node]) -> HashMap<&str, u32> {
 }
 
 /// Builds successor lists; a reference to a path that is not a node is an error naming both.
-pub fn adjacency(nodes: &[Node], idx: &HashMap<&str, u32>) -> Result<Adjacency, Error> {
+pub fn adjacency(nodes: &[Node], idx: &FastMap<&str, u32>) -> Result<Adjacency, Error> {
     let mut succ = Vec::with_capacity(nodes.len());
     for (i, n) in nodes.iter().enumerate() {
         let mut out: Vec<u32> = Vec::with_capacity(n.references.len());
@@ -112,3 +110,29 @@ pub fn package_name_key(path: &str) -> String {
         None => path.to_string(),
     }
 }
+
+/// A fast, non-cryptographic hasher for path and id maps (the inputs are trusted build
+/// metadata, so hash flooding is not a concern; iteration order is never used for output).
+#[derive(Default, Clone, Copy)]
+pub struct FxHasher(u64);
+
+impl std::hash::Hasher for FxHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        const K: u64 = 0x517c_c1b7_2722_0a95;
+        let mut chunks = bytes.chunks_exact(8);
+        for c in &mut chunks {
+            let mut w = [0u8; 8];
+            w.copy_from_slice(c);
+            self.0 = (self.0.rotate_left(5) ^ u64::from_le_bytes(w)).wrapping_mul(K);
+        }
+        for &b in chunks.remainder() {
+            self.0 = (self.0.rotate_left(5) ^ u64::from(b)).wrapping_mul(K);
+        }
+    }
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+/// A HashMap with [`FxHasher`].
+pub type FastMap<K, V> = std::collections::HashMap<K, V, std::hash::BuildHasherDefault<FxHasher>>;

@@ -109,7 +109,7 @@ impl Graph {
 fn build_graph(nodes: &[Node]) -> Result<Graph, Error> {
     let mut order: Vec<u32> = (0..nodes.len() as u32).collect();
     order.sort_by_key(|&i| nodes[i as usize].nar_size);
-    let mut pos: HashMap<&str, u32> = HashMap::new();
+    let mut pos: crate::graph::FastMap<&str, u32> = Default::default();
     for (p, &i) in order.iter().enumerate() {
         pos.entry(nodes[i as usize].path.as_str())
             .or_insert(p as u32);
