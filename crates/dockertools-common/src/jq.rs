@@ -1,21 +1,51 @@
 //! JSON printed the way `jq` 1.6 pretty-prints it (`jq -s add`): 2-space indent, raw UTF-8,
-//! control characters and DEL as `\uXXXX`, a newline at the end.
+//! control characters and DEL as `\uXXXX`, a newline at the end; and, through [`Pretty`],
+//! the other pretty printers of the originals (jansson's, for jshon).
 
 use serde_json::Value;
 
-fn string(out: &mut String, s: &str) {
+/// How a pretty JSON printer writes its text: jq 1.6 and jansson (jshon) differ only here.
+#[derive(Clone, Copy)]
+pub struct Pretty {
+    /// Spaces per nesting level.
+    pub indent: usize,
+    /// Escape `/` as `\/` (jansson's `JSON_ESCAPE_SLASH`).
+    pub escape_slash: bool,
+    /// Escape DEL (0x7f) too (jq does, jansson does not).
+    pub escape_del: bool,
+    /// Hex digits of `\uXXXX` escapes in upper case (jansson) or lower case (jq).
+    pub upper_hex: bool,
+    /// How a number's JSON text is printed back.
+    pub number: fn(&str) -> String,
+}
+
+/// jq 1.6's `.` output.
+pub const JQ: Pretty = Pretty {
+    indent: 2,
+    escape_slash: false,
+    escape_del: true,
+    upper_hex: false,
+    number,
+};
+
+fn string(out: &mut String, s: &str, style: &Pretty) {
     out.push('"');
     for c in s.chars() {
         match c {
             '"' => out.push_str("\\\""),
             '\\' => out.push_str("\\\\"),
+            '/' if style.escape_slash => out.push_str("\\/"),
             '\n' => out.push_str("\\n"),
             '\r' => out.push_str("\\r"),
             '\t' => out.push_str("\\t"),
             '\u{8}' => out.push_str("\\b"),
             '\u{c}' => out.push_str("\\f"),
-            c if (c as u32) < 0x20 || c as u32 == 0x7f => {
-                out.push_str(&format!("\\u{:04x}", c as u32))
+            c if (c as u32) < 0x20 || (c as u32 == 0x7f && style.escape_del) => {
+                if style.upper_hex {
+                    out.push_str(&format!("\\u{:04X}", c as u32))
+                } else {
+                    out.push_str(&format!("\\u{:04x}", c as u32))
+                }
             }
             c => out.push(c),
         }
@@ -77,16 +107,16 @@ fn number(text: &str) -> String {
     out
 }
 
-fn value(out: &mut String, v: &Value, level: usize) {
+fn value(out: &mut String, v: &Value, level: usize, style: &Pretty) {
     let indent = |out: &mut String, level: usize| {
         out.push('\n');
-        out.extend(std::iter::repeat_n(' ', 2 * level));
+        out.extend(std::iter::repeat_n(' ', style.indent * level));
     };
     match v {
         Value::Null => out.push_str("null"),
         Value::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
-        Value::Number(n) => out.push_str(&number(&n.to_string())),
-        Value::String(s) => string(out, s),
+        Value::Number(n) => out.push_str(&(style.number)(&n.to_string())),
+        Value::String(s) => string(out, s, style),
         Value::Array(items) if items.is_empty() => out.push_str("[]"),
         Value::Object(map) if map.is_empty() => out.push_str("{}"),
         Value::Array(items) => {
@@ -96,7 +126,7 @@ fn value(out: &mut String, v: &Value, level: usize) {
                     out.push(',');
                 }
                 indent(out, level + 1);
-                value(out, item, level + 1);
+                value(out, item, level + 1, style);
             }
             indent(out, level);
             out.push(']');
@@ -108,9 +138,9 @@ fn value(out: &mut String, v: &Value, level: usize) {
                     out.push(',');
                 }
                 indent(out, level + 1);
-                string(out, k);
+                string(out, k, style);
                 out.push_str(": ");
-                value(out, item, level + 1);
+                value(out, item, level + 1, style);
             }
             indent(out, level);
             out.push('}');
@@ -120,8 +150,13 @@ fn value(out: &mut String, v: &Value, level: usize) {
 
 /// `jq .` output of `v`, with the final newline.
 pub fn pretty(v: &Value) -> String {
+    pretty_with(v, &JQ)
+}
+
+/// `v` printed in `style`, with a final newline.
+pub fn pretty_with(v: &Value, style: &Pretty) -> String {
     let mut out = String::new();
-    value(&mut out, v, 0);
+    value(&mut out, v, 0, style);
     out.push('\n');
     out
 }

@@ -1,26 +1,8 @@
 //! `jshon -s "$tarhash" -i checksum < baseJson`: the base JSON re-printed the way jshon
 //! (through jansson, `JSON_INDENT(1)`, key order kept) prints it, with `checksum` appended.
 
+use dockertools_common::jq;
 use serde_json::Value;
-
-fn string(out: &mut String, s: &str) {
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '/' => out.push_str("\\/"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            '\u{8}' => out.push_str("\\b"),
-            '\u{c}' => out.push_str("\\f"),
-            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04X}", c as u32)),
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-}
 
 fn number(text: &str) -> String {
     if !text.contains(['.', 'e', 'E']) {
@@ -63,54 +45,19 @@ fn format_g17(f: f64) -> String {
     }
 }
 
-fn value(out: &mut String, v: &Value, level: usize) {
-    let indent = |out: &mut String, level: usize| {
-        out.push('\n');
-        out.extend(std::iter::repeat_n(' ', level));
-    };
-    match v {
-        Value::Null => out.push_str("null"),
-        Value::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
-        Value::Number(n) => out.push_str(&number(&n.to_string())),
-        Value::String(s) => string(out, s),
-        Value::Array(items) if items.is_empty() => out.push_str("[]"),
-        Value::Object(m) if m.is_empty() => out.push_str("{}"),
-        Value::Array(items) => {
-            out.push('[');
-            for (i, item) in items.iter().enumerate() {
-                if i > 0 {
-                    out.push(',');
-                }
-                indent(out, level + 1);
-                value(out, item, level + 1);
-            }
-            indent(out, level);
-            out.push(']');
-        }
-        Value::Object(m) => {
-            out.push('{');
-            for (i, (k, item)) in m.iter().enumerate() {
-                if i > 0 {
-                    out.push(',');
-                }
-                indent(out, level + 1);
-                string(out, k);
-                out.push_str(": ");
-                value(out, item, level + 1);
-            }
-            indent(out, level);
-            out.push('}');
-        }
-    }
-}
+/// jansson's `JSON_INDENT(1) | JSON_ESCAPE_SLASH` output, as jshon prints it.
+const JSHON: jq::Pretty = jq::Pretty {
+    indent: 1,
+    escape_slash: true,
+    escape_del: false,
+    upper_hex: true,
+    number,
+};
 
 /// The `json` file of mkPureLayer: `base` with `"checksum": tarsum` set (appended when new).
 pub fn layer_json(base: &Value, tarsum: &str) -> Option<String> {
     let Value::Object(m) = base else { return None };
     let mut m = m.clone();
     m.insert("checksum".into(), Value::String(tarsum.to_string()));
-    let mut out = String::new();
-    value(&mut out, &Value::Object(m), 0);
-    out.push('\n');
-    Some(out)
+    Some(jq::pretty_with(&Value::Object(m), &JSHON))
 }
