@@ -8,7 +8,8 @@
 # usage: build-image.sh [--nix] OUTDIR     (the tools must be on PATH)
 # Without --nix the closure is the bundled example tree under nix/example/tree, laid out as a
 # store in OUTDIR/store (no Nix needed). With --nix it is built by nix-bin from closure.nix in the
-# real /nix/store (root, offline, no daemon).
+# real /nix/store (root, offline, no daemon; jq extracts the graph). Without --nix it needs only
+# bash, coreutils and tar besides the tools.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 nix=false
@@ -67,7 +68,7 @@ say "streaming the image (stream-layered)"
 stream-layered "$out/conf.json" > "$out/image.tar"
 
 digest=$(sha256sum "$out/image.tar" | cut -d' ' -f1)
-config=$(tar -xOf "$out/image.tar" manifest.json | jq -r '.[0].Config')
+config=$(tar -xOf "$out/image.tar" manifest.json | sed -n 's/.*"Config": "\([0-9a-f]*\.json\)".*/\1/p')
 say "done"
 cat <<MSG
 image:      $out/image.tar
