@@ -2,6 +2,7 @@
 //! never file data), the way mkPureLayer's `rsync -a` loop or symlinkJoin's `lndir` would lay
 //! them out on disk.
 
+use dockertools_common::tar as tarfmt_dev;
 use std::collections::BTreeMap;
 use std::ffi::OsStr;
 use std::fs;
@@ -95,14 +96,6 @@ fn io_err(path: &Path) -> impl FnOnce(io::Error) -> TreeError + '_ {
         path: path.to_path_buf(),
         source,
     }
-}
-
-fn dev_major(rdev: u64) -> u64 {
-    ((rdev >> 8) & 0xfff) | ((rdev >> 32) & !0xfff)
-}
-
-fn dev_minor(rdev: u64) -> u64 {
-    (rdev & 0xff) | ((rdev >> 12) & !0xff)
 }
 
 fn sorted_children(dir: &Path) -> Result<Vec<Vec<u8>>, TreeError> {
@@ -206,8 +199,8 @@ fn merge_dir(
             Node::Device {
                 char: ft.is_char_device(),
                 mode: md.mode() & 0o7777,
-                major: dev_major(md.rdev()),
-                minor: dev_minor(md.rdev()),
+                major: tarfmt_dev::dev_major(md.rdev()),
+                minor: tarfmt_dev::dev_minor(md.rdev()),
             }
         } else {
             continue; // a socket: GNU tar skips it

@@ -3,6 +3,7 @@
 //! component in Python's string order, symlinks never followed, hard links as full files.
 //! Memory: one directory listing per level of the walk and one copy buffer, never a whole file.
 
+use dockertools_common::tar as tarfmt_dev;
 use std::cmp::Ordering;
 use std::ffi::OsStr;
 use std::fs;
@@ -99,14 +100,6 @@ pub fn pathlib_normalize(p: &[u8]) -> Vec<u8> {
     out
 }
 
-fn dev_major(rdev: u64) -> u64 {
-    ((rdev >> 8) & 0xfff) | ((rdev >> 32) & !0xfff)
-}
-
-fn dev_minor(rdev: u64) -> u64 {
-    (rdev & 0xff) | ((rdev >> 12) & !0xff)
-}
-
 struct Walk<'a, W: Write> {
     tar: TarWriter<W>,
     owner: &'a Owner,
@@ -172,8 +165,8 @@ impl<W: Write> Walk<'_, W> {
             } else {
                 tar::BLOCKDEV
             };
-            h.devmajor = dev_major(md.rdev());
-            h.devminor = dev_minor(md.rdev());
+            h.devmajor = tarfmt_dev::dev_major(md.rdev());
+            h.devminor = tarfmt_dev::dev_minor(md.rdev());
         } else {
             return Err(LayerError::Socket(path.to_path_buf()));
         }

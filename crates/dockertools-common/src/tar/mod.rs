@@ -131,3 +131,13 @@ pub(crate) fn put_checksum(block: &mut [u8; BLOCK]) {
 pub fn block_padding(len: u64) -> usize {
     ((BLOCK as u64 - len % BLOCK as u64) % BLOCK as u64) as usize
 }
+
+/// Major number of a Linux device id (`st_rdev`), as glibc's `major()` computes it.
+pub fn dev_major(rdev: u64) -> u64 {
+    ((rdev >> 8) & 0xfff) | ((rdev >> 32) & !0xfff)
+}
+
+/// Minor number of a Linux device id (`st_rdev`), as glibc's `minor()` computes it.
+pub fn dev_minor(rdev: u64) -> u64 {
+    (rdev & 0xff) | ((rdev >> 12) & !0xff)
+}
