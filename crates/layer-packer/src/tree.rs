@@ -2,7 +2,7 @@
 //! never file data), the way mkPureLayer's `rsync -a` loop or symlinkJoin's `lndir` would lay
 //! them out on disk.
 
-use dockertools_common::tar as tarfmt_dev;
+use dockertools_common::tar::{dev_major, dev_minor};
 use std::collections::BTreeMap;
 use std::ffi::OsStr;
 use std::fs;
@@ -199,8 +199,8 @@ fn merge_dir(
             Node::Device {
                 char: ft.is_char_device(),
                 mode: md.mode() & 0o7777,
-                major: tarfmt_dev::dev_major(md.rdev()),
-                minor: tarfmt_dev::dev_minor(md.rdev()),
+                major: dev_major(md.rdev()),
+                minor: dev_minor(md.rdev()),
             }
         } else {
             continue; // a socket: GNU tar skips it

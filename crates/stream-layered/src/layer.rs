@@ -3,7 +3,6 @@
 //! component in Python's string order, symlinks never followed, hard links as full files.
 //! Memory: one directory listing per level of the walk and one copy buffer, never a whole file.
 
-use dockertools_common::tar as tarfmt_dev;
 use std::cmp::Ordering;
 use std::ffi::OsStr;
 use std::fs;
@@ -165,8 +164,8 @@ impl<W: Write> Walk<'_, W> {
             } else {
                 tar::BLOCKDEV
             };
-            h.devmajor = tarfmt_dev::dev_major(md.rdev());
-            h.devminor = tarfmt_dev::dev_minor(md.rdev());
+            h.devmajor = tar::dev_major(md.rdev());
+            h.devminor = tar::dev_minor(md.rdev());
         } else {
             return Err(LayerError::Socket(path.to_path_buf()));
         }
