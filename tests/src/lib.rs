@@ -104,8 +104,14 @@ pub fn conformance() -> PathBuf {
     root().join("../shared/conformance")
 }
 
-/// Builds (or reuses) the conformance fixtures and returns their folder.
+/// Builds (or reuses) the conformance fixtures and returns their folder; once per test
+/// process, so tests running in parallel threads never build the same store twice at once.
 pub fn fixtures() -> PathBuf {
+    static ONCE: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    ONCE.get_or_init(build_fixtures).clone()
+}
+
+fn build_fixtures() -> PathBuf {
     let dir = std::env::var_os("DOCKERTOOLS_FIXTURES")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from("/tmp/dockertools-conformance"));
