@@ -155,30 +155,22 @@ fn compute<C: Count + Send + Sync>(
         .copied()
         .filter(|&v| single[v as usize].is_none())
         .collect();
-    let chunk = walkers
-        .len()
-        .div_ceil(rayon::current_num_threads().max(1) * 4)
-        .max(1);
-    let walked: Vec<Option<Vec<(u32, C)>>> = walkers
-        .par_chunks(chunk)
-        .map(|part| {
-            let mut stamp = vec![u32::MAX; n];
-            let mut stack = Vec::new();
-            let mut out = Vec::with_capacity(part.len());
-            for (k, &d) in part.iter().enumerate() {
-                out.push((
-                    d,
-                    walk_sum(d, k as u32, &mut stamp, &mut stack, &paths, preds, reach)?,
-                ));
-            }
-            Some(out)
-        })
+    // Costs are uneven (deep nodes have many ancestors), so the work is spread item by item;
+    // each worker keeps one stamp array, and every walk marks with its own index.
+    let walked: Vec<Option<(u32, C)>> = walkers
+        .par_iter()
+        .enumerate()
+        .map_init(
+            || (vec![u32::MAX; n], Vec::new()),
+            |(stamp, stack), (k, &d)| {
+                walk_sum(d, k as u32, stamp, stack, &paths, preds, reach).map(|c| (d, c))
+            },
+        )
         .collect();
     let mut pop: Vec<Option<C>> = vec![None; n];
-    for part in walked {
-        for (d, c) in part? {
-            pop[d as usize] = Some(c);
-        }
+    for w in walked {
+        let (d, c) = w?;
+        pop[d as usize] = Some(c);
     }
     for &v in order {
         if let Some(p) = single[v as usize] {
