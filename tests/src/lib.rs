@@ -24,6 +24,15 @@ pub fn bin_dir() -> PathBuf {
     root().join("target/debug")
 }
 
+/// `$PATH` with the built tools first, as a shell pipeline using them would have it.
+pub fn tools_path() -> String {
+    format!(
+        "{}:{}",
+        bin_dir().display(),
+        std::env::var("PATH").unwrap_or_default()
+    )
+}
+
 /// Path of one tool binary.
 pub fn tool(name: &str) -> PathBuf {
     let p = bin_dir().join(name);
@@ -134,14 +143,7 @@ pub fn with_store(store: &Path, script: &str, cwd: &Path) -> Output {
     Command::new("unshare")
         .args(["-m", "--propagation", "private", "bash", "-c", &full])
         .current_dir(cwd)
-        .env(
-            "PATH",
-            format!(
-                "{}:{}",
-                bin_dir().display(),
-                std::env::var("PATH").unwrap_or_default()
-            ),
-        )
+        .env("PATH", tools_path())
         .output()
         .expect("unshare runs")
 }

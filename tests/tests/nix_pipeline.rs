@@ -10,7 +10,7 @@
 use std::fs;
 use std::process::Command;
 
-use pipeline_tests::{bin_dir, ok, require, require_root, root, tool, Podman, TempDir};
+use pipeline_tests::{ok, require, require_root, root, tool, Podman, TempDir};
 
 #[test]
 fn real_nix_store_image_runs_verifies_and_merges() {
@@ -28,14 +28,7 @@ fn real_nix_store_image_runs_verifies_and_merges() {
         .arg(root().join("nix/example/build-image.sh"))
         .arg("--nix")
         .arg(tmp.join("demo"))
-        .env(
-            "PATH",
-            format!(
-                "{}:{}",
-                bin_dir().display(),
-                std::env::var("PATH").unwrap_or_default()
-            ),
-        )
+        .env("PATH", pipeline_tests::tools_path())
         .output()
         .expect("build-image.sh");
     ok(&out, "build-image.sh --nix");

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::ffi::OsStr;
 use std::fs;
 use std::io;
-use std::os::unix::ffi::OsStrExt;
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
@@ -98,6 +98,14 @@ fn io_err(path: &Path) -> impl FnOnce(io::Error) -> TreeError + '_ {
     }
 }
 
+/// A symlink's target, as bytes.
+fn link_target(path: &Path) -> Result<Vec<u8>, TreeError> {
+    Ok(fs::read_link(path)
+        .map_err(io_err(path))?
+        .into_os_string()
+        .into_vec())
+}
+
 fn sorted_children(dir: &Path) -> Result<Vec<Vec<u8>>, TreeError> {
     let mut names = Vec::new();
     for e in fs::read_dir(dir).map_err(io_err(dir))? {
@@ -185,11 +193,7 @@ fn merge_dir(
             }
         } else if ft.is_symlink() {
             Node::Symlink {
-                target: fs::read_link(&path)
-                    .map_err(io_err(&path))?
-                    .into_os_string()
-                    .as_bytes()
-                    .to_vec(),
+                target: link_target(&path)?,
             }
         } else if ft.is_fifo() {
             Node::Fifo {
@@ -245,11 +249,7 @@ fn lndir_dir(dest: &mut Node, src: &Path) -> Result<(), TreeError> {
         }
         let node = if ft.is_symlink() {
             Node::Symlink {
-                target: fs::read_link(&path)
-                    .map_err(io_err(&path))?
-                    .into_os_string()
-                    .as_bytes()
-                    .to_vec(),
+                target: link_target(&path)?,
             }
         } else {
             Node::Symlink {

@@ -2,7 +2,6 @@
 //! into the new image with their headers re-encoded as Python's `tarfile` re-encodes them.
 //! Memory: the archive's JSON members (at most 64 MiB each), never a layer.
 
-use std::fs::File;
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 
@@ -244,12 +243,4 @@ impl<R: Read> Read for DataReader<'_, R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         self.r.read_data(buf).map_err(io::Error::other)
     }
-}
-
-/// Opens `path` for the existence check before any output is written.
-pub fn check_exists(path: &Path) -> Result<(), BaseError> {
-    File::open(path).map(drop).map_err(|source| BaseError::Io {
-        path: path.to_path_buf(),
-        source,
-    })
 }

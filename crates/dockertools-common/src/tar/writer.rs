@@ -134,12 +134,6 @@ impl<W: Write> TarWriter<W> {
         }
         Ok(self.out)
     }
-
-    /// Size the archive will have after [`TarWriter::finish`].
-    pub fn finished_len(written: u64) -> u64 {
-        let with_end = written + 2 * BLOCK as u64;
-        with_end.div_ceil(RECORD as u64) * RECORD as u64
-    }
 }
 
 /// Writes one entry's data of a declared size through [`TarWriter::entry_writer`].
