@@ -182,3 +182,56 @@ fn popularity_sorter_names_the_cycle() {
     assert!(stderr_of(&out).contains("cycle"), "{}", stderr_of(&out));
     assert!(out.stdout.is_empty());
 }
+
+#[test]
+fn layer_packer_names_the_bad_input_and_leaves_no_output() {
+    let tmp = TempDir::new("bad-lp");
+    let src = tmp.join("src");
+    fs::create_dir_all(src.join("d")).expect("mkdir");
+    fs::write(src.join("d/f"), b"data").expect("write");
+    let out_dir = tmp.join("out");
+    let missing = tmp.join("missing");
+    let cases: [(Vec<String>, String); 3] = [
+        (
+            vec!["pure".into(), missing.display().to_string()],
+            missing.display().to_string(),
+        ),
+        (
+            vec![
+                "pure".into(),
+                "--mtime".into(),
+                "yesterday".into(),
+                src.display().to_string(),
+            ],
+            "yesterday".into(),
+        ),
+        (
+            vec![
+                "pure".into(),
+                "--uid".into(),
+                u64::MAX.to_string(),
+                src.display().to_string(),
+            ],
+            "does not fit".into(),
+        ),
+    ];
+    for (args, named) in cases {
+        let out = Command::new(tool("layer-packer"))
+            .args(&args[..1])
+            .arg("--out")
+            .arg(&out_dir)
+            .args(&args[1..])
+            .output()
+            .expect("run");
+        let err = stderr_of(&out);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {err}");
+        assert!(err.contains(&named), "{args:?}: {err}");
+        assert!(!out_dir.exists(), "{args:?} left output behind");
+        let leftovers: Vec<_> = fs::read_dir(&tmp.0)
+            .expect("ls")
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().contains("tmp"))
+            .collect();
+        assert!(leftovers.is_empty(), "{args:?} left {leftovers:?}");
+    }
+}

@@ -15,9 +15,11 @@ pub mod tree;
 use std::fs;
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
+use std::sync::mpsc::{channel, sync_channel, Receiver, Sender, SyncSender};
+use std::sync::Arc;
 
 use dockertools_common::hash::hex;
-use dockertools_common::tar::writer::{DataError, TarWriter};
+use dockertools_common::tar::writer::{check_data_end, read_data, DataError};
 use dockertools_common::tar::{self as tarfmt, gnu, Header};
 use sha2::{Digest, Sha256};
 use tarsum::{EntryHeader, TarSum};
@@ -97,82 +99,143 @@ pub struct Packed {
     pub size: u64,
 }
 
-/// Bytes handed to a hashing thread at a time.
-const HASH_CHUNK: usize = 1 << 20;
+/// Size of the buffers that carry the tar stream to the output and to both hashing threads.
+const CHUNK: usize = 1 << 20;
 
-/// The output writer: writes through, and hands a copy of every byte, in 1 MiB batches,
-/// to the thread that computes the whole tar's sha256.
-struct Sink<W: Write> {
-    out: W,
-    pending: Vec<u8>,
-    tx: std::sync::mpsc::SyncSender<Vec<u8>>,
-    count: u64,
+/// One filled buffer of the tar stream, shared read-only by the writer and both hashers.
+struct Chunk {
+    buf: Vec<u8>,
+    len: usize,
 }
 
-impl<W: Write> Sink<W> {
-    fn hand_over(&mut self) -> io::Result<()> {
-        let batch = std::mem::replace(&mut self.pending, Vec::with_capacity(HASH_CHUNK));
-        self.tx
-            .send(batch)
-            .map_err(|_| io::Error::other("the sha256 thread stopped"))
+impl Chunk {
+    fn bytes(&self) -> &[u8] {
+        &self.buf[..self.len]
     }
 }
 
-impl<W: Write> Write for Sink<W> {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.write_all(buf)?;
-        Ok(buf.len())
-    }
-    fn write_all(&mut self, buf: &[u8]) -> io::Result<()> {
-        self.out.write_all(buf)?;
-        self.count += buf.len() as u64;
-        self.pending.extend_from_slice(buf);
-        if self.pending.len() >= HASH_CHUNK {
-            self.hand_over()?;
-        }
-        Ok(())
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        self.out.flush()
-    }
-}
-
-/// What the tarsum thread is told.
-enum SumMsg {
+/// What the tarsum thread does with the chunk that carries these events.
+enum SumEvent {
+    /// A new entry starts (its header fields are already hashed).
     Start(tarsum::EntrySum),
-    Data(Vec<u8>),
+    /// Entry data at this range of the chunk.
+    Data(std::ops::Range<usize>),
+    /// The entry is complete.
     End,
 }
 
-/// Reads a file's data for the tar while keeping a copy for the tarsum thread.
-struct SumReader<'a, R: Read> {
-    r: R,
-    batch: &'a mut SumBatch,
+/// Builds the tar stream in [`CHUNK`]-sized buffers. File data is read straight into the
+/// buffer; each full buffer goes, without copying, to the sha256 thread, to the tarsum thread
+/// (with the entry events it carries) and to the output. Buffers come back through `pool`.
+struct Chunker<W: Write> {
+    out: W,
+    cur: Chunk,
+    events: Vec<SumEvent>,
+    sha_tx: SyncSender<Arc<Chunk>>,
+    sum_tx: SyncSender<(Arc<Chunk>, Vec<SumEvent>)>,
+    pool: Receiver<Chunk>,
+    /// A buffer the hashers were done with by the time it was written.
+    spare: Option<Chunk>,
+    written: u64,
 }
 
-/// Messages for the tarsum thread, sent in batches (one channel operation per ~1 MiB).
-#[derive(Default)]
-struct SumBatch {
-    msgs: Vec<SumMsg>,
-    bytes: usize,
+/// Gives a buffer back to the pool when this was its last user.
+fn recycle(chunk: Arc<Chunk>, pool: &Sender<Chunk>) {
+    if let Ok(c) = Arc::try_unwrap(chunk) {
+        let _ = pool.send(c);
+    }
 }
 
-impl<R: Read> Read for SumReader<'_, R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.r.read(buf)?;
-        if n > 0 {
-            self.batch.msgs.push(SumMsg::Data(buf[..n].to_vec()));
-            self.batch.bytes += n;
+impl<W: Write> Chunker<W> {
+    fn fresh(&mut self) -> Chunk {
+        match self
+            .spare
+            .take()
+            .ok_or(())
+            .or_else(|()| self.pool.try_recv())
+        {
+            Ok(mut c) => {
+                c.len = 0;
+                c
+            }
+            Err(_) => Chunk {
+                buf: vec![0; CHUNK],
+                len: 0,
+            },
         }
-        Ok(n)
+    }
+
+    /// Hands the current buffer to the hashers and writes it out.
+    fn emit(&mut self) -> io::Result<()> {
+        if self.cur.len == 0 {
+            return Ok(());
+        }
+        let next = self.fresh();
+        let chunk = Arc::new(std::mem::replace(&mut self.cur, next));
+        let stopped = || io::Error::other("a hashing thread stopped");
+        self.sha_tx.send(chunk.clone()).map_err(|_| stopped())?;
+        let events = std::mem::take(&mut self.events);
+        self.sum_tx
+            .send((chunk.clone(), events))
+            .map_err(|_| stopped())?;
+        self.out.write_all(chunk.bytes())?;
+        self.written += chunk.len as u64;
+        if let Ok(c) = Arc::try_unwrap(chunk) {
+            self.spare = Some(c);
+        }
+        Ok(())
+    }
+
+    /// Appends bytes that are not entry data (headers, padding).
+    fn push(&mut self, mut bytes: &[u8]) -> io::Result<()> {
+        while !bytes.is_empty() {
+            if self.cur.len == CHUNK {
+                self.emit()?;
+            }
+            let n = bytes.len().min(CHUNK - self.cur.len);
+            self.cur.buf[self.cur.len..self.cur.len + n].copy_from_slice(&bytes[..n]);
+            self.cur.len += n;
+            bytes = &bytes[n..];
+        }
+        Ok(())
+    }
+
+    /// Appends exactly `size` bytes read from `src`, then the padding; fails when `src` ends
+    /// early or has more than `size` bytes.
+    fn data_from(&mut self, src: &mut dyn Read, size: u64) -> Result<(), DataError> {
+        let mut left = size;
+        while left > 0 {
+            if self.cur.len == CHUNK {
+                self.emit().map_err(DataError::Write)?;
+            }
+            let start = self.cur.len;
+            let want = left.min((CHUNK - start) as u64) as usize;
+            let n = read_data(src, &mut self.cur.buf[start..start + want], size, left)?;
+            self.cur.len += n;
+            self.events.push(SumEvent::Data(start..start + n));
+            left -= n as u64;
+        }
+        check_data_end(src, size)?;
+        self.push(&[0u8; tarfmt::BLOCK][..tarfmt::block_padding(size)])
+            .map_err(DataError::Write)
+    }
+
+    /// Ends the archive (two zero blocks, then zeros to a whole record) and sends the rest.
+    fn finish(mut self) -> io::Result<(W, u64)> {
+        self.push(&[0u8; 2 * tarfmt::BLOCK])?;
+        let total = self.written + self.cur.len as u64;
+        let rem = (total % tarfmt::RECORD as u64) as usize;
+        if rem != 0 {
+            self.push(&vec![0u8; tarfmt::RECORD - rem])?;
+        }
+        self.emit()?;
+        Ok((self.out, self.written))
     }
 }
 
 struct Packer<'a, W: Write> {
-    tar: TarWriter<Sink<W>>,
+    tar: Chunker<W>,
     sums: TarSum,
-    sum_tx: std::sync::mpsc::SyncSender<Vec<SumMsg>>,
-    sum_batch: SumBatch,
     owner: &'a Owner,
     head: Vec<u8>,
 }
@@ -210,43 +273,21 @@ impl<W: Write> Packer<'_, W> {
             devminor: h.devminor as i64,
             xattrs: None,
         });
-        let stopped = || Error::Output {
-            path: PathBuf::from("layer.tar"),
-            source: io::Error::other("the tarsum thread stopped"),
-        };
-        self.sum_batch.msgs.push(SumMsg::Start(sum));
-        self.tar.raw(&self.head).map_err(out_err)?;
+        self.tar.push(&self.head).map_err(out_err)?;
+        self.tar.events.push(SumEvent::Start(sum));
         if let Some(path) = data {
             let data_err = |source| Error::Data {
                 path: path.to_path_buf(),
                 source,
             };
-            let file = fs::File::open(path).map_err(|e| data_err(DataError::Read(e)))?;
-            let mut reader = SumReader {
-                r: file,
-                batch: &mut self.sum_batch,
-            };
-            self.tar
-                .data_from(&mut reader, h.size)
-                .map_err(|e| match e {
-                    DataError::Write(source) => out_err(source),
-                    other => data_err(other),
-                })?;
+            let mut file = fs::File::open(path).map_err(|e| data_err(DataError::Read(e)))?;
+            self.tar.data_from(&mut file, h.size).map_err(|e| match e {
+                DataError::Write(source) => out_err(source),
+                other => data_err(other),
+            })?;
         }
-        self.sum_batch.msgs.push(SumMsg::End);
-        self.sum_batch.bytes += 512;
-        if self.sum_batch.bytes >= HASH_CHUNK || self.sum_batch.msgs.len() >= 1024 {
-            self.flush_sums().map_err(|_| stopped())?;
-        }
+        self.tar.events.push(SumEvent::End);
         Ok(())
-    }
-
-    fn flush_sums(&mut self) -> Result<(), ()> {
-        let batch = std::mem::take(&mut self.sum_batch);
-        if batch.msgs.is_empty() {
-            return Ok(());
-        }
-        self.sum_tx.send(batch.msgs).map_err(|_| ())
     }
 
     fn walk(&mut self, node: &Node, name: &mut Vec<u8>) -> Result<(), Error> {
@@ -338,85 +379,81 @@ impl<W: Write> Packer<'_, W> {
 
 /// Packs `root` as GNU tar does from the folder's root (`./` names), writing to `out`.
 pub fn pack<W: Write>(root: &Node, owner: &Owner, out: W) -> Result<(W, Packed), Error> {
-    use std::sync::mpsc::sync_channel;
     // Three threads: this one walks, reads and writes; one hashes the whole tar (sha256);
-    // one hashes each entry (tarsum). Bounded channels keep memory flat.
-    let (sha_tx, sha_rx) = sync_channel::<Vec<u8>>(8);
-    let (sum_tx, sum_rx) = sync_channel::<Vec<SumMsg>>(4);
+    // one hashes each entry (tarsum). They share each buffer; bounded channels keep memory flat.
+    let (sha_tx, sha_rx) = sync_channel::<Arc<Chunk>>(8);
+    let (sum_tx, sum_rx) = sync_channel::<(Arc<Chunk>, Vec<SumEvent>)>(8);
+    let (pool_tx, pool_rx) = channel::<Chunk>();
+    let out_err = |source| Error::Output {
+        path: PathBuf::from("layer.tar"),
+        source,
+    };
     std::thread::scope(|scope| {
+        let sha_pool = pool_tx.clone();
         let sha_thread = scope.spawn(move || {
             let mut sha = Sha256::new();
-            for batch in sha_rx {
-                sha.update(&batch);
+            for chunk in sha_rx {
+                sha.update(chunk.bytes());
+                recycle(chunk, &sha_pool);
             }
             hex(&sha.finalize())
         });
         let sum_thread = scope.spawn(move || {
             let mut sums = TarSum::new();
             let mut current = None;
-            for msg in sum_rx.into_iter().flatten() {
-                match msg {
-                    SumMsg::Start(sum) => current = Some(sum),
-                    SumMsg::Data(buf) => {
-                        if let Some(sum) = current.as_mut() {
-                            sum.update(&buf);
+            for (chunk, events) in sum_rx {
+                for event in events {
+                    match event {
+                        SumEvent::Start(sum) => current = Some(sum),
+                        SumEvent::Data(range) => {
+                            if let Some(sum) = current.as_mut() {
+                                sum.update(&chunk.buf[range]);
+                            }
                         }
-                    }
-                    SumMsg::End => {
-                        if let Some(sum) = current.take() {
-                            sums.end(sum);
+                        SumEvent::End => {
+                            if let Some(sum) = current.take() {
+                                sums.end(sum);
+                            }
                         }
                     }
                 }
+                recycle(chunk, &pool_tx);
             }
             sums.finish()
         });
-        let sink = Sink {
+        let tar = Chunker {
             out,
-            pending: Vec::with_capacity(HASH_CHUNK),
-            tx: sha_tx,
-            count: 0,
+            cur: Chunk {
+                buf: vec![0; CHUNK],
+                len: 0,
+            },
+            events: Vec::new(),
+            sha_tx,
+            sum_tx,
+            pool: pool_rx,
+            spare: None,
+            written: 0,
         };
         let mut p = Packer {
-            tar: TarWriter::new(sink),
+            tar,
             sums: TarSum::new(),
-            sum_tx,
-            sum_batch: SumBatch::default(),
             owner,
             head: Vec::with_capacity(2048),
         };
         let mut name = b".".to_vec();
-        let walked = p.walk(root, &mut name).and_then(|()| {
-            p.flush_sums().map_err(|()| Error::Output {
-                path: PathBuf::from("layer.tar"),
-                source: io::Error::other("the tarsum thread stopped"),
-            })
-        });
-        let Packer { tar, sum_tx, .. } = p;
-        drop(sum_tx);
-        let out_err = |source| Error::Output {
-            path: PathBuf::from("layer.tar"),
-            source,
-        };
-        let finished = walked.and_then(|()| tar.finish().map_err(out_err));
-        let mut sink = match finished {
-            Ok(sink) => sink,
-            Err(e) => return Err(e),
-        };
-        if !sink.pending.is_empty() {
-            sink.hand_over().map_err(out_err)?;
-        }
-        let Sink { out, tx, count, .. } = sink;
-        drop(tx);
+        let walked = p.walk(root, &mut name);
+        // Finishing (or dropping, on failure) the chunker closes both channels.
+        let finished = walked.and_then(|()| p.tar.finish().map_err(out_err));
         let stopped = || out_err(io::Error::other("a hashing thread stopped"));
         let sha256 = sha_thread.join().map_err(|_| stopped())?;
         let tarsum = sum_thread.join().map_err(|_| stopped())?;
+        let (out, size) = finished?;
         Ok((
             out,
             Packed {
                 sha256,
                 tarsum,
-                size: count,
+                size,
             },
         ))
     })
@@ -452,4 +489,86 @@ pub fn build_tree(
         tree::mkdir(&mut root, path, *m).map_err(Error::Option)?;
     }
     Ok(root)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+
+    fn owner() -> Owner {
+        Owner {
+            mtime: 1,
+            uid: 0,
+            gid: 0,
+            uname: b"root".to_vec(),
+            gname: b"root".to_vec(),
+            numeric_owner: false,
+        }
+    }
+
+    /// Packs a folder whose file is changed between the walk and the read.
+    fn pack_changed(name: &str, change: impl FnOnce(&Path)) -> Error {
+        let dir = std::env::temp_dir().join(format!("lp-{name}-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).unwrap();
+        // Big enough to span several buffers.
+        fs::write(dir.join("f"), vec![7u8; 3 * CHUNK + 5]).unwrap();
+        let tree = build_tree(
+            Mode::Pure(tree::Dirlinks::Copy),
+            std::slice::from_ref(&dir),
+            &[],
+        )
+        .unwrap();
+        change(&dir.join("f"));
+        let err = pack(&tree, &owner(), io::sink()).unwrap_err();
+        fs::remove_dir_all(&dir).unwrap();
+        err
+    }
+
+    #[test]
+    fn a_file_that_grows_or_shrinks_is_an_error_naming_it() {
+        let grew = pack_changed("grow", |f| {
+            let mut w = fs::OpenOptions::new().append(true).open(f).unwrap();
+            w.write_all(b"more").unwrap();
+        });
+        let msg = grew.to_string();
+        assert!(
+            msg.contains("/f: size changed") && msg.contains("more than"),
+            "{msg}"
+        );
+        let shrank = pack_changed("shrink", |f| {
+            fs::write(f, b"short").unwrap();
+        });
+        let msg = shrank.to_string();
+        assert!(
+            msg.contains("/f: size changed") && msg.contains("found 5"),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn the_sums_match_the_bytes_across_buffer_boundaries() {
+        let dir = std::env::temp_dir().join(format!("lp-sums-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).unwrap();
+        for (i, len) in [0, 1, 511, 512, CHUNK - 700, CHUNK, 2 * CHUNK + 3]
+            .iter()
+            .enumerate()
+        {
+            fs::write(dir.join(format!("f{i}")), vec![i as u8; *len]).unwrap();
+        }
+        let tree = build_tree(
+            Mode::Pure(tree::Dirlinks::Copy),
+            std::slice::from_ref(&dir),
+            &[],
+        )
+        .unwrap();
+        let (tar, packed) = pack(&tree, &owner(), Vec::new()).unwrap();
+        fs::remove_dir_all(&dir).unwrap();
+        assert_eq!(packed.size, tar.len() as u64);
+        assert_eq!(tar.len() % tarfmt::RECORD, 0);
+        assert_eq!(packed.sha256, hex(&Sha256::digest(&tar)));
+        assert_eq!(packed.tarsum, tarsum::tarsum_of(&tar[..]).unwrap());
+    }
 }

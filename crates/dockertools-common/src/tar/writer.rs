@@ -32,6 +32,45 @@ impl DataError {
     }
 }
 
+/// Reads the next part of an entry's data into `buf` (not empty), `left` of the `declared`
+/// bytes still to come; ending early is [`DataError::SizeChanged`]. Returns the bytes read.
+pub fn read_data(
+    src: &mut dyn Read,
+    buf: &mut [u8],
+    declared: u64,
+    left: u64,
+) -> Result<usize, DataError> {
+    loop {
+        return match src.read(buf) {
+            Ok(0) => Err(DataError::SizeChanged {
+                declared,
+                actual: declared - left,
+                more: false,
+            }),
+            Ok(n) => Ok(n),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => Err(DataError::Read(e)),
+        };
+    }
+}
+
+/// Checks that `src` has no data beyond the `declared` bytes already read from it.
+pub fn check_data_end(src: &mut dyn Read, declared: u64) -> Result<(), DataError> {
+    let mut probe = [0u8; 1];
+    loop {
+        return match src.read(&mut probe) {
+            Ok(0) => Ok(()),
+            Ok(_) => Err(DataError::SizeChanged {
+                declared,
+                actual: declared,
+                more: true,
+            }),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => Err(DataError::Read(e)),
+        };
+    }
+}
+
 /// Size of the copy buffer used for entry data.
 pub const COPY_BUF: usize = 256 * 1024;
 
@@ -87,39 +126,14 @@ impl<W: Write> TarWriter<W> {
         let mut left = size;
         while left > 0 {
             let want = left.min(self.buf.len() as u64) as usize;
-            let n = match src.read(&mut self.buf[..want]) {
-                Ok(0) => {
-                    return Err(DataError::SizeChanged {
-                        declared: size,
-                        actual: size - left,
-                        more: false,
-                    })
-                }
-                Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(DataError::Read(e)),
-            };
+            let n = read_data(src, &mut self.buf[..want], size, left)?;
             self.out
                 .write_all(&self.buf[..n])
                 .map_err(DataError::Write)?;
             self.written += n as u64;
             left -= n as u64;
         }
-        let mut probe = [0u8; 1];
-        loop {
-            match src.read(&mut probe) {
-                Ok(0) => break,
-                Ok(_) => {
-                    return Err(DataError::SizeChanged {
-                        declared: size,
-                        actual: size,
-                        more: true,
-                    })
-                }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(DataError::Read(e)),
-            }
-        }
+        check_data_end(src, size)?;
         self.pad(size).map_err(DataError::Write)
     }
 
