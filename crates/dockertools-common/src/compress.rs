@@ -2,9 +2,10 @@
 //!
 //! Gzip output carries no file name and no timestamp (as `pigz -n`), so the bytes depend
 //! only on the input and the level. Both compressors are parallel and deterministic:
-//! gzip cuts the input into fixed 1 MiB blocks, compresses them on rayon's threads (each block
-//! primed with the 32 KiB before it, as pigz does) and joins them with sync flushes; zstd uses
-//! its own worker threads, whose output does not depend on how many there are.
+//! gzip cuts the input into fixed 1 MiB blocks, compresses each on its own with libdeflate on
+//! worker threads (as many as rayon's) and joins them into one deflate stream with sync
+//! flushes; zstd uses its own worker threads, whose output does not depend on how many there
+//! are. Decompression (flate2 on zlib-rs, and zstd) is streaming.
 //! So the compressed bytes depend only on the input, the format and the level, never on the
 //! number of threads or the machine.
 
@@ -82,7 +83,7 @@ impl<W: Write> Compressor<W> {
     pub fn new(out: W, kind: Compression, level: i32) -> io::Result<Self> {
         Ok(match kind {
             Compression::None => Compressor::None(out),
-            Compression::Gzip => Compressor::Gzip(ParGz::new(out, level.clamp(0, 9) as u32)),
+            Compression::Gzip => Compressor::Gzip(ParGz::new(out, level.clamp(0, 9))?),
             Compression::Zstd => {
                 let mut enc = zstd::stream::write::Encoder::new(out, level)?;
                 // Worker mode (any count >= 1) gives the same bytes for any number of workers.
@@ -124,122 +125,135 @@ impl<W: Write> Write for Compressor<W> {
 
 /// Input bytes per gzip block.
 const GZ_BLOCK: usize = 1 << 20;
-/// Dictionary carried from one block to the next (deflate's window).
-const GZ_DICT: usize = 32 * 1024;
-/// Blocks compressed per parallel batch.
-const GZ_BATCH: usize = 8;
 
-/// Parallel, deterministic gzip writer (pigz's scheme with fixed block boundaries).
+/// A block's compressed bytes, by block number.
+type Done = (usize, io::Result<Vec<u8>>);
+
+/// Parallel, deterministic gzip writer: fixed 1 MiB blocks, each compressed on its own by
+/// libdeflate on a worker thread, joined into one deflate stream (every block but the last
+/// ends with a sync-flush marker, see [`crate::deflate::unfinalize`]), written in order as soon
+/// as each is ready. The bytes do not depend on how many workers there are.
 pub struct ParGz<W: Write> {
     out: W,
-    level: u32,
-    /// Full blocks waiting to be compressed, plus the block being filled (last).
-    blocks: Vec<Vec<u8>>,
-    /// The last 32 KiB of the input before `blocks[0]`.
-    dict: Vec<u8>,
+    /// The block being filled.
+    block: Vec<u8>,
+    /// Jobs for the workers: block number, input, last block.
+    jobs: Option<std::sync::mpsc::SyncSender<(usize, Vec<u8>, bool)>>,
+    results: std::sync::mpsc::Receiver<Done>,
+    /// Compressed blocks that arrived ahead of their turn.
+    ready: std::collections::BTreeMap<usize, io::Result<Vec<u8>>>,
+    submitted: usize,
+    written: usize,
     crc: crc32fast::Hasher,
     size: u64,
-    header_done: bool,
 }
 
-fn deflate_block(input: &[u8], dict: &[u8], level: u32, last: bool) -> io::Result<Vec<u8>> {
-    let mut c = flate2::Compress::new(flate2::Compression::new(level), false);
-    if !dict.is_empty() {
-        c.set_dictionary(dict).map_err(io::Error::other)?;
-    }
-    let mut out = Vec::with_capacity(input.len() / 2 + 1024);
-    let flush = if last {
-        flate2::FlushCompress::Finish
+/// Compresses one block as a raw deflate stream that continues (or ends, when `last`).
+fn deflate_block(c: &mut libdeflater::Compressor, input: &[u8], last: bool) -> io::Result<Vec<u8>> {
+    let mut out = vec![0; c.deflate_compress_bound(input.len())];
+    let n = c
+        .deflate_compress(input, &mut out)
+        .map_err(|e| io::Error::other(format!("gzip compression failed: {e}")))?;
+    out.truncate(n);
+    if last {
+        Ok(out)
     } else {
-        flate2::FlushCompress::Sync
-    };
-    loop {
-        let consumed = c.total_in() as usize;
-        if out.capacity() - out.len() < 64 * 1024 {
-            out.reserve(input.len() / 4 + 64 * 1024);
-        }
-        let status = c
-            .compress_vec(&input[consumed..], &mut out, flush)
-            .map_err(io::Error::other)?;
-        let done_input = c.total_in() as usize == input.len();
-        match status {
-            flate2::Status::StreamEnd => break,
-            _ if done_input && !last && out.capacity() > out.len() => break,
-            _ => {}
-        }
+        crate::deflate::unfinalize(&out).map_err(io::Error::other)
     }
-    Ok(out)
 }
 
 impl<W: Write> ParGz<W> {
-    fn new(out: W, level: u32) -> Self {
-        ParGz {
+    fn new(out: W, level: i32) -> io::Result<Self> {
+        use std::sync::mpsc::{channel, sync_channel};
+        use std::sync::{Arc, Mutex};
+        let lvl = libdeflater::CompressionLvl::new(level)
+            .map_err(|_| io::Error::other(format!("gzip level {level} is not 0-12")))?;
+        // As many workers as rayon would use (RAYON_NUM_THREADS or the cores).
+        let workers = rayon::current_num_threads().max(1);
+        let (job_tx, job_rx) = sync_channel::<(usize, Vec<u8>, bool)>(workers);
+        let job_rx = Arc::new(Mutex::new(job_rx));
+        let (done_tx, results) = channel::<Done>();
+        for _ in 0..workers {
+            let job_rx = Arc::clone(&job_rx);
+            let done_tx = done_tx.clone();
+            std::thread::spawn(move || {
+                let mut c = libdeflater::Compressor::new(lvl);
+                loop {
+                    let job = match job_rx.lock() {
+                        Ok(rx) => rx.recv(),
+                        Err(_) => return,
+                    };
+                    let Ok((i, input, last)) = job else { return };
+                    if done_tx
+                        .send((i, deflate_block(&mut c, &input, last)))
+                        .is_err()
+                    {
+                        return;
+                    }
+                }
+            });
+        }
+        let xfl = match level {
+            9.. => 2,
+            1 => 4,
+            _ => 0,
+        };
+        let mut gz = ParGz {
             out,
-            level,
-            blocks: vec![Vec::with_capacity(GZ_BLOCK)],
-            dict: Vec::new(),
+            block: Vec::with_capacity(GZ_BLOCK),
+            jobs: Some(job_tx),
+            results,
+            ready: std::collections::BTreeMap::new(),
+            submitted: 0,
+            written: 0,
             crc: crc32fast::Hasher::new(),
             size: 0,
-            header_done: false,
-        }
-    }
-
-    fn header(&mut self) -> io::Result<()> {
-        if !self.header_done {
-            let xfl = match self.level {
-                9 => 2,
-                1 => 4,
-                _ => 0,
-            };
-            self.out
-                .write_all(&[0x1f, 0x8b, 8, 0, 0, 0, 0, 0, xfl, 3])?;
-            self.header_done = true;
-        }
-        Ok(())
-    }
-
-    /// Compresses the full blocks (all but the one being filled), or all of them when `last`.
-    fn compress_batch(&mut self, last: bool) -> io::Result<()> {
-        use rayon::prelude::*;
-        self.header()?;
-        let n = if last {
-            self.blocks.len()
-        } else {
-            self.blocks.len() - 1
         };
-        let level = self.level;
-        let jobs: Vec<(&[u8], &[u8], bool)> = (0..n)
-            .map(|i| {
-                let dict: &[u8] = if i == 0 {
-                    &self.dict
-                } else {
-                    let prev = &self.blocks[i - 1];
-                    &prev[prev.len().saturating_sub(GZ_DICT)..]
-                };
-                (self.blocks[i].as_slice(), dict, last && i + 1 == n)
-            })
-            .collect();
-        let outs: Vec<io::Result<Vec<u8>>> = jobs
-            .par_iter()
-            .map(|(input, dict, fin)| deflate_block(input, dict, level, *fin))
-            .collect();
-        for o in outs {
-            self.out.write_all(&o?)?;
+        gz.out.write_all(&[0x1f, 0x8b, 8, 0, 0, 0, 0, 0, xfl, 3])?;
+        Ok(gz)
+    }
+
+    /// Hands the current block to the workers, then writes what is ready; waits while too
+    /// many blocks are in flight.
+    fn submit(&mut self, last: bool) -> io::Result<()> {
+        let input = std::mem::replace(&mut self.block, Vec::with_capacity(GZ_BLOCK));
+        let stopped = || io::Error::other("the gzip workers stopped");
+        self.jobs
+            .as_ref()
+            .ok_or_else(stopped)?
+            .send((self.submitted, input, last))
+            .map_err(|_| stopped())?;
+        self.submitted += 1;
+        let max_in_flight = 2 * rayon::current_num_threads().max(1) + 2;
+        self.write_ready(|gz| gz.submitted - gz.written > max_in_flight)
+    }
+
+    /// Writes compressed blocks in order: those already done, and more while `wait` holds.
+    fn write_ready(&mut self, wait: impl Fn(&Self) -> bool) -> io::Result<()> {
+        loop {
+            while let Some(block) = self.ready.remove(&self.written) {
+                self.out.write_all(&block?)?;
+                self.written += 1;
+            }
+            let next = if wait(self) {
+                self.results
+                    .recv()
+                    .map_err(|_| io::Error::other("the gzip workers stopped"))?
+            } else {
+                match self.results.try_recv() {
+                    Ok(done) => done,
+                    Err(_) => return Ok(()),
+                }
+            };
+            self.ready.insert(next.0, next.1);
         }
-        if n > 0 {
-            let tail = &self.blocks[n - 1];
-            self.dict = tail[tail.len().saturating_sub(GZ_DICT)..].to_vec();
-        }
-        self.blocks.drain(..n);
-        if self.blocks.is_empty() {
-            self.blocks.push(Vec::with_capacity(GZ_BLOCK));
-        }
-        Ok(())
     }
 
     /// Writes the last block and the gzip trailer; returns the inner writer.
     pub fn finish(mut self) -> io::Result<W> {
-        self.compress_batch(true)?;
+        self.submit(true)?;
+        self.jobs = None;
+        self.write_ready(|gz| gz.written < gz.submitted)?;
         let crc = self.crc.clone().finalize();
         self.out.write_all(&crc.to_le_bytes())?;
         self.out.write_all(&(self.size as u32).to_le_bytes())?;
@@ -253,16 +267,11 @@ impl<W: Write> Write for ParGz<W> {
         self.size += buf.len() as u64;
         let mut rest = buf;
         while !rest.is_empty() {
-            let cur = self.blocks.len() - 1;
-            let room = GZ_BLOCK - self.blocks[cur].len();
-            let take = room.min(rest.len());
-            self.blocks[cur].extend_from_slice(&rest[..take]);
+            let take = (GZ_BLOCK - self.block.len()).min(rest.len());
+            self.block.extend_from_slice(&rest[..take]);
             rest = &rest[take..];
-            if self.blocks[cur].len() == GZ_BLOCK {
-                self.blocks.push(Vec::with_capacity(GZ_BLOCK));
-                if self.blocks.len() > GZ_BATCH {
-                    self.compress_batch(false)?;
-                }
+            if self.block.len() == GZ_BLOCK {
+                self.submit(false)?;
             }
         }
         Ok(buf.len())

@@ -12,6 +12,7 @@
 pub mod atomic;
 pub mod cli;
 pub mod compress;
+pub mod deflate;
 pub mod hash;
 pub mod jq;
 pub mod names;

@@ -1,0 +1,435 @@
+//! Reading the block structure of a raw deflate stream (RFC 1951), to join independently
+//! compressed streams into one.
+//!
+//! A compressor that only writes complete streams marks its last block final. To place such a
+//! stream in the middle of a longer one, [`unfinalize`] clears that block's BFINAL bit and ends
+//! the stream the way zlib's sync flush does (an empty stored block), so the next stream's
+//! blocks can follow it byte-aligned. Finding the last block means walking every block: the
+//! symbols are decoded (their values are not needed, only where each block ends).
+
+use std::fmt;
+
+/// A stream that is not valid deflate.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Malformed(&'static str);
+
+impl fmt::Display for Malformed {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "malformed deflate stream: {}", self.0)
+    }
+}
+
+impl std::error::Error for Malformed {}
+
+/// Least-significant-bit-first reader, as deflate packs its bits. `data` ends with 16 bytes of
+/// zero padding so that whole words can always be loaded; `limit` is the real length in bits.
+struct Bits<'a> {
+    data: &'a [u8],
+    limit: usize,
+    /// Bits not yet consumed, low bits first.
+    buf: u64,
+    /// Number of valid bits in `buf` (at least 56 after `refill`).
+    count: u32,
+    /// Next byte to load.
+    next: usize,
+}
+
+impl<'a> Bits<'a> {
+    fn new(padded: &'a [u8], limit: usize) -> Self {
+        let mut b = Bits {
+            data: padded,
+            limit,
+            buf: 0,
+            count: 0,
+            next: 0,
+        };
+        b.refill();
+        b
+    }
+
+    /// Position in bits of the next unread bit.
+    fn pos(&self) -> usize {
+        self.next * 8 - self.count as usize
+    }
+
+    /// Tops the buffer up to at least 56 bits (the padding makes the load always possible).
+    #[inline(always)]
+    fn refill(&mut self) {
+        let mut word = [0u8; 8];
+        if let Some(s) = self.data.get(self.next..self.next + 8) {
+            word.copy_from_slice(s);
+        }
+        self.buf |= u64::from_le_bytes(word) << self.count;
+        self.next += (63 - self.count as usize) / 8;
+        self.count |= 56;
+    }
+
+    /// Drops `n` bits (at most what the last refill guaranteed).
+    #[inline(always)]
+    fn drop_bits(&mut self, n: u32) {
+        self.buf >>= n;
+        self.count -= n;
+    }
+
+    fn take(&mut self, n: u32) -> Result<u32, Malformed> {
+        self.refill();
+        let v = (self.buf & ((1u64 << n) - 1)) as u32;
+        self.drop_bits(n);
+        self.check()?;
+        Ok(v)
+    }
+
+    /// Moves to bit position `pos` (forward only; stored blocks).
+    fn seek(&mut self, pos: usize) -> Result<(), Malformed> {
+        if pos > self.limit {
+            return Err(Malformed("stream ends inside a block"));
+        }
+        self.next = pos / 8;
+        self.buf = 0;
+        self.count = 0;
+        self.refill();
+        self.drop_bits((pos % 8) as u32);
+        Ok(())
+    }
+
+    fn check(&self) -> Result<(), Malformed> {
+        if self.pos() > self.limit {
+            return Err(Malformed("stream ends inside a block"));
+        }
+        Ok(())
+    }
+}
+
+/// Stream bits looked up at once; longer codes (rare by construction) are decoded bit by bit.
+const PRIMARY: u32 = 10;
+
+/// A canonical Huffman code: a lookup table on the next [`PRIMARY`] stream bits, whose
+/// entries hold `symbol << 4 | code length` (0 when the code is longer, or invalid), and
+/// the code's length counts and symbols in code order for the longer codes.
+struct Code {
+    table: Vec<u16>,
+    mask: u64,
+    count: [u16; 16],
+    sorted: Vec<u16>,
+}
+
+impl Code {
+    fn new(lengths: &[u8]) -> Result<Code, Malformed> {
+        let width = u32::from(lengths.iter().copied().max().unwrap_or(0)).clamp(1, PRIMARY);
+        let mut count = [0u16; 16];
+        for &l in lengths {
+            count[usize::from(l & 15)] += 1;
+        }
+        count[0] = 0;
+        let mut next = [0u32; 16];
+        let mut code = 0u32;
+        for len in 1..16 {
+            code = (code + u32::from(count[len - 1])) << 1;
+            next[len] = code;
+            if code + u32::from(count[len]) > (1 << len) {
+                return Err(Malformed("oversubscribed Huffman code"));
+            }
+        }
+        let mut sorted = Vec::with_capacity(lengths.len());
+        for len in 1..16u8 {
+            for (symbol, &l) in lengths.iter().enumerate() {
+                if l == len {
+                    sorted.push(symbol as u16);
+                }
+            }
+        }
+        let mut table = vec![0u16; 1 << width];
+        for (symbol, &len) in lengths.iter().enumerate() {
+            let len = u32::from(len);
+            if len == 0 || len > width {
+                continue;
+            }
+            let c = next[len as usize];
+            next[len as usize] += 1;
+            let reversed = c.reverse_bits() >> (32 - len);
+            let entry = ((symbol as u16) << 4) | len as u16;
+            let mut i = reversed as usize;
+            while i < table.len() {
+                table[i] = entry;
+                i += 1 << len;
+            }
+        }
+        Ok(Code {
+            table,
+            mask: (1u64 << width) - 1,
+            count,
+            sorted,
+        })
+    }
+
+    /// Decodes one symbol; the caller has refilled `bits` for it.
+    #[inline(always)]
+    fn decode(&self, bits: &mut Bits<'_>) -> Result<u16, Malformed> {
+        let (symbol, len) = self.lookup(bits.buf)?;
+        bits.drop_bits(len);
+        Ok(symbol)
+    }
+
+    /// The symbol whose code starts `buf`, and the code's length.
+    #[inline(always)]
+    fn lookup(&self, buf: u64) -> Result<(u16, u32), Malformed> {
+        let entry = self.table[(buf & self.mask) as usize];
+        let len = u32::from(entry & 15);
+        if len == 0 {
+            return self.lookup_long(buf);
+        }
+        Ok((entry >> 4, len))
+    }
+
+    /// Canonical decoding one bit at a time (codes longer than the table).
+    #[cold]
+    fn lookup_long(&self, buf: u64) -> Result<(u16, u32), Malformed> {
+        let (mut code, mut first, mut index) = (0u32, 0u32, 0usize);
+        for len in 1..16 {
+            code |= (buf >> (len - 1)) as u32 & 1;
+            let count = u32::from(self.count[len]);
+            if code.wrapping_sub(first) < count {
+                return Ok((self.sorted[index + (code - first) as usize], len as u32));
+            }
+            index += count as usize;
+            first = (first + count) << 1;
+            code <<= 1;
+        }
+        Err(Malformed("invalid Huffman code"))
+    }
+}
+
+/// Extra bits after length symbols 257..=285.
+fn length_extra(symbol: u16) -> u32 {
+    match symbol {
+        265..=284 => u32::from((symbol - 261) / 4),
+        _ => 0,
+    }
+}
+
+/// Extra bits after distance symbols 0..=29.
+fn distance_extra(symbol: u16) -> u32 {
+    if symbol < 4 {
+        0
+    } else {
+        u32::from(symbol / 2 - 1)
+    }
+}
+
+/// Order in which the code-length code's lengths are stored.
+const CLEN_ORDER: [usize; 19] = [
+    16, 17, 18, 0, 8, 7, 9, 6, 10, 5, 11, 4, 12, 3, 13, 2, 14, 1, 15,
+];
+
+fn dynamic_codes(bits: &mut Bits<'_>) -> Result<(Code, Code), Malformed> {
+    let hlit = bits.take(5)? as usize + 257;
+    let hdist = bits.take(5)? as usize + 1;
+    let hclen = bits.take(4)? as usize + 4;
+    let mut clen = [0u8; 19];
+    for &i in &CLEN_ORDER[..hclen] {
+        clen[i] = bits.take(3)? as u8;
+    }
+    let clen_code = Code::new(&clen)?;
+    let mut lengths = vec![0u8; hlit + hdist];
+    let mut i = 0;
+    while i < lengths.len() {
+        bits.refill();
+        let sym = clen_code.decode(bits)?;
+        let (value, repeat) = match sym {
+            0..=15 => (sym as u8, 1),
+            16 => {
+                let prev = *lengths[..i]
+                    .last()
+                    .ok_or(Malformed("repeat with no previous length"))?;
+                (prev, 3 + bits.take(2)? as usize)
+            }
+            17 => (0, 3 + bits.take(3)? as usize),
+            _ => (0, 11 + bits.take(7)? as usize),
+        };
+        if i + repeat > lengths.len() {
+            return Err(Malformed("code lengths overflow"));
+        }
+        lengths[i..i + repeat].fill(value);
+        i += repeat;
+    }
+    Ok((Code::new(&lengths[..hlit])?, Code::new(&lengths[hlit..])?))
+}
+
+fn fixed_codes() -> Result<(Code, Code), Malformed> {
+    let mut lit = [0u8; 288];
+    lit[..144].fill(8);
+    lit[144..256].fill(9);
+    lit[256..280].fill(7);
+    lit[280..].fill(8);
+    Ok((Code::new(&lit)?, Code::new(&[5u8; 30])?))
+}
+
+/// Loads bytes into the bit buffer until it holds at least 56 bits; false at the end of
+/// the (padded) data.
+#[inline(always)]
+fn refill(data: &[u8], buf: &mut u64, count: &mut u32, next: &mut usize) -> bool {
+    let Some(bytes) = data.get(*next..*next + 8) else {
+        return false;
+    };
+    let mut word = [0u8; 8];
+    word.copy_from_slice(bytes);
+    *buf |= u64::from_le_bytes(word) << *count;
+    *next += (63 - *count as usize) / 8;
+    *count |= 56;
+    true
+}
+
+/// Skips one compressed block's symbols, up to and including its end-of-block code.
+/// The bit buffer lives in locals here: this loop is where the time goes.
+fn skip_symbols(bits: &mut Bits<'_>, lit: &Code, dist: &Code) -> Result<(), Malformed> {
+    let data = bits.data;
+    let (mut buf, mut count, mut next) = (bits.buf, bits.count, bits.next);
+    let cut = Malformed("stream ends inside a block");
+    let result = 'block: loop {
+        if !refill(data, &mut buf, &mut count, &mut next) {
+            break Err(cut);
+        }
+        // Symbols while a whole code (15 bits) is in the buffer.
+        while count >= 15 {
+            let (sym, len) = match lit.lookup(buf) {
+                Ok(x) => x,
+                Err(e) => break 'block Err(e),
+            };
+            buf >>= len;
+            count -= len;
+            match sym {
+                0..=255 => {}
+                256 => break 'block Ok(()),
+                257..=285 => {
+                    // Length extra bits, distance code and its extra bits: up to 33 bits.
+                    if count < 33 && !refill(data, &mut buf, &mut count, &mut next) {
+                        break 'block Err(cut);
+                    }
+                    let extra = length_extra(sym);
+                    buf >>= extra;
+                    count -= extra;
+                    let (d, len) = match dist.lookup(buf) {
+                        Ok(x) => x,
+                        Err(e) => break 'block Err(e),
+                    };
+                    if d > 29 {
+                        break 'block Err(Malformed("invalid distance symbol"));
+                    }
+                    let extra = len + distance_extra(d);
+                    buf >>= extra;
+                    count -= extra;
+                }
+                _ => break 'block Err(Malformed("invalid length symbol")),
+            }
+        }
+    };
+    bits.buf = buf;
+    bits.count = count;
+    bits.next = next;
+    result?;
+    bits.check()
+}
+
+/// Bit positions of the final block's header and of the end of the stream.
+fn final_block(stream: &[u8]) -> Result<(usize, usize), Malformed> {
+    let mut padded = Vec::with_capacity(stream.len() + 16);
+    padded.extend_from_slice(stream);
+    padded.extend_from_slice(&[0; 16]);
+    let mut bits = Bits::new(&padded, stream.len() * 8);
+    loop {
+        let header = bits.pos();
+        let last = bits.take(1)? == 1;
+        match bits.take(2)? {
+            0 => {
+                let byte = bits.pos().div_ceil(8);
+                let len_bytes = stream
+                    .get(byte..byte + 4)
+                    .ok_or(Malformed("stored block header cut short"))?;
+                let len = usize::from(u16::from_le_bytes([len_bytes[0], len_bytes[1]]));
+                bits.seek((byte + 4 + len) * 8)?;
+            }
+            1 => {
+                let (lit, dist) = fixed_codes()?;
+                skip_symbols(&mut bits, &lit, &dist)?;
+            }
+            2 => {
+                let (lit, dist) = dynamic_codes(&mut bits)?;
+                skip_symbols(&mut bits, &lit, &dist)?;
+            }
+            _ => return Err(Malformed("reserved block type")),
+        }
+        if last {
+            return Ok((header, bits.pos()));
+        }
+    }
+}
+
+/// Turns a complete raw deflate stream into one that continues: the final block's BFINAL bit
+/// is cleared and an empty stored block (`00 00 ff ff` after the header bits, as zlib's sync
+/// flush writes) ends it on a byte boundary.
+pub fn unfinalize(stream: &[u8]) -> Result<Vec<u8>, Malformed> {
+    let (header, end) = final_block(stream)?;
+    let mut out = stream[..end.div_ceil(8)].to_vec();
+    out[header / 8] &= !(1u8 << (header % 8));
+    if end % 8 != 0 {
+        if let Some(last) = out.last_mut() {
+            *last &= (1u8 << (end % 8)) - 1;
+        }
+    }
+    // The stored block's three header bits (all zero), then padding to the byte boundary.
+    out.resize((end + 3).div_ceil(8), 0);
+    out.extend_from_slice(&[0, 0, 0xff, 0xff]);
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{Read, Write};
+
+    fn deflate(data: &[u8], level: u32) -> Vec<u8> {
+        let mut e = flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::new(level));
+        e.write_all(data).expect("deflate");
+        e.finish().expect("deflate")
+    }
+
+    fn inflate(data: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        flate2::read::DeflateDecoder::new(data)
+            .read_to_end(&mut out)
+            .expect("inflate");
+        out
+    }
+
+    #[test]
+    fn joined_streams_decode_as_the_concatenation() -> Result<(), Malformed> {
+        let text: Vec<u8> = (0..200_000u32)
+            .flat_map(|i| format!("line {} of {}\n", i % 977, i % 13).into_bytes())
+            .collect();
+        let mut x = 7u64;
+        let noise: Vec<u8> = (0..100_000)
+            .map(|_| {
+                x = x.wrapping_mul(6364136223846793005).wrapping_add(1);
+                (x >> 57) as u8
+            })
+            .collect();
+        let parts: [&[u8]; 5] = [&text, &noise, b"", b"x", &text[..70_000]];
+        for level in [0, 1, 6, 9] {
+            let mut joined = Vec::new();
+            for p in &parts {
+                joined.extend(unfinalize(&deflate(p, level))?);
+            }
+            joined.extend(deflate(b"end", level));
+            let want: Vec<u8> = parts.concat().into_iter().chain(*b"end").collect();
+            assert!(inflate(&joined) == want, "level {level}");
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn garbage_is_an_error_not_a_panic() {
+        for bad in [&b""[..], b"\x07", b"\x05\xff", b"\xff\xff\xff\xff\xff"] {
+            assert!(unfinalize(bad).is_err(), "{bad:?}");
+        }
+    }
+}
