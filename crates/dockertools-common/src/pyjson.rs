@@ -111,6 +111,21 @@ pub fn dumps(value: &Value, style: Style) -> String {
     out
 }
 
+/// A string as `json.dumps` writes it; printable ASCII without quotes or backslashes (store
+/// paths, for one) is copied as it is.
+fn write_str(out: &mut String, s: &str, ensure_ascii: bool) {
+    if s.bytes()
+        .all(|b| (0x20..0x7f).contains(&b) && b != b'"' && b != b'\\')
+    {
+        out.reserve(s.len() + 2);
+        out.push('"');
+        out.push_str(s);
+        out.push('"');
+    } else {
+        json_string(out, code_points(s), ensure_ascii);
+    }
+}
+
 fn newline(out: &mut String, style: Style, level: usize) {
     if let Some(n) = style.indent {
         out.push('\n');
@@ -124,7 +139,7 @@ fn write_value(out: &mut String, value: &Value, style: Style, level: usize) {
         Value::Null => out.push_str("null"),
         Value::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
         Value::Number(n) => out.push_str(&number_text(&n.to_string())),
-        Value::String(s) => json_string(out, code_points(s), style.ensure_ascii),
+        Value::String(s) => write_str(out, s, style.ensure_ascii),
         Value::Array(items) => {
             if items.is_empty() {
                 out.push_str("[]");
@@ -152,7 +167,7 @@ fn write_value(out: &mut String, value: &Value, style: Style, level: usize) {
                     out.push_str(item_sep);
                 }
                 newline(out, style, level + 1);
-                json_string(out, code_points(k), style.ensure_ascii);
+                write_str(out, k, style.ensure_ascii);
                 out.push_str(": ");
                 write_value(out, v, style, level + 1);
             }

@@ -8,6 +8,8 @@
 
 use std::collections::{HashMap, HashSet};
 
+use rayon::prelude::*;
+
 use crate::graph::Node;
 use crate::Error;
 
@@ -49,17 +51,15 @@ impl Interner {
 }
 
 /// Splits the graph into layers; returns each layer's paths (ignored ones removed, empty layers dropped).
-pub fn auto_layer(
-    nodes: &[Node],
+pub fn auto_layer<'n>(
+    nodes: &'n [Node<'_>],
     ignore: &HashSet<String>,
     limit: i64,
-) -> Result<Vec<Vec<String>>, Error> {
+) -> Result<Vec<Vec<&'n str>>, Error> {
     let n = nodes.len();
     // Python builds a dict by path; a repeated path keeps its last node.
-    let mut idx: crate::graph::FastMap<&str, u32> = Default::default();
-    for (i, node) in nodes.iter().enumerate() {
-        idx.insert(node.path.as_str(), i as u32);
-    }
+    let arena = crate::graph::PathArena::new(nodes);
+    let idx = arena.index();
     let mut deps: Vec<Vec<u32>> = vec![Vec::new(); n];
     let mut users: Vec<Vec<u32>> = vec![Vec::new(); n];
     let live: Vec<u32> = {
@@ -67,19 +67,31 @@ pub fn auto_layer(
         v.sort_unstable();
         v
     };
-    for &i in &live {
-        let node = &nodes[i as usize];
-        let path = node.path.as_str();
-        for r in &node.references {
-            let &j = idx.get(r.as_str()).ok_or_else(|| Error::MissingRef {
-                node: path.to_string(),
-                reference: r.clone(),
-            })?;
-            if !deps[i as usize].contains(&j) {
-                deps[i as usize].push(j);
-                users[j as usize].push(i);
+    // Resolving the references is most of the setup (a hash lookup each, memory-bound):
+    // done on all cores, then the lists are filled in order.
+    let resolved: Vec<Result<Vec<u32>, Error>> = live
+        .par_iter()
+        .map(|&i| {
+            let node = &nodes[i as usize];
+            let mut out: Vec<u32> = Vec::with_capacity(node.references.len());
+            for r in &node.references {
+                let &j = idx.get(r.as_ref()).ok_or_else(|| Error::MissingRef {
+                    node: node.path.to_string(),
+                    reference: r.to_string(),
+                })?;
+                if !out.contains(&j) {
+                    out.push(j);
+                }
             }
+            Ok(out)
+        })
+        .collect();
+    for (&i, list) in live.iter().zip(resolved) {
+        let list = list?;
+        for &j in &list {
+            users[j as usize].push(i);
         }
+        deps[i as usize] = list;
     }
     // Candidates: stable sort by narSize over the input list, taken from the end.
     let mut by_size: Vec<u32> = (0..n as u32).collect();
@@ -98,7 +110,7 @@ pub fn auto_layer(
     let mut mark = 0u32;
     let (mut d, mut u) = (Vec::new(), Vec::new());
     while let Some(cand) = by_size.pop() {
-        let p = idx[nodes[cand as usize].path.as_str()];
+        let p = idx[nodes[cand as usize].path.as_ref()];
         mark += 1;
         closure(&deps[p as usize], &deps, &mut seen, mark, &mut d);
         mark += 1;
@@ -156,7 +168,7 @@ pub fn auto_layer(
     // auto-layer.py's path_key: (name, hash) from the path split at its first '-'.
     let mut keys: Vec<(&str, &str)> = vec![("", ""); n];
     for &v in &live {
-        let p = nodes[v as usize].path.as_str();
+        let p = nodes[v as usize].path.as_ref();
         let Some((hash, name)) = p.split_once('-') else {
             return Err(Error::Input(format!(
                 "path {p} has no '-' (not a store path)"
@@ -183,10 +195,10 @@ pub fn auto_layer(
     });
     let mut out = Vec::new();
     for (_, paths) in layers {
-        let kept: Vec<String> = paths
+        let kept: Vec<&str> = paths
             .iter()
-            .map(|&v| nodes[v as usize].path.clone())
-            .filter(|p| !ignore.contains(p))
+            .map(|&v| nodes[v as usize].path.as_ref())
+            .filter(|p| !ignore.contains(*p))
             .collect();
         if !kept.is_empty() {
             out.push(kept);

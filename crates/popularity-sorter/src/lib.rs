@@ -63,20 +63,21 @@ pub fn closure_graph(input: &[u8], key: &str) -> Result<Vec<String>, Error> {
         let mut seen = HashSet::new();
         let mut v: Vec<u32> = (0..nodes.len() as u32)
             .rev()
-            .filter(|&i| seen.insert(nodes[i as usize].path.as_str()))
+            .filter(|&i| seen.insert(nodes[i as usize].path.as_ref()))
             .collect();
         v.reverse();
         v
     };
-    let unique: Vec<graph::Node> = live.iter().map(|&i| nodes[i as usize].clone()).collect();
-    let idx_unique = graph::index(&unique);
+    let unique: Vec<graph::Node<'_>> = live.iter().map(|&i| nodes[i as usize].clone()).collect();
+    let arena = graph::PathArena::new(&unique);
+    let idx_unique = arena.index();
     let adj = graph::adjacency(&unique, &idx_unique)?;
     let key_of = |v: u32| graph::package_name_key(&unique[v as usize].path);
-    let name_of = |v: u32| unique[v as usize].path.clone();
+    let name_of = |v: u32| unique[v as usize].path.to_string();
     let order = popularity::order(&adj.succ, &key_of, &name_of)?;
     Ok(order
         .into_iter()
-        .map(|v| unique[v as usize].path.clone())
+        .map(|v| unique[v as usize].path.to_string())
         .collect())
 }
 
@@ -110,7 +111,7 @@ pub fn auto_layer(graph_list: &[u8], ignore: &[u8], limit: i64) -> Result<String
     let v = Value::Array(
         layers
             .into_iter()
-            .map(|l| Value::Array(l.into_iter().map(Value::String).collect()))
+            .map(|l| Value::Array(l.into_iter().map(|p| Value::String(p.into())).collect()))
             .collect(),
     );
     Ok(pyjson::dumps(&v, pyjson::COMPACT) + "\n")

@@ -27,7 +27,7 @@ enum Data {
 }
 
 struct Ctx<'a> {
-    nodes: &'a [Node],
+    nodes: &'a [Node<'a>],
     names: Vec<String>,
 }
 
@@ -106,12 +106,13 @@ impl Graph {
 }
 
 /// Builds the pipeline's input graph: nodes sorted by narSize (stable), edges to each reference.
-fn build_graph(nodes: &[Node]) -> Result<Graph, Error> {
+fn build_graph(nodes: &[Node<'_>]) -> Result<Graph, Error> {
     let mut order: Vec<u32> = (0..nodes.len() as u32).collect();
     order.sort_by_key(|&i| nodes[i as usize].nar_size);
-    let mut pos: crate::graph::FastMap<&str, u32> = Default::default();
+    let mut pos: crate::graph::FastMap<&str, u32> =
+        crate::graph::FastMap::with_capacity_and_hasher(nodes.len(), Default::default());
     for (p, &i) in order.iter().enumerate() {
-        pos.entry(nodes[i as usize].path.as_str())
+        pos.entry(nodes[i as usize].path.as_ref())
             .or_insert(p as u32);
     }
     let mut edges = Vec::new();
@@ -121,9 +122,9 @@ fn build_graph(nodes: &[Node]) -> Result<Graph, Error> {
             if *r == node.path {
                 continue;
             }
-            let &t = pos.get(r.as_str()).ok_or_else(|| Error::MissingRef {
-                node: node.path.clone(),
-                reference: r.clone(),
+            let &t = pos.get(r.as_ref()).ok_or_else(|| Error::MissingRef {
+                node: node.path.to_string(),
+                reference: r.to_string(),
             })?;
             edges.push((p as u32, t));
         }
@@ -422,15 +423,15 @@ pub fn run(input: &[u8]) -> Result<Vec<Vec<String>>, Error> {
     if let Some(ex) = m.get("exclude_paths") {
         let ex: Value = serde_json::from_str(ex.get())?;
         let excluded: HashSet<String> = as_paths("exclude_paths", &ex)?.into_iter().collect();
-        nodes.retain(|n| !excluded.contains(&n.path));
+        nodes.retain(|n| !excluded.contains(n.path.as_ref()));
         for n in &mut nodes {
-            n.references.retain(|r| !excluded.contains(r));
+            n.references.retain(|r| !excluded.contains(r.as_ref()));
             let mut seen = HashSet::new();
             n.references.retain(|r| seen.insert(r.clone()));
         }
     }
     let ctx = Ctx {
-        names: nodes.iter().map(|n| n.path.clone()).collect(),
+        names: nodes.iter().map(|n| n.path.to_string()).collect(),
         nodes: &nodes,
     };
     let g = build_graph(ctx.nodes)?;
