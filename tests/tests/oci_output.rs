@@ -86,3 +86,89 @@ fn bad_format_and_level_are_usage_errors() {
         );
     }
 }
+
+#[test]
+fn oci_output_on_a_base_image_carries_the_base_layers() {
+    if !require_root() || !require("skopeo") || !require("umoci") || !require("jq") {
+        return;
+    }
+    let fix = fixtures();
+    let tmp = TempDir::new("oci-base");
+    let conf = fix.join("confs/s10.json");
+    // The base is the s10 image; on top of it, the s10 conf again with another tag and Env.
+    let script = format!(
+        "stream-layered '{c}' > base.tar\n\
+         jq --arg f \"$PWD/base.tar\" '.from_image = $f | .repo_tag = \"on-base:v2\" | .config.Env = [\"NEW=1\"]' '{c}' > conf.json\n\
+         stream-layered conf.json > docker.tar\n\
+         stream-layered conf.json --format oci-archive --layer-compression gz > oci.tar\n\
+         stream-layered conf.json --format oci-dir --output ocidir",
+        c = conf.display()
+    );
+    let out = with_store(&fix.join("stores/s10"), &script, &tmp.0);
+    ok(&out, "stream-layered OCI outputs on a base image");
+    for src in [
+        format!("oci-archive:{}", tmp.join("oci.tar").display()),
+        format!("oci:{}", tmp.join("ocidir").display()),
+    ] {
+        let dest = tmp.join(format!("copy-{}", src.len()));
+        let out = Command::new("skopeo")
+            .args(["copy", &src, &format!("dir:{}", dest.display())])
+            .output()
+            .expect("skopeo");
+        ok(&out, &format!("skopeo copy {src}"));
+    }
+    // Same config as the docker-archive: the diff_ids, base layers first, and the merged Env.
+    let jq = |args: &[&str]| -> String {
+        let out = Command::new("jq")
+            .args(args)
+            .current_dir(&tmp.0)
+            .output()
+            .expect("jq");
+        ok(&out, "jq");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let docker_config = {
+        let out = Command::new("bash")
+            .arg("-c")
+            .arg("tar -xOf docker.tar \"$(tar -xOf docker.tar manifest.json | jq -r '.[0].Config')\"")
+            .current_dir(&tmp.0)
+            .output()
+            .expect("tar");
+        ok(&out, "docker config");
+        out.stdout
+    };
+    std::fs::write(tmp.join("docker-config.json"), docker_config).expect("write");
+    let index = jq(&["-r", ".manifests[0].digest", "ocidir/index.json"]);
+    let manifest = tmp.join(format!(
+        "ocidir/blobs/sha256/{}",
+        index.trim().trim_start_matches("sha256:")
+    ));
+    let config_digest = jq(&["-r", ".config.digest", &manifest.display().to_string()]);
+    let oci_config = format!(
+        "ocidir/blobs/sha256/{}",
+        config_digest.trim().trim_start_matches("sha256:")
+    );
+    for filter in [".rootfs.diff_ids", ".config.Env", "[.history[].comment]"] {
+        assert_eq!(
+            jq(&[filter, &oci_config]),
+            jq(&[filter, "docker-config.json"]),
+            "{filter}"
+        );
+    }
+    let out = Command::new("umoci")
+        .args([
+            "unpack",
+            "--image",
+            &format!("{}:on-base:v2", tmp.join("ocidir").display()),
+        ])
+        .arg(tmp.join("bundle"))
+        .output()
+        .expect("umoci");
+    ok(&out, "umoci unpack oci-dir on a base");
+    pipeline_tests::assert_rootfs_matches(
+        &fix.join("stores/s10"),
+        &conf,
+        &tmp.join("bundle/rootfs"),
+        &tmp.0,
+    );
+}

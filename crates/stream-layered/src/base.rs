@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use dockertools_common::compress::open_decompressed;
 use dockertools_common::tar::reader::{Entry, ReadError, Reader};
-use dockertools_common::tar::writer::{DataError, TarWriter};
+use dockertools_common::tar::writer::{read_data, DataError, TarWriter, COPY_BUF};
 use dockertools_common::tar::{pax, Header};
 use serde_json::Value;
 
@@ -165,12 +165,6 @@ impl BaseImage {
         tar: &mut TarWriter<W>,
         mut progress: impl FnMut(usize, &[u8]),
     ) -> Result<(), CopyError> {
-        let tar_err = |source| {
-            CopyError::Base(BaseError::Tar {
-                path: self.path.clone(),
-                source,
-            })
-        };
         let mut reader: Option<Reader<Box<dyn Read + Send>>> = None;
         let mut next_index = 0u64;
         let mut head = Vec::new();
@@ -181,18 +175,8 @@ impl BaseImage {
                 next_index = 0;
             }
             let Some(r) = reader.as_mut() else { continue };
-            let entry = loop {
-                let e = r.next_entry().map_err(tar_err)?.ok_or_else(|| {
-                    CopyError::Base(BaseError::NotDockerArchive {
-                        path: self.path.clone(),
-                        why: "archive changed while reading".into(),
-                    })
-                })?;
-                next_index = e.index + 1;
-                if e.index == layer.entry.index {
-                    break e;
-                }
-            };
+            let entry = self.scan_to(r, layer)?;
+            next_index = entry.index + 1;
             progress(num + 1, &layer.member);
             let h = Header {
                 name: entry.name.clone(),
@@ -219,6 +203,63 @@ impl BaseImage {
                     source,
                 })
             })?;
+        }
+        Ok(())
+    }
+}
+
+impl BaseImage {
+    /// The archive's path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Reads on to `layer`'s member (the reader must be before it).
+    fn scan_to<R: Read>(&self, r: &mut Reader<R>, layer: &BaseLayer) -> Result<Entry, CopyError> {
+        loop {
+            let e = r
+                .next_entry()
+                .map_err(|source| {
+                    CopyError::Base(BaseError::Tar {
+                        path: self.path.clone(),
+                        source,
+                    })
+                })?
+                .ok_or_else(|| {
+                    CopyError::Base(BaseError::NotDockerArchive {
+                        path: self.path.clone(),
+                        why: "archive changed while reading".into(),
+                    })
+                })?;
+            if e.index == layer.entry.index {
+                return Ok(e);
+            }
+        }
+    }
+
+    /// Streams the bytes of base layer `i` (its member's data, the layer tar as stored) to `out`.
+    pub fn layer_to(&self, i: usize, out: &mut dyn Write) -> Result<(), CopyError> {
+        let Some(layer) = self.layers.get(i) else {
+            return Ok(());
+        };
+        let mut r = open(&self.path).map_err(CopyError::Base)?;
+        let entry = self.scan_to(&mut r, layer)?;
+        let size = entry.size.max(0) as u64;
+        let copy_err = |source| {
+            CopyError::Base(BaseError::Copy {
+                path: self.path.clone(),
+                member: String::from_utf8_lossy(&layer.member).into_owned(),
+                source,
+            })
+        };
+        let mut data = DataReader { r: &mut r };
+        let mut buf = vec![0u8; COPY_BUF];
+        let mut left = size;
+        while left > 0 {
+            let want = left.min(buf.len() as u64) as usize;
+            let n = read_data(&mut data, &mut buf[..want], size, left).map_err(copy_err)?;
+            out.write_all(&buf[..n]).map_err(CopyError::Write)?;
+            left -= n as u64;
         }
         Ok(())
     }

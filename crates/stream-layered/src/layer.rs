@@ -41,6 +41,9 @@ pub enum LayerError {
     /// Writing the output failed.
     #[error("writing output: {0}")]
     Write(#[source] io::Error),
+    /// Reading a layer of the base image failed (OCI output hashes base layers too).
+    #[error(transparent)]
+    Base(Box<crate::base::BaseError>),
 }
 
 impl LayerError {

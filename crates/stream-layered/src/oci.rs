@@ -2,7 +2,8 @@
 //! `oci-layout`, `index.json` (the manifest descriptor carries
 //! `org.opencontainers.image.ref.name`), and `blobs/sha256/` with the config, the manifest and
 //! the layers, uncompressed, gzip or zstd. The config is the same image JSON as in the
-//! docker-archive, so `rootfs.diff_ids` are always the uncompressed digests.
+//! docker-archive, so `rootfs.diff_ids` are always the uncompressed digests. With `from_image`,
+//! the base image's layers come first, read from its archive.
 //!
 //! A tar member is named by its digest before its bytes are written, so oci-archive hashes
 //! (and compresses) every layer once to learn its digest and size, then streams it again;
@@ -19,6 +20,7 @@ use dockertools_common::tar::{self as tarfmt, pax, Header};
 use rayon::prelude::*;
 use serde_json::{json, Value};
 
+use crate::base::{BaseError, BaseImage, CopyError};
 use crate::layer::{self, LayerError, Owner};
 use crate::{image_config, Error, LayerInfo, Prepared};
 
@@ -50,6 +52,8 @@ impl LayerCompression {
 }
 
 enum Source<'a> {
+    /// Layer `1` of the base image.
+    Base(&'a BaseImage, usize),
     Store(&'a [String]),
     File(&'a Path),
 }
@@ -63,6 +67,10 @@ struct Blob {
 
 fn emit(source: &Source<'_>, owner: &Owner, out: &mut dyn Write) -> Result<(), LayerError> {
     match source {
+        Source::Base(base, i) => base.layer_to(*i, out).map_err(|e| match e {
+            CopyError::Write(e) => LayerError::Write(e),
+            CopyError::Base(e) => LayerError::Base(Box::new(e)),
+        }),
         Source::Store(paths) => layer::write_layer(paths, owner, out).map(drop),
         Source::File(path) => {
             let mut f = fs::File::open(path).map_err(|source| LayerError::Io {
@@ -150,10 +158,11 @@ pub fn build<W: Write>(
         owner,
         ..
     } = prep;
-    if base.is_some() {
-        return Err(Error::Config("from_image is not supported with --format oci-archive or oci-dir yet; use docker-archive".into()));
-    }
-    let mut sources: Vec<Source<'_>> = conf.store_layers.iter().map(|p| Source::Store(p)).collect();
+    let mut sources: Vec<Source<'_>> = match &base {
+        Some(b) => (0..b.layers.len()).map(|i| Source::Base(b, i)).collect(),
+        None => Vec::new(),
+    };
+    sources.extend(conf.store_layers.iter().map(|p| Source::Store(p)));
     sources.push(Source::File(&custom.path));
     let layer_err = |i: usize| {
         move |source| Error::Layer {
@@ -180,6 +189,7 @@ pub fn build<W: Write>(
                 &owner,
                 comp,
                 &conf,
+                base.as_ref(),
                 config,
                 &repo_tag,
                 &custom.checksum,
@@ -201,7 +211,7 @@ pub fn build<W: Write>(
                 .collect();
             let blobs = blobs.into_iter().collect::<Result<Vec<_>, _>>()?;
             check_customisation(&blobs, &custom.checksum, &custom.path)?;
-            let infos = layer_infos(&conf, &blobs);
+            let infos = layer_infos(&conf, base.as_ref(), &blobs)?;
             let config_json = image_config(&conf, config, &infos);
             let (manifest, index) = manifest_and_index(&config_json, &blobs, comp, &repo_tag);
             let mut tar = TarWriter::new(out);
@@ -286,20 +296,44 @@ pub fn build<W: Write>(
     }
 }
 
-fn layer_infos(conf: &crate::Conf, blobs: &[Blob]) -> Vec<LayerInfo> {
-    let mut infos: Vec<LayerInfo> = conf
-        .store_layers
-        .iter()
-        .zip(blobs)
-        .map(|(paths, b)| LayerInfo {
+/// The config's layer list: base layers (whose bytes must hash to the diff_ids the base
+/// config names), store layers, then the customisation layer.
+fn layer_infos(
+    conf: &crate::Conf,
+    base: Option<&BaseImage>,
+    blobs: &[Blob],
+) -> Result<Vec<LayerInfo>, Error> {
+    let mut infos: Vec<LayerInfo> = Vec::new();
+    let base_layers = base.map_or(&[][..], |b| &b.layers[..]);
+    for (l, b) in base_layers.iter().zip(blobs) {
+        if !b.diff_id.eq_ignore_ascii_case(&l.checksum) {
+            return Err(Error::Base(BaseError::NotDockerArchive {
+                path: base.map(|b| b.path().to_path_buf()).unwrap_or_default(),
+                why: format!(
+                    "layer {} has sha256 {} but the config's diff_id is {} (a compressed layer member cannot go into an OCI layout as is)",
+                    String::from_utf8_lossy(&l.member),
+                    b.diff_id,
+                    l.checksum
+                ),
+            }));
+        }
+        infos.push(LayerInfo {
+            checksum: b.diff_id.clone(),
+            path: Vec::new(),
+            comment_paths: vec![dockertools_common::pyjson::bytes_code_points(&l.member)],
+        });
+    }
+    let blobs = &blobs[base_layers.len().min(blobs.len())..];
+    infos.extend(conf.store_layers.iter().zip(blobs).map(|(paths, b)| {
+        LayerInfo {
             checksum: b.diff_id.clone(),
             path: Vec::new(),
             comment_paths: paths
                 .iter()
                 .map(|p| dockertools_common::pyjson::str_code_points(p))
                 .collect(),
-        })
-        .collect();
+        }
+    }));
     if let Some(b) = blobs.last() {
         infos.push(LayerInfo {
             checksum: b.diff_id.clone(),
@@ -309,7 +343,7 @@ fn layer_infos(conf: &crate::Conf, blobs: &[Blob]) -> Vec<LayerInfo> {
             )],
         });
     }
-    infos
+    Ok(infos)
 }
 
 /// The customisation layer's `checksum` file must be its real sha256, or the image is broken.
@@ -334,6 +368,7 @@ fn write_dir(
     owner: &Owner,
     comp: LayerCompression,
     conf: &crate::Conf,
+    base: Option<&BaseImage>,
     config: Value,
     tag: &Value,
     checksum: &str,
@@ -370,7 +405,7 @@ fn write_dir(
     if let Some(Source::File(p)) = sources.last() {
         check_customisation(&blobs, checksum, p)?;
     }
-    let infos = layer_infos(conf, &blobs);
+    let infos = layer_infos(conf, base, &blobs)?;
     let config_json = image_config(conf, config, &infos);
     let (manifest, index) = manifest_and_index(&config_json, &blobs, comp, tag);
     for (name, bytes) in [
