@@ -5,7 +5,8 @@
 //! gzip cuts the input into fixed 1 MiB blocks, compresses each on its own with libdeflate on
 //! worker threads (as many as rayon's) and joins them into one deflate stream with sync
 //! flushes; zstd uses its own worker threads, whose output does not depend on how many there
-//! are. Decompression (flate2 on zlib-rs, and zstd) is streaming.
+//! are. Decompression (flate2 on zlib-rs, and zstd) is streaming, on a thread of its own
+//! running 1 MiB ahead of the reader.
 //! So the compressed bytes depend only on the input, the format and the level, never on the
 //! number of threads or the machine.
 
@@ -62,10 +63,107 @@ pub fn open_decompressed(path: &Path) -> io::Result<(Compression, Box<dyn Read +
     let kind = Compression::detect(buf.fill_buf()?);
     let reader: Box<dyn Read + Send> = match kind {
         Compression::None => Box::new(buf),
-        Compression::Gzip => Box::new(flate2::bufread::MultiGzDecoder::new(buf)),
-        Compression::Zstd => Box::new(zstd::stream::read::Decoder::with_buffer(buf)?),
+        Compression::Gzip => Box::new(ReadAhead::start(Box::new(
+            flate2::bufread::MultiGzDecoder::new(buf),
+        ))),
+        Compression::Zstd => Box::new(ReadAhead::start(Box::new(
+            zstd::stream::read::Decoder::with_buffer(buf)?,
+        ))),
     };
     Ok((kind, reader))
+}
+
+/// What the read-ahead thread sends.
+enum Ahead {
+    Data(Vec<u8>),
+    End,
+    Failed(io::Error),
+}
+
+/// Runs a (decompressing) reader on a thread of its own, 1 MiB ahead of the consumer, so that
+/// decompression overlaps with whatever is done with its output.
+struct ReadAhead {
+    rx: std::sync::mpsc::Receiver<Ahead>,
+    cur: Vec<u8>,
+    pos: usize,
+    /// Set once the stream has ended (`Ok`) or failed: later reads repeat that outcome.
+    finished: Option<Result<(), io::ErrorKind>>,
+}
+
+impl ReadAhead {
+    fn start(mut r: Box<dyn Read + Send>) -> ReadAhead {
+        const CHUNK: usize = 1 << 20;
+        let (tx, rx) = std::sync::mpsc::sync_channel(4);
+        std::thread::spawn(move || loop {
+            let mut buf = vec![0u8; CHUNK];
+            let mut filled = 0;
+            let msg = loop {
+                match r.read(&mut buf[filled..]) {
+                    Ok(0) => break None,
+                    Ok(n) => {
+                        filled += n;
+                        if filled == CHUNK {
+                            break None;
+                        }
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) => break Some(Ahead::Failed(e)),
+                }
+            };
+            let at_end = filled < CHUNK;
+            buf.truncate(filled);
+            if filled > 0 && tx.send(Ahead::Data(buf)).is_err() {
+                return;
+            }
+            if let Some(failed) = msg {
+                let _ = tx.send(failed);
+                return;
+            }
+            if at_end {
+                let _ = tx.send(Ahead::End);
+                return;
+            }
+        });
+        ReadAhead {
+            rx,
+            cur: Vec::new(),
+            pos: 0,
+            finished: None,
+        }
+    }
+}
+
+impl Read for ReadAhead {
+    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        while self.pos == self.cur.len() {
+            match self.finished {
+                Some(Ok(())) => return Ok(0),
+                Some(Err(kind)) => {
+                    return Err(io::Error::new(kind, "decompression failed earlier"))
+                }
+                None => {}
+            }
+            match self.rx.recv() {
+                Ok(Ahead::Data(v)) => {
+                    self.cur = v;
+                    self.pos = 0;
+                }
+                Ok(Ahead::End) => self.finished = Some(Ok(())),
+                Ok(Ahead::Failed(e)) => {
+                    self.finished = Some(Err(e.kind()));
+                    return Err(e);
+                }
+                Err(_) => {
+                    self.finished = Some(Err(io::ErrorKind::Other));
+                    return Err(io::Error::other("the decompression thread stopped"));
+                }
+            }
+        }
+        let n = out.len().min(self.cur.len() - self.pos);
+        out[..n].copy_from_slice(&self.cur[self.pos..self.pos + n]);
+        self.pos += n;
+        Ok(n)
+    }
 }
 
 /// A writer that compresses into `W`; call [`Compressor::finish`].
@@ -330,6 +428,31 @@ mod tests {
         assert!(out.is_empty());
         empty.clear();
         Ok(())
+    }
+
+    #[test]
+    fn read_ahead_passes_data_end_and_errors_through() -> io::Result<()> {
+        let data = sample(3 * (1 << 20) + 5);
+        let mut back = Vec::new();
+        ReadAhead::start(Box::new(io::Cursor::new(data.clone()))).read_to_end(&mut back)?;
+        assert_eq!(back, data);
+        let broken = io::Read::chain(io::Cursor::new(vec![1u8; 10]), Failing);
+        let mut r = ReadAhead::start(Box::new(broken));
+        let mut buf = Vec::new();
+        assert!(r.read_to_end(&mut buf).is_err());
+        assert_eq!(buf, vec![1u8; 10]);
+        assert!(
+            r.read(&mut [0u8; 4]).is_err(),
+            "a failure is not turned into an end"
+        );
+        Ok(())
+    }
+
+    struct Failing;
+    impl Read for Failing {
+        fn read(&mut self, _: &mut [u8]) -> io::Result<usize> {
+            Err(io::Error::other("corrupt"))
+        }
     }
 
     #[test]
