@@ -264,6 +264,18 @@ fn serde_json_conf(tag: &str, bb: &str, app: &str, cust: &str) -> String {
     )
 }
 
+/// Unpacks `image` (`DIR:TAG` of an OCI layout) with umoci into `cwd/bundle`, then checks the
+/// rootfs with [`assert_rootfs_matches`].
+pub fn assert_umoci_rootfs_matches(image: &str, store: &Path, conf: &Path, cwd: &Path) {
+    let out = Command::new("umoci")
+        .args(["unpack", "--image", image])
+        .arg(cwd.join("bundle"))
+        .output()
+        .expect("umoci");
+    ok(&out, &format!("umoci unpack {image}"));
+    assert_rootfs_matches(store, conf, &cwd.join("bundle/rootfs"), cwd);
+}
+
 /// Checks that every store path of `conf`'s store_layers is in `rootfs` with the same
 /// contents (`diff -r`, symlinks compared as links), with `store` mounted on /nix/store.
 pub fn assert_rootfs_matches(store: &Path, conf: &Path, rootfs: &Path, cwd: &Path) {

@@ -9,6 +9,18 @@ use std::process::Command;
 
 use pipeline_tests::{fixtures, ok, require, require_root, with_store, Podman, TempDir};
 
+/// `skopeo copy SRC dir:DEST`, which checks every digest and size.
+fn skopeo_copy(src: &str, dest: &std::path::Path) {
+    let out = Command::new("skopeo")
+        .args(["copy", src, &format!("dir:{}", dest.display())])
+        .output()
+        .expect("skopeo");
+    ok(
+        &out,
+        &format!("skopeo copy {src} (checks every digest and size)"),
+    );
+}
+
 #[test]
 fn oci_archive_and_dir_are_accepted_by_real_clients() {
     if !require_root() || !require("skopeo") || !require("umoci") || !require("podman") {
@@ -34,15 +46,7 @@ fn oci_archive_and_dir_are_accepted_by_real_clients() {
         format!("oci-archive:{}", tmp.join("oci-zstd.tar").display()),
         format!("oci:{}", tmp.join("ocidir").display()),
     ] {
-        let dest = tmp.join(format!("copy-{}", src.len()));
-        let out = Command::new("skopeo")
-            .args(["copy", &src, &format!("dir:{}", dest.display())])
-            .output()
-            .expect("skopeo");
-        ok(
-            &out,
-            &format!("skopeo copy {src} (checks every digest and size)"),
-        );
+        skopeo_copy(&src, &tmp.join(format!("copy-{}", src.len())));
     }
     let podman = Podman::new(&tmp.join("podman"));
     ok(
@@ -51,20 +55,10 @@ fn oci_archive_and_dir_are_accepted_by_real_clients() {
     );
     let images = podman.run(&["images", "--format", "{{.Repository}}:{{.Tag}}"]);
     assert!(String::from_utf8_lossy(&images.stdout).contains("other-image:v1"));
-    let out = Command::new("umoci")
-        .args([
-            "unpack",
-            "--image",
-            &format!("{}:other-image:v1", tmp.join("ocidir").display()),
-        ])
-        .arg(tmp.join("bundle"))
-        .output()
-        .expect("umoci");
-    ok(&out, "umoci unpack oci-dir");
-    pipeline_tests::assert_rootfs_matches(
+    pipeline_tests::assert_umoci_rootfs_matches(
+        &format!("{}:other-image:v1", tmp.join("ocidir").display()),
         &fix.join("stores/s10"),
         &conf,
-        &tmp.join("bundle/rootfs"),
         &tmp.0,
     );
 }
@@ -110,12 +104,7 @@ fn oci_output_on_a_base_image_carries_the_base_layers() {
         format!("oci-archive:{}", tmp.join("oci.tar").display()),
         format!("oci:{}", tmp.join("ocidir").display()),
     ] {
-        let dest = tmp.join(format!("copy-{}", src.len()));
-        let out = Command::new("skopeo")
-            .args(["copy", &src, &format!("dir:{}", dest.display())])
-            .output()
-            .expect("skopeo");
-        ok(&out, &format!("skopeo copy {src}"));
+        skopeo_copy(&src, &tmp.join(format!("copy-{}", src.len())));
     }
     // Same config as the docker-archive: the diff_ids, base layers first, and the merged Env.
     let jq = |args: &[&str]| -> String {
@@ -155,20 +144,10 @@ fn oci_output_on_a_base_image_carries_the_base_layers() {
             "{filter}"
         );
     }
-    let out = Command::new("umoci")
-        .args([
-            "unpack",
-            "--image",
-            &format!("{}:on-base:v2", tmp.join("ocidir").display()),
-        ])
-        .arg(tmp.join("bundle"))
-        .output()
-        .expect("umoci");
-    ok(&out, "umoci unpack oci-dir on a base");
-    pipeline_tests::assert_rootfs_matches(
+    pipeline_tests::assert_umoci_rootfs_matches(
+        &format!("{}:on-base:v2", tmp.join("ocidir").display()),
         &fix.join("stores/s10"),
         &conf,
-        &tmp.join("bundle/rootfs"),
         &tmp.0,
     );
 }

@@ -50,18 +50,13 @@ fn s300_image_loads_verifies_and_unpacks() {
         .output()
         .expect("skopeo");
     ok(&out, "skopeo copy (checks every layer digest)");
-    let out = Command::new("umoci")
-        .args([
-            "unpack",
-            "--image",
-            &format!("{}:t", tmp.join("oci").display()),
-        ])
-        .arg(tmp.join("bundle"))
-        .output()
-        .expect("umoci");
-    ok(&out, "umoci unpack");
     // Every store path of the conf is in the rootfs with the same contents.
-    pipeline_tests::assert_rootfs_matches(&store, &conf, &tmp.join("bundle/rootfs"), &tmp.0);
+    pipeline_tests::assert_umoci_rootfs_matches(
+        &format!("{}:t", tmp.join("oci").display()),
+        &store,
+        &conf,
+        &tmp.0,
+    );
 }
 
 #[test]

@@ -15,8 +15,6 @@ pub struct Node<'a> {
     pub references: Vec<Cow<'a, str>>,
     /// `narSize` (0 when absent and not needed).
     pub nar_size: u64,
-    /// `closureSize`, if present (carried along, never needed for the output).
-    pub closure_size: Option<u64>,
 }
 
 fn bad(what: impl Into<String>) -> Error {
@@ -31,8 +29,6 @@ struct RawNode<'a> {
     references: Vec<Cow<'a, str>>,
     #[serde(rename = "narSize")]
     nar_size: Option<serde_json::Number>,
-    #[serde(rename = "closureSize")]
-    closure_size: Option<serde_json::Number>,
 }
 
 fn size_of(n: &serde_json::Number, path: &str, key: &str) -> Result<u64, Error> {
@@ -43,7 +39,8 @@ fn size_of(n: &serde_json::Number, path: &str, key: &str) -> Result<u64, Error> 
 }
 
 /// Parses JSON text that is a list of nodes, without building a generic JSON tree
-/// (fields other than `path`, `references`, `narSize` and `closureSize` are skipped).
+/// (fields other than `path`, `references` and `narSize` are skipped unread, as the
+/// originals never look at them).
 pub fn parse_nodes(text: &str, need_size: bool) -> Result<Vec<Node<'_>>, Error> {
     let raw: Vec<RawNode> =
         serde_json::from_str(text).map_err(|e| bad(format!("the node list: {e}")))?;
@@ -56,16 +53,10 @@ pub fn parse_nodes(text: &str, need_size: bool) -> Result<Vec<Node<'_>>, Error> 
                 }
                 None => 0,
             };
-            let closure_size = r
-                .closure_size
-                .as_ref()
-                .map(|n| size_of(n, &r.path, "closureSize"))
-                .transpose()?;
             Ok(Node {
                 path: r.path,
                 references: r.references,
                 nar_size,
-                closure_size,
             })
         })
         .collect()
