@@ -133,6 +133,47 @@ fn newline(out: &mut String, style: Style, level: usize) {
     }
 }
 
+/// A JSON array of `items` at nesting `level`, each written by `item` (at `level + 1`).
+fn write_array<T>(
+    out: &mut String,
+    items: &[T],
+    style: Style,
+    level: usize,
+    mut item: impl FnMut(&mut String, &T, usize),
+) {
+    if items.is_empty() {
+        out.push_str("[]");
+        return;
+    }
+    let item_sep = if style.indent.is_some() { "," } else { ", " };
+    out.push('[');
+    for (i, x) in items.iter().enumerate() {
+        if i > 0 {
+            out.push_str(item_sep);
+        }
+        newline(out, style, level + 1);
+        item(out, x, level + 1);
+    }
+    newline(out, style, level);
+    out.push(']');
+}
+
+/// `json.dumps` of a list of lists of strings (layers of store paths), without building a
+/// JSON tree first.
+pub fn dumps_str_lists<S: AsRef<str>>(lists: &[Vec<S>], style: Style) -> String {
+    let chars: usize = lists
+        .iter()
+        .flat_map(|l| l.iter().map(|p| p.as_ref().len() + 4))
+        .sum();
+    let mut out = String::with_capacity(chars + 16 * lists.len() + 16);
+    write_array(&mut out, lists, style, 0, |out, list, level| {
+        write_array(out, list, style, level, |out, p, _| {
+            write_str(out, p.as_ref(), style.ensure_ascii)
+        })
+    });
+    out
+}
+
 fn write_value(out: &mut String, value: &Value, style: Style, level: usize) {
     let item_sep = if style.indent.is_some() { "," } else { ", " };
     match value {
@@ -140,22 +181,9 @@ fn write_value(out: &mut String, value: &Value, style: Style, level: usize) {
         Value::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
         Value::Number(n) => out.push_str(&number_text(&n.to_string())),
         Value::String(s) => write_str(out, s, style.ensure_ascii),
-        Value::Array(items) => {
-            if items.is_empty() {
-                out.push_str("[]");
-                return;
-            }
-            out.push('[');
-            for (i, item) in items.iter().enumerate() {
-                if i > 0 {
-                    out.push_str(item_sep);
-                }
-                newline(out, style, level + 1);
-                write_value(out, item, style, level + 1);
-            }
-            newline(out, style, level);
-            out.push(']');
-        }
+        Value::Array(items) => write_array(out, items, style, level, |out, item, level| {
+            write_value(out, item, style, level)
+        }),
         Value::Object(map) => {
             if map.is_empty() {
                 out.push_str("{}");

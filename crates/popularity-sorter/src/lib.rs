@@ -108,26 +108,14 @@ pub fn auto_layer(graph_list: &[u8], ignore: &[u8], limit: i64) -> Result<String
         .map(|l| l.trim_matches(|c: char| c.is_whitespace()).to_string())
         .collect();
     let layers = autolayer::auto_layer(&nodes, &ignore, limit)?;
-    let v = Value::Array(
-        layers
-            .into_iter()
-            .map(|l| Value::Array(l.into_iter().map(|p| Value::String(p.into())).collect()))
-            .collect(),
-    );
-    Ok(pyjson::dumps(&v, pyjson::COMPACT) + "\n")
+    Ok(pyjson::dumps_str_lists(&layers, pyjson::COMPACT) + "\n")
 }
 
 /// `python -m flatten_references_graph FILE`: the layers as indented JSON.
 pub fn pipeline(input: &[u8]) -> Result<String, Error> {
     let layers = pipeline::run(input)?;
-    let v = Value::Array(
-        layers
-            .into_iter()
-            .map(|l| Value::Array(l.into_iter().map(Value::String).collect()))
-            .collect(),
-    );
-    Ok(pyjson::dumps(
-        &v,
+    Ok(pyjson::dumps_str_lists(
+        &layers,
         pyjson::Style {
             indent: Some(2),
             ensure_ascii: true,
