@@ -11,6 +11,7 @@
 //! cycle, bad op or argument), 2 usage.
 
 pub mod autolayer;
+mod fastjson;
 pub mod graph;
 pub mod pipeline;
 pub mod popularity;

@@ -1,0 +1,426 @@
+//! A fast path for reading the node list: one pass over the bytes, strings borrowed, no
+//! generic JSON values, no per-field allocations.
+//!
+//! It is strict: it accepts only well-formed JSON, and only the plain shape Nix writes (key
+//! and path strings without escapes, `narSize` a plain integer, no repeated known field).
+//! On anything else it gives up (`None`) and the caller parses with serde_json, which gives
+//! the same result on the same input or the error message. So it never decides an outcome
+//! serde_json would decide differently.
+
+use std::borrow::Cow;
+
+use crate::graph::Node;
+
+/// Deeper nesting than this (in skipped fields) is left to serde_json, whose limit is 128.
+const MAX_DEPTH: usize = 100;
+
+struct Scan<'a> {
+    text: &'a str,
+    b: &'a [u8],
+    i: usize,
+}
+
+/// Whether any of the 8 bytes of `w` is `"`, `\\` or a control character (SWAR: the lowest
+/// such byte is always flagged; the caller rescans the word byte by byte).
+fn word_has_special(w: u64) -> bool {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let has_zero = |x: u64| x.wrapping_sub(ONES) & !x & HIGH;
+    let quote = has_zero(w ^ (ONES * u64::from(b'"')));
+    let backslash = has_zero(w ^ (ONES * u64::from(b'\\')));
+    let control = w.wrapping_sub(ONES * 0x20) & !w & HIGH;
+    quote | backslash | control != 0
+}
+
+impl<'a> Scan<'a> {
+    /// Moves over string bytes that need no attention, 8 at a time.
+    fn skip_plain_bytes(&mut self) {
+        while let Some(chunk) = self.b.get(self.i..self.i + 8) {
+            let mut word = [0u8; 8];
+            word.copy_from_slice(chunk);
+            if word_has_special(u64::from_le_bytes(word)) {
+                return;
+            }
+            self.i += 8;
+        }
+    }
+
+    fn ws(&mut self) {
+        // Pretty-printed input is mostly runs of spaces.
+        while self.b.get(self.i..self.i + 8) == Some(b"        ") {
+            self.i += 8;
+        }
+        while let Some(b' ' | b'\n' | b'\r' | b'\t') = self.b.get(self.i) {
+            self.i += 1;
+        }
+    }
+
+    fn peek(&mut self) -> Option<u8> {
+        self.ws();
+        self.b.get(self.i).copied()
+    }
+
+    fn eat(&mut self, c: u8) -> bool {
+        if self.peek() == Some(c) {
+            self.i += 1;
+            true
+        } else {
+            false
+        }
+    }
+
+    /// A string without escapes or control characters, borrowed.
+    fn plain_string(&mut self) -> Option<&'a str> {
+        if !self.eat(b'"') {
+            return None;
+        }
+        let start = self.i;
+        self.skip_plain_bytes();
+        loop {
+            match *self.b.get(self.i)? {
+                b'"' => break,
+                b'\\' | 0..=0x1f => return None,
+                _ => self.i += 1,
+            }
+        }
+        let s = self.text.get(start..self.i)?;
+        self.i += 1;
+        Some(s)
+    }
+
+    /// Skips any string (escapes checked as JSON defines them).
+    fn skip_string(&mut self) -> Option<()> {
+        if !self.eat(b'"') {
+            return None;
+        }
+        loop {
+            self.skip_plain_bytes();
+            match *self.b.get(self.i)? {
+                b'"' => {
+                    self.i += 1;
+                    return Some(());
+                }
+                0..=0x1f => return None,
+                b'\\' => {
+                    self.i += 1;
+                    match *self.b.get(self.i)? {
+                        b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't' => self.i += 1,
+                        b'u' => {
+                            let hex = self.b.get(self.i + 1..self.i + 5)?;
+                            if !hex.iter().all(u8::is_ascii_hexdigit) {
+                                return None;
+                            }
+                            self.i += 5;
+                        }
+                        _ => return None,
+                    }
+                }
+                _ => self.i += 1,
+            }
+        }
+    }
+
+    fn digits(&mut self) -> usize {
+        let start = self.i;
+        while self.b.get(self.i).is_some_and(u8::is_ascii_digit) {
+            self.i += 1;
+        }
+        self.i - start
+    }
+
+    /// Skips a number, checking JSON's grammar.
+    fn skip_number(&mut self) -> Option<()> {
+        self.ws();
+        if self.b.get(self.i) == Some(&b'-') {
+            self.i += 1;
+        }
+        match self.b.get(self.i)? {
+            b'0' => self.i += 1,
+            b'1'..=b'9' => {
+                self.digits();
+            }
+            _ => return None,
+        }
+        if self.b.get(self.i) == Some(&b'.') {
+            self.i += 1;
+            if self.digits() == 0 {
+                return None;
+            }
+        }
+        if let Some(b'e' | b'E') = self.b.get(self.i) {
+            self.i += 1;
+            if let Some(b'+' | b'-') = self.b.get(self.i) {
+                self.i += 1;
+            }
+            if self.digits() == 0 {
+                return None;
+            }
+        }
+        Some(())
+    }
+
+    /// A plain non-negative integer that fits in u64 (no sign, fraction or exponent).
+    fn plain_u64(&mut self) -> Option<u64> {
+        self.ws();
+        let start = self.i;
+        let n = self.digits();
+        if n == 0 || (n > 1 && self.b[start] == b'0') {
+            return None;
+        }
+        if let Some(b'.' | b'e' | b'E') = self.b.get(self.i) {
+            return None;
+        }
+        self.text.get(start..self.i)?.parse().ok()
+    }
+
+    fn skip_literal(&mut self, word: &[u8]) -> Option<()> {
+        self.ws();
+        if self.b.get(self.i..self.i + word.len())? == word {
+            self.i += word.len();
+            Some(())
+        } else {
+            None
+        }
+    }
+
+    fn skip_value(&mut self, depth: usize) -> Option<()> {
+        if depth > MAX_DEPTH {
+            return None;
+        }
+        match self.peek()? {
+            b'"' => self.skip_string(),
+            b'{' => {
+                self.i += 1;
+                if self.eat(b'}') {
+                    return Some(());
+                }
+                loop {
+                    self.skip_string()?;
+                    if !self.eat(b':') {
+                        return None;
+                    }
+                    self.skip_value(depth + 1)?;
+                    if self.eat(b'}') {
+                        return Some(());
+                    }
+                    if !self.eat(b',') {
+                        return None;
+                    }
+                }
+            }
+            b'[' => {
+                self.i += 1;
+                if self.eat(b']') {
+                    return Some(());
+                }
+                loop {
+                    self.skip_value(depth + 1)?;
+                    if self.eat(b']') {
+                        return Some(());
+                    }
+                    if !self.eat(b',') {
+                        return None;
+                    }
+                }
+            }
+            b't' => self.skip_literal(b"true"),
+            b'f' => self.skip_literal(b"false"),
+            b'n' => self.skip_literal(b"null"),
+            _ => self.skip_number(),
+        }
+    }
+
+    fn references(&mut self) -> Option<Vec<Cow<'a, str>>> {
+        if !self.eat(b'[') {
+            return None;
+        }
+        let mut refs = Vec::new();
+        if self.eat(b']') {
+            return Some(refs);
+        }
+        loop {
+            refs.push(Cow::Borrowed(self.plain_string()?));
+            if self.eat(b']') {
+                return Some(refs);
+            }
+            if !self.eat(b',') {
+                return None;
+            }
+        }
+    }
+
+    fn node(&mut self, need_size: bool) -> Option<Node<'a>> {
+        if !self.eat(b'{') || self.eat(b'}') {
+            return None;
+        }
+        let mut path = None;
+        let mut references = None;
+        let mut nar_size: Option<Option<u64>> = None;
+        loop {
+            let key = self.plain_string()?;
+            if !self.eat(b':') {
+                return None;
+            }
+            match key {
+                "path" if path.is_none() => path = Some(self.plain_string()?),
+                "references" if references.is_none() => references = Some(self.references()?),
+                "narSize" if nar_size.is_none() => {
+                    nar_size = Some(if self.peek()? == b'n' {
+                        self.skip_literal(b"null")?;
+                        None
+                    } else {
+                        Some(self.plain_u64()?)
+                    })
+                }
+                "path" | "references" | "narSize" => return None,
+                _ => self.skip_value(1)?,
+            }
+            if self.eat(b'}') {
+                break;
+            }
+            if !self.eat(b',') {
+                return None;
+            }
+        }
+        let nar_size = match nar_size.flatten() {
+            Some(n) => n,
+            None if need_size => return None,
+            None => 0,
+        };
+        Some(Node {
+            path: Cow::Borrowed(path?),
+            references: references?,
+            nar_size,
+        })
+    }
+}
+
+/// The node list of `text`, or `None` when it is not in the plain shape (see the module).
+pub fn parse_nodes(text: &str, need_size: bool) -> Option<Vec<Node<'_>>> {
+    let mut s = Scan {
+        text,
+        b: text.as_bytes(),
+        i: 0,
+    };
+    if !s.eat(b'[') {
+        return None;
+    }
+    let mut nodes = Vec::new();
+    if !s.eat(b']') {
+        loop {
+            nodes.push(s.node(need_size)?);
+            if s.eat(b']') {
+                break;
+            }
+            if !s.eat(b',') {
+                return None;
+            }
+        }
+    }
+    s.ws();
+    (s.i == s.b.len()).then_some(nodes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn slow(text: &str, need_size: bool) -> Option<Vec<(String, Vec<String>, u64)>> {
+        crate::graph::parse_nodes_serde(text, need_size)
+            .ok()
+            .map(|v| flat(&v))
+    }
+
+    fn flat(nodes: &[Node<'_>]) -> Vec<(String, Vec<String>, u64)> {
+        nodes
+            .iter()
+            .map(|n| {
+                (
+                    n.path.to_string(),
+                    n.references.iter().map(|r| r.to_string()).collect(),
+                    n.nar_size,
+                )
+            })
+            .collect()
+    }
+
+    /// Wherever the fast path answers, serde_json gives the same nodes.
+    fn agrees(text: &str) {
+        for need_size in [false, true] {
+            if let Some(fast) = parse_nodes(text, need_size) {
+                assert_eq!(Some(flat(&fast)), slow(text, need_size), "{text:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn special_bytes_are_found_in_any_position() {
+        for pos in 0..8 {
+            for b in [b'"', b'\\', 0, 0x1f] {
+                let mut w = *b"abcdefgh";
+                w[pos] = b;
+                assert!(word_has_special(u64::from_le_bytes(w)), "{b} at {pos}");
+            }
+        }
+        assert!(!word_has_special(u64::from_le_bytes(*b"/nix/sto")));
+        assert!(!word_has_special(u64::from_le_bytes([
+            0xc3, 0xa9, 0x20, 0x7f, 0x80, 0xff, b'!', b'#'
+        ])));
+    }
+
+    #[test]
+    fn the_plain_shape_is_read_as_serde_reads_it() {
+        let good = r#" [ {"closureSize": 12, "narHash": "sha256:x", "narSize": 7,
+            "path": "/nix/store/a-x", "references": ["/nix/store/a-x", "/nix/store/b-y"]},
+            {"path":"/nix/store/b-y","references":[],"narSize":0,"extra":{"a":[1,-2.5e3,true,null,"\u00e9\n"]}} ] "#;
+        assert!(parse_nodes(good, true).is_some());
+        agrees(good);
+        assert_eq!(parse_nodes("[]", true).map(|v| v.len()), Some(0));
+    }
+
+    #[test]
+    fn anything_unusual_is_left_to_serde() {
+        for text in [
+            r#"[{"path": "/nix/store/a\u0078", "references": [], "narSize": 1}]"#,
+            r#"[{"path": "a", "path": "b", "references": [], "narSize": 1}]"#,
+            r#"[{"path": "a", "references": [], "narSize": 1.5}]"#,
+            r#"[{"path": "a", "references": [], "narSize": -1}]"#,
+            r#"[{"path": "a", "references": [], "narSize": 01}]"#,
+            r#"[{"path": "a", "references": []}]"#,
+            r#"[{"path": "a", "references": [], "narSize": 1, "x": [1,]}]"#,
+            r#"[{"path": "a", "references": [], "narSize": 1, "x": 1.}]"#,
+            r#"[{"path": "a", "references": [], "narSize": 1, "x": "\q"}]"#,
+            r#"[{"path": "a", "references": [], "narSize": 1}] x"#,
+            r#"[{"path": "a", "references": null, "narSize": 1}]"#,
+            r#"[{"references": [], "narSize": 1}]"#,
+            "[{\"path\": \"a\tb\", \"references\": [], \"narSize\": 1}]",
+            r#"[{"path": "a", "references": [], "narSize": 99999999999999999999}]"#,
+            r#"[{}]"#,
+            r#"{}"#,
+        ] {
+            assert!(parse_nodes(text, true).is_none(), "{text}");
+        }
+    }
+
+    #[test]
+    fn cut_and_flipped_inputs_never_disagree() {
+        let text = r#"[{"closureSize": 12, "narHash": "sha256:x", "narSize": 7, "path": "/nix/store/a-x", "references": ["/nix/store/a-x", "/nix/store/b-y"]}, {"path": "/nix/store/b-y", "references": [], "narSize": 0, "e": {"k": [1, -2.5e+3, false, "\u00e9\\"]}}]"#;
+        let bytes = text.as_bytes();
+        for cut in 0..bytes.len() {
+            if let Ok(t) = std::str::from_utf8(&bytes[..cut]) {
+                agrees(t);
+            }
+        }
+        for pos in 0..bytes.len() {
+            for b in [
+                b'"', b',', b'{', b'}', b'[', b']', b':', b'0', b'-', b'\\', b' ', b'n',
+            ] {
+                let mut v = bytes.to_vec();
+                v[pos] = b;
+                if let Ok(t) = std::str::from_utf8(&v) {
+                    agrees(t);
+                }
+            }
+        }
+    }
+}
