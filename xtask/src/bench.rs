@@ -47,6 +47,21 @@ fn sh(script: &str) -> Result<()> {
     Ok(())
 }
 
+/// Runs a program directly (no shell, whose start-up would count in short timings),
+/// output discarded.
+fn exec(program: &str, args: &[&str]) -> Result<()> {
+    let status = Command::new(program)
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .with_context(|| program.to_string())?;
+    if !status.success() {
+        bail!("benchmark command failed: {program} {args:?}");
+    }
+    Ok(())
+}
+
 fn in_store(store: &Path, script: &str) -> Result<()> {
     sh(&format!(
         "unshare -m --propagation private bash -c 'set -euo pipefail; mount --bind {} /nix/store; {}'",
@@ -378,24 +393,23 @@ pub fn main(args: &[String]) -> Result<()> {
         let ps = b("popularity-sorter");
         push(
             &format!("closure-graph {n} nodes"),
-            best_of(3, || {
-                sh(&format!("{ps} closure-graph {g} graph > /dev/null"))
-            })?,
+            best_of(5, || exec(&ps, &["closure-graph", &g, "graph"]))?,
             None,
             String::new(),
         );
         push(
             &format!("pipeline popularity {n} nodes"),
-            best_of(3, || sh(&format!("{ps} pipeline {g}.pipe > /dev/null")))?,
+            best_of(5, || exec(&ps, &["pipeline", &format!("{g}.pipe")]))?,
             None,
             String::new(),
         );
         push(
             &format!("auto-layer {n} nodes, limit 99"),
-            best_of(3, || {
-                sh(&format!(
-                    "{ps} auto-layer {g}.list /dev/null 99 > /dev/null"
-                ))
+            best_of(5, || {
+                exec(
+                    &ps,
+                    &["auto-layer", &format!("{g}.list"), "/dev/null", "99"],
+                )
             })?,
             None,
             String::new(),
