@@ -71,22 +71,9 @@ pub enum Error {
     },
 }
 
-/// Owner fields and time of every entry, as GNU tar's options give them.
-#[derive(Clone, Debug)]
-pub struct Owner {
-    /// `--mtime=@N`.
-    pub mtime: i64,
-    /// Owner id.
-    pub uid: u64,
-    /// Group id.
-    pub gid: u64,
-    /// Owner name (empty with `--numeric-owner` or when the id has no name).
-    pub uname: Vec<u8>,
-    /// Group name.
-    pub gname: Vec<u8>,
-    /// `--numeric-owner` (also empties the `././@LongLink` owner names).
-    pub numeric_owner: bool,
-}
+/// Owner fields and time of every entry, as GNU tar's options give them (the names empty
+/// with `--numeric-owner`).
+pub use dockertools_common::tar::Owner;
 
 /// What one pass over the tree produced.
 #[derive(Clone, Debug)]
@@ -237,6 +224,8 @@ struct Packer<'a, W: Write> {
     tar: Chunker<W>,
     sums: TarSum,
     owner: &'a Owner,
+    /// `--numeric-owner` (also empties the `././@LongLink` owner names).
+    numeric_owner: bool,
     head: Vec<u8>,
 }
 
@@ -247,7 +236,7 @@ impl<W: Write> Packer<'_, W> {
         gnu::encode(
             &h,
             gnu::GnuOptions {
-                numeric_owner: self.owner.numeric_owner,
+                numeric_owner: self.numeric_owner,
             },
             &mut self.head,
         )
@@ -291,14 +280,7 @@ impl<W: Write> Packer<'_, W> {
     }
 
     fn walk(&mut self, node: &Node, name: &mut Vec<u8>) -> Result<(), Error> {
-        let base = Header {
-            uid: self.owner.uid,
-            gid: self.owner.gid,
-            mtime: self.owner.mtime,
-            uname: self.owner.uname.clone(),
-            gname: self.owner.gname.clone(),
-            ..Header::default()
-        };
+        let base = self.owner.header();
         match node {
             Node::Dir { mode, children } => {
                 let mut dir_name = name.clone();
@@ -377,8 +359,14 @@ impl<W: Write> Packer<'_, W> {
     }
 }
 
-/// Packs `root` as GNU tar does from the folder's root (`./` names), writing to `out`.
-pub fn pack<W: Write>(root: &Node, owner: &Owner, out: W) -> Result<(W, Packed), Error> {
+/// Packs `root` as GNU tar does from the folder's root (`./` names), writing to `out`;
+/// `numeric_owner` is GNU tar's `--numeric-owner`.
+pub fn pack<W: Write>(
+    root: &Node,
+    owner: &Owner,
+    numeric_owner: bool,
+    out: W,
+) -> Result<(W, Packed), Error> {
     // Three threads: this one walks, reads and writes; one hashes the whole tar (sha256);
     // one hashes each entry (tarsum). They share each buffer; bounded channels keep memory flat.
     let (sha_tx, sha_rx) = sync_channel::<Arc<Chunk>>(8);
@@ -438,6 +426,7 @@ pub fn pack<W: Write>(root: &Node, owner: &Owner, out: W) -> Result<(W, Packed),
             tar,
             sums: TarSum::new(),
             owner,
+            numeric_owner,
             head: Vec::with_capacity(2048),
         };
         let mut name = b".".to_vec();
@@ -503,7 +492,6 @@ mod tests {
             gid: 0,
             uname: b"root".to_vec(),
             gname: b"root".to_vec(),
-            numeric_owner: false,
         }
     }
 
@@ -521,7 +509,7 @@ mod tests {
         )
         .unwrap();
         change(&dir.join("f"));
-        let err = pack(&tree, &owner(), io::sink()).unwrap_err();
+        let err = pack(&tree, &owner(), false, io::sink()).unwrap_err();
         fs::remove_dir_all(&dir).unwrap();
         err
     }
@@ -564,7 +552,7 @@ mod tests {
             &[],
         )
         .unwrap();
-        let (tar, packed) = pack(&tree, &owner(), Vec::new()).unwrap();
+        let (tar, packed) = pack(&tree, &owner(), false, Vec::new()).unwrap();
         fs::remove_dir_all(&dir).unwrap();
         assert_eq!(packed.size, tar.len() as u64);
         assert_eq!(tar.len() % tarfmt::RECORD, 0);

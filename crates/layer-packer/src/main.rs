@@ -138,7 +138,6 @@ fn run(args: Args) -> Result<(), MainError> {
                 gid,
                 uname: names.user(uid),
                 gname: names.group(gid),
-                numeric_owner: false,
             };
             (common, Mode::Pure(links), owner, base_json)
         }
@@ -150,7 +149,6 @@ fn run(args: Args) -> Result<(), MainError> {
                 gid: 0,
                 uname: Vec::new(),
                 gname: Vec::new(),
-                numeric_owner: true,
             };
             (common, Mode::Join, owner, None)
         }
@@ -176,9 +174,11 @@ fn run(args: Args) -> Result<(), MainError> {
         None => None,
     };
     let tree = layer_packer::build_tree(mode, &common.sources, &common.mkdirs)?;
+    // The customisation layer is packed with `--numeric-owner`.
+    let numeric_owner = mode == Mode::Join;
     if common.out == Path::new("-") {
         let mut out = dockertools_common::cli::stdout();
-        let (w, packed) = layer_packer::pack(&tree, &owner, &mut out)?;
+        let (w, packed) = layer_packer::pack(&tree, &owner, numeric_owner, &mut out)?;
         w.flush().map_err(io_err(Path::new("stdout")))?;
         eprintln!("sha256:{}\n{}", packed.sha256, packed.tarsum);
         return Ok(());
@@ -204,8 +204,12 @@ fn run(args: Args) -> Result<(), MainError> {
         fs::create_dir(&temp).map_err(io_err(&temp))?;
         let tar_path = temp.join("layer.tar");
         let file = fs::File::create(&tar_path).map_err(io_err(&tar_path))?;
-        let (w, packed) =
-            layer_packer::pack(&tree, &owner, io::BufWriter::with_capacity(1 << 20, file))?;
+        let (w, packed) = layer_packer::pack(
+            &tree,
+            &owner,
+            numeric_owner,
+            io::BufWriter::with_capacity(1 << 20, file),
+        )?;
         w.into_inner().map_err(|e| MainError::Io {
             path: tar_path.clone(),
             source: e.into_error(),

@@ -57,20 +57,7 @@ impl LayerError {
     }
 }
 
-/// The owner and time fields every layer entry gets from the conf.
-#[derive(Clone, Debug)]
-pub struct Owner {
-    /// mtime of every entry.
-    pub mtime: i64,
-    /// Owner id.
-    pub uid: u64,
-    /// Group id.
-    pub gid: u64,
-    /// Owner name.
-    pub uname: Vec<u8>,
-    /// Group name.
-    pub gname: Vec<u8>,
-}
+pub use dockertools_common::tar::Owner;
 
 /// Python's string order on file names: code points, a non-UTF-8 byte as `U+DC00 + byte`.
 pub fn py_name_cmp(a: &[u8], b: &[u8]) -> Ordering {
@@ -122,14 +109,7 @@ impl<W: Write> Walk<'_, W> {
     }
 
     fn base_header(&self) -> Header {
-        Header {
-            mtime: self.owner.mtime,
-            uid: self.owner.uid,
-            gid: self.owner.gid,
-            uname: self.owner.uname.clone(),
-            gname: self.owner.gname.clone(),
-            ..Header::default()
-        }
+        self.owner.header()
     }
 
     /// Adds `path` (named `name` in the archive, without a trailing slash) and, for a real

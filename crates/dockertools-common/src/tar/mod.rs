@@ -32,6 +32,36 @@ pub const DIR: u8 = b'5';
 /// Typeflag of a FIFO.
 pub const FIFO: u8 = b'6';
 
+/// The owner and time fields every entry of a layer gets (GNU tar's `--mtime`, `--owner` and
+/// `--group`; the `mtime`, `uid`, `gid`, `uname` and `gname` of streamLayeredImage's conf).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Owner {
+    /// mtime of every entry.
+    pub mtime: i64,
+    /// Owner id.
+    pub uid: u64,
+    /// Group id.
+    pub gid: u64,
+    /// Owner name (empty when there is none).
+    pub uname: Vec<u8>,
+    /// Group name.
+    pub gname: Vec<u8>,
+}
+
+impl Owner {
+    /// A header with these fields, the others at their defaults.
+    pub fn header(&self) -> Header {
+        Header {
+            mtime: self.mtime,
+            uid: self.uid,
+            gid: self.gid,
+            uname: self.uname.clone(),
+            gname: self.gname.clone(),
+            ..Header::default()
+        }
+    }
+}
+
 /// The fields of one tar entry, as the writers encode them.
 /// Names are bytes: a non-UTF-8 name round-trips.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
