@@ -41,7 +41,7 @@ fn size_of(n: &serde_json::Number, path: &str, key: &str) -> Result<u64, Error> 
 /// Parses JSON text that is a list of nodes, without building a generic JSON tree
 /// (fields other than `path`, `references` and `narSize` are skipped unread, as the
 /// originals never look at them). The plain shape Nix writes goes through a one-pass scanner
-/// ([`crate::fastjson`]); anything else through serde_json.
+/// (`fastjson`); anything else through serde_json.
 pub fn parse_nodes(text: &str, need_size: bool) -> Result<Vec<Node<'_>>, Error> {
     match crate::fastjson::parse_nodes(text, need_size) {
         Some(nodes) => Ok(nodes),
