@@ -230,20 +230,60 @@ type Done = (usize, io::Result<Vec<u8>>);
 /// Parallel, deterministic gzip writer: fixed 1 MiB blocks, each compressed on its own by
 /// libdeflate on a worker thread, joined into one deflate stream (every block but the last
 /// ends with a sync-flush marker, see [`crate::deflate::unfinalize`]), written in order as soon
-/// as each is ready. The bytes do not depend on how many workers there are.
+/// as each is ready. The bytes do not depend on how many workers there are. The workers start
+/// with the second block: a stream of one block is compressed on the caller's thread.
 pub struct ParGz<W: Write> {
     out: W,
+    level: libdeflater::CompressionLvl,
     /// The block being filled.
     block: Vec<u8>,
-    /// Jobs for the workers: block number, input, last block.
-    jobs: Option<std::sync::mpsc::SyncSender<(usize, Vec<u8>, bool)>>,
-    results: std::sync::mpsc::Receiver<Done>,
+    workers: Option<Workers>,
     /// Compressed blocks that arrived ahead of their turn.
     ready: std::collections::BTreeMap<usize, io::Result<Vec<u8>>>,
     submitted: usize,
     written: usize,
     crc: crc32fast::Hasher,
     size: u64,
+}
+
+/// The compressing threads' two channels.
+struct Workers {
+    /// Jobs: block number, input, last block. Dropping it stops the threads.
+    jobs: std::sync::mpsc::SyncSender<(usize, Vec<u8>, bool)>,
+    results: std::sync::mpsc::Receiver<Done>,
+}
+
+impl Workers {
+    /// As many threads as rayon would use (RAYON_NUM_THREADS or the cores).
+    fn start(level: libdeflater::CompressionLvl) -> Workers {
+        use std::sync::mpsc::{channel, sync_channel};
+        use std::sync::{Arc, Mutex};
+        let n = rayon::current_num_threads().max(1);
+        let (jobs, job_rx) = sync_channel::<(usize, Vec<u8>, bool)>(n);
+        let job_rx = Arc::new(Mutex::new(job_rx));
+        let (done_tx, results) = channel::<Done>();
+        for _ in 0..n {
+            let job_rx = Arc::clone(&job_rx);
+            let done_tx = done_tx.clone();
+            std::thread::spawn(move || {
+                let mut c = libdeflater::Compressor::new(level);
+                loop {
+                    let job = match job_rx.lock() {
+                        Ok(rx) => rx.recv(),
+                        Err(_) => return,
+                    };
+                    let Ok((i, input, last)) = job else { return };
+                    if done_tx
+                        .send((i, deflate_block(&mut c, &input, last)))
+                        .is_err()
+                    {
+                        return;
+                    }
+                }
+            });
+        }
+        Workers { jobs, results }
+    }
 }
 
 /// Compresses one block as a raw deflate stream that continues (or ends, when `last`).
@@ -260,65 +300,41 @@ fn deflate_block(c: &mut libdeflater::Compressor, input: &[u8], last: bool) -> i
     }
 }
 
+fn stopped() -> io::Error {
+    io::Error::other("the gzip workers stopped")
+}
+
 impl<W: Write> ParGz<W> {
-    fn new(out: W, level: i32) -> io::Result<Self> {
-        use std::sync::mpsc::{channel, sync_channel};
-        use std::sync::{Arc, Mutex};
+    fn new(mut out: W, level: i32) -> io::Result<Self> {
         let lvl = libdeflater::CompressionLvl::new(level)
             .map_err(|_| io::Error::other(format!("gzip level {level} is not 0-12")))?;
-        // As many workers as rayon would use (RAYON_NUM_THREADS or the cores).
-        let workers = rayon::current_num_threads().max(1);
-        let (job_tx, job_rx) = sync_channel::<(usize, Vec<u8>, bool)>(workers);
-        let job_rx = Arc::new(Mutex::new(job_rx));
-        let (done_tx, results) = channel::<Done>();
-        for _ in 0..workers {
-            let job_rx = Arc::clone(&job_rx);
-            let done_tx = done_tx.clone();
-            std::thread::spawn(move || {
-                let mut c = libdeflater::Compressor::new(lvl);
-                loop {
-                    let job = match job_rx.lock() {
-                        Ok(rx) => rx.recv(),
-                        Err(_) => return,
-                    };
-                    let Ok((i, input, last)) = job else { return };
-                    if done_tx
-                        .send((i, deflate_block(&mut c, &input, last)))
-                        .is_err()
-                    {
-                        return;
-                    }
-                }
-            });
-        }
         let xfl = match level {
             9.. => 2,
             1 => 4,
             _ => 0,
         };
-        let mut gz = ParGz {
+        out.write_all(&[0x1f, 0x8b, 8, 0, 0, 0, 0, 0, xfl, 3])?;
+        Ok(ParGz {
             out,
+            level: lvl,
             block: Vec::with_capacity(GZ_BLOCK),
-            jobs: Some(job_tx),
-            results,
+            workers: None,
             ready: std::collections::BTreeMap::new(),
             submitted: 0,
             written: 0,
             crc: crc32fast::Hasher::new(),
             size: 0,
-        };
-        gz.out.write_all(&[0x1f, 0x8b, 8, 0, 0, 0, 0, 0, xfl, 3])?;
-        Ok(gz)
+        })
     }
 
     /// Hands the current block to the workers, then writes what is ready; waits while too
     /// many blocks are in flight.
     fn submit(&mut self, last: bool) -> io::Result<()> {
         let input = std::mem::replace(&mut self.block, Vec::with_capacity(GZ_BLOCK));
-        let stopped = || io::Error::other("the gzip workers stopped");
-        self.jobs
-            .as_ref()
-            .ok_or_else(stopped)?
+        let level = self.level;
+        self.workers
+            .get_or_insert_with(|| Workers::start(level))
+            .jobs
             .send((self.submitted, input, last))
             .map_err(|_| stopped())?;
         self.submitted += 1;
@@ -333,12 +349,14 @@ impl<W: Write> ParGz<W> {
                 self.out.write_all(&block?)?;
                 self.written += 1;
             }
-            let next = if wait(self) {
-                self.results
-                    .recv()
-                    .map_err(|_| io::Error::other("the gzip workers stopped"))?
+            let waiting = wait(self);
+            let Some(workers) = &self.workers else {
+                return Ok(());
+            };
+            let next = if waiting {
+                workers.results.recv().map_err(|_| stopped())?
             } else {
-                match self.results.try_recv() {
+                match workers.results.try_recv() {
                     Ok(done) => done,
                     Err(_) => return Ok(()),
                 }
@@ -349,9 +367,16 @@ impl<W: Write> ParGz<W> {
 
     /// Writes the last block and the gzip trailer; returns the inner writer.
     pub fn finish(mut self) -> io::Result<W> {
-        self.submit(true)?;
-        self.jobs = None;
-        self.write_ready(|gz| gz.written < gz.submitted)?;
+        if self.workers.is_none() {
+            // One block in all: no threads needed.
+            let mut c = libdeflater::Compressor::new(self.level);
+            let last = deflate_block(&mut c, &self.block, true)?;
+            self.out.write_all(&last)?;
+        } else {
+            self.submit(true)?;
+            self.write_ready(|gz| gz.written < gz.submitted)?;
+        }
+        self.workers = None;
         let crc = self.crc.clone().finalize();
         self.out.write_all(&crc.to_le_bytes())?;
         self.out.write_all(&(self.size as u32).to_le_bytes())?;
