@@ -49,8 +49,9 @@ pub fn parse_nodes(text: &str, need_size: bool) -> Result<Vec<Node<'_>>, Error> 
     }
 }
 
-/// [`parse_nodes`] with serde_json: any JSON, and the error messages.
-pub(crate) fn parse_nodes_serde(text: &str, need_size: bool) -> Result<Vec<Node<'_>>, Error> {
+/// [`parse_nodes`] with serde_json only: any JSON, and the error messages. Public as the
+/// reference the fast path is fuzzed against.
+pub fn parse_nodes_serde(text: &str, need_size: bool) -> Result<Vec<Node<'_>>, Error> {
     let raw: Vec<RawNode> =
         serde_json::from_str(text).map_err(|e| bad(format!("the node list: {e}")))?;
     raw.into_iter()
