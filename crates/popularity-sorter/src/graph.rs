@@ -7,7 +7,7 @@ use crate::Error;
 
 /// One node as read from JSON; strings are borrowed from the input text unless they hold
 /// escapes.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Node<'a> {
     /// Store path.
     pub path: Cow<'a, str>,
