@@ -22,8 +22,11 @@ say() { printf 'demo: %s\n' "$*" >&2; }
 if $nix; then
   export NIX_CONFIG=$'build-users-group =\nsubstituters =\nexperimental-features = nix-command\nsandbox = false'
   say "building the example closure with nix-build (sandbox off, host /bin/sh and /bin/busybox)"
-  inputs=$(nix-build "$here/closure.nix" -A inputs --no-out-link)
-  app=$(nix-build "$here/closure.nix" -A app --no-out-link)
+  # Nix 2.8 without a daemon sometimes kills a quick builder right after its log pipe closes
+  # ("failed due to signal 9" on a loaded machine); a second attempt succeeds.
+  build() { nix-build "$here/closure.nix" -A "$1" --no-out-link || nix-build "$here/closure.nix" -A "$1" --no-out-link; }
+  inputs=$(build inputs)
+  app=$(build app)
   store_dir=/nix/store
   jq '.graph' "$inputs" > "$out/graph-list.json"
   entry="$app/bin/app"

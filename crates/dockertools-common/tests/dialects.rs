@@ -321,3 +321,36 @@ fn gnu_base256_for_large_ids_and_negative_times() {
     same_bytes(&ours, &out.stdout[..512], "base-256 header");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn gnu_owner_names_over_31_bytes_are_cut_as_gnu_tar_cuts_them() {
+    if !have("tar") {
+        return;
+    }
+    let dir = temp_dir("longowner");
+    std::fs::write(dir.join("f"), b"").expect("write");
+    let (user, group) = ("a".repeat(40), "b".repeat(32));
+    let out = Command::new("tar")
+        .arg("-C")
+        .arg(&dir)
+        .args(["--mtime=@1", "-cf", "-", "f"])
+        .arg(format!("--owner={user}:5"))
+        .arg(format!("--group={group}:6"))
+        .output()
+        .expect("tar runs");
+    let h = Header {
+        name: b"f".to_vec(),
+        mode: mode_of(&dir.join("f")),
+        uid: 5,
+        gid: 6,
+        mtime: 1,
+        typeflag: REGULAR,
+        uname: user.into_bytes(),
+        gname: group.into_bytes(),
+        ..Header::default()
+    };
+    let mut ours = Vec::new();
+    gnu::encode(&h, gnu::GnuOptions::default(), &mut ours).expect("fits");
+    same_bytes(&ours, &out.stdout[..512], "owner names cut to 31 bytes");
+    let _ = std::fs::remove_dir_all(&dir);
+}

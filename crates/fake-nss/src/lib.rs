@@ -12,6 +12,7 @@ use std::fs;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
+use dockertools_common::atomic::AtomicDir;
 use dockertools_common::tar::writer::TarWriter;
 use dockertools_common::tar::{gnu, Header, DIR, REGULAR};
 
@@ -38,9 +39,6 @@ pub enum Error {
         /// Fields expected.
         expected: usize,
     },
-    /// OUTDIR exists and is not an empty folder.
-    #[error("{0}: exists and is not an empty directory")]
-    NotEmpty(PathBuf),
     /// A file system operation failed.
     #[error("{path}: {source}")]
     Io {
@@ -122,44 +120,23 @@ fn check(lines: &[String], kind: &'static str, expected: usize) -> Result<(), Er
 
 /// Writes the tree into `outdir`, which must not exist or be an empty folder.
 /// The tree is built under a temporary name beside it and renamed into place.
-pub fn write_tree(outdir: &Path, lines: &Lines, pid: u32) -> Result<(), Error> {
+pub fn write_tree(outdir: &Path, lines: &Lines) -> Result<(), Error> {
     let contents = files(lines)?;
     let io_err = |path: &Path| {
         let path = path.to_path_buf();
         move |source| Error::Io { path, source }
     };
-    if let Ok(mut entries) = fs::read_dir(outdir) {
-        if entries.next().is_some() {
-            return Err(Error::NotEmpty(outdir.to_path_buf()));
-        }
-    } else if outdir.symlink_metadata().is_ok() {
-        return Err(Error::NotEmpty(outdir.to_path_buf()));
+    let out = AtomicDir::create(outdir).map_err(io_err(outdir))?;
+    for dir in ["etc", "var", "var/empty"] {
+        let p = out.path().join(dir);
+        fs::create_dir(&p).map_err(io_err(&outdir.join(dir)))?;
     }
-    let name = outdir
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "out".into());
-    let parent = match outdir.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    let temp = parent.join(format!(".{name}.tmp-{pid}"));
-    let result = (|| {
-        fs::create_dir(&temp).map_err(io_err(&temp))?;
-        for dir in ["etc", "var", "var/empty"] {
-            let p = temp.join(dir);
-            fs::create_dir(&p).map_err(io_err(&p))?;
-        }
-        for (rel, bytes) in &contents {
-            let p = temp.join(rel);
-            fs::write(&p, bytes).map_err(io_err(&p))?;
-        }
-        fs::rename(&temp, outdir).map_err(io_err(outdir))
-    })();
-    if result.is_err() {
-        let _ = fs::remove_dir_all(&temp);
+    for (rel, bytes) in &contents {
+        out.create_file(rel)
+            .and_then(|mut f| f.write_all(bytes))
+            .map_err(io_err(&outdir.join(rel)))?;
     }
-    result
+    out.commit().map_err(io_err(outdir))
 }
 
 /// Owner settings of the tar, as GNU tar's `--owner`, `--group`, `--numeric-owner` give them.

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
+use dockertools_common::cli;
 use dockertools_common::names::Names;
 use fake_nss::{Error, Lines, TarOptions};
 
@@ -28,25 +29,19 @@ struct Args {
     /// Write a layer tar to stdout instead of a folder.
     #[arg(long)]
     tar: bool,
-    /// Modification time of every tar entry: seconds since the epoch, optionally written `@N`.
-    #[arg(long, default_value = "1", value_parser = parse_mtime, requires = "tar")]
-    mtime: i64,
-    /// Owner of the tar entries: NAME, ID or NAME:ID, as GNU tar's --owner.
-    #[arg(long, default_value = "0", requires = "tar")]
-    owner: String,
-    /// Group of the tar entries: NAME, ID or NAME:ID, as GNU tar's --group.
-    #[arg(long, default_value = "0", requires = "tar")]
-    group: String,
+    /// Modification time of every tar entry: seconds since the epoch, optionally written `@N`
+    /// [default: 1].
+    #[arg(long, value_parser = cli::parse_mtime, conflicts_with = "outdir")]
+    mtime: Option<i64>,
+    /// Owner of the tar entries: NAME, ID or NAME:ID, as GNU tar's --owner [default: 0].
+    #[arg(long, conflicts_with = "outdir")]
+    owner: Option<String>,
+    /// Group of the tar entries: NAME, ID or NAME:ID, as GNU tar's --group [default: 0].
+    #[arg(long, conflicts_with = "outdir")]
+    group: Option<String>,
     /// Leave owner names empty in the tar, as GNU tar's --numeric-owner.
-    #[arg(long, requires = "tar")]
+    #[arg(long, conflicts_with = "outdir")]
     numeric_owner: bool,
-}
-
-fn parse_mtime(s: &str) -> Result<i64, String> {
-    s.strip_prefix('@')
-        .unwrap_or(s)
-        .parse::<i64>()
-        .map_err(|_| format!("{s:?} is not a number of seconds"))
 }
 
 /// Resolves GNU tar's NAME, ID or NAME:ID owner spelling to (id, name).
@@ -85,12 +80,14 @@ fn run(args: Args) -> Result<(), MainError> {
         group: args.extra_group_line,
     };
     match args.outdir {
-        Some(dir) => Ok(fake_nss::write_tree(&dir, &lines, std::process::id())?),
+        Some(dir) => Ok(fake_nss::write_tree(&dir, &lines)?),
         None => {
             let names = Names::system();
-            let (uid, uname) = owner(&args.owner, |id| names.user(id), |n| names.uid_of(n))
+            let owner_spec = args.owner.as_deref().unwrap_or("0");
+            let (uid, uname) = owner(owner_spec, |id| names.user(id), |n| names.uid_of(n))
                 .map_err(MainError::Owner)?;
-            let (gid, gname) = owner(&args.group, |id| names.group(id), |n| names.gid_of(n))
+            let group_spec = args.group.as_deref().unwrap_or("0");
+            let (gid, gname) = owner(group_spec, |id| names.group(id), |n| names.gid_of(n))
                 .map_err(MainError::Owner)?;
             let (uname, gname) = if args.numeric_owner {
                 (Vec::new(), Vec::new())
@@ -98,7 +95,7 @@ fn run(args: Args) -> Result<(), MainError> {
                 (uname, gname)
             };
             let opts = TarOptions {
-                mtime: args.mtime,
+                mtime: args.mtime.unwrap_or(1),
                 uid,
                 uname,
                 gid,
@@ -107,7 +104,7 @@ fn run(args: Args) -> Result<(), MainError> {
             };
             // Build in memory first (a few KiB) so a failure never leaves a partial tar on stdout.
             let bytes = fake_nss::write_tar(Vec::new(), &lines, &opts)?;
-            let mut out = std::io::stdout().lock();
+            let mut out = cli::stdout()?;
             out.write_all(&bytes)?;
             out.flush()?;
             Ok(())
@@ -116,5 +113,5 @@ fn run(args: Args) -> Result<(), MainError> {
 }
 
 fn main() -> ExitCode {
-    dockertools_common::cli::exit("fake-nss", run(Args::parse()))
+    cli::main("fake-nss", run)
 }

@@ -60,15 +60,9 @@ pub enum Error {
         /// What is wrong.
         why: String,
     },
-    /// Writing an output failed.
-    #[error("{}: {source}", .path.display())]
-    Output {
-        /// The output.
-        path: PathBuf,
-        /// The error.
-        #[source]
-        source: io::Error,
-    },
+    /// Writing the tar failed (the caller knows where it was going and names it).
+    #[error("writing the layer: {0}")]
+    Output(#[source] io::Error),
 }
 
 /// Owner fields and time of every entry, as GNU tar's options give them (the names empty
@@ -244,10 +238,7 @@ impl<W: Write> Packer<'_, W> {
             name: name.clone(),
             source,
         })?;
-        let out_err = |source: io::Error| Error::Output {
-            path: PathBuf::from("layer.tar"),
-            source,
-        };
+        let out_err = Error::Output;
         // Go's reader sees exactly these fields back (GNU tar writes only permission bits,
         // device numbers only for devices).
         let sum = self.sums.begin(&EntryHeader {
@@ -372,10 +363,7 @@ pub fn pack<W: Write>(
     let (sha_tx, sha_rx) = sync_channel::<Arc<Chunk>>(8);
     let (sum_tx, sum_rx) = sync_channel::<(Arc<Chunk>, Vec<SumEvent>)>(8);
     let (pool_tx, pool_rx) = channel::<Chunk>();
-    let out_err = |source| Error::Output {
-        path: PathBuf::from("layer.tar"),
-        source,
-    };
+    let out_err = Error::Output;
     std::thread::scope(|scope| {
         let sha_pool = pool_tx.clone();
         let sha_thread = scope.spawn(move || {

@@ -6,6 +6,8 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Args as ClapArgs, Parser, Subcommand};
+use dockertools_common::atomic::AtomicDir;
+use dockertools_common::cli;
 use dockertools_common::names::Names;
 use layer_packer::tree::Dirlinks;
 use layer_packer::{Error, Mode, Owner};
@@ -56,8 +58,8 @@ struct Common {
     #[arg(long, short)]
     out: PathBuf,
     /// mtime of every entry (`--mtime=@N`); default $SOURCE_DATE_EPOCH, else 315532800.
-    #[arg(long)]
-    mtime: Option<String>,
+    #[arg(long, value_parser = cli::parse_mtime)]
+    mtime: Option<i64>,
     /// Add an empty directory PATH with MODE (octal) after merging, like `mkdir -p PATH && chmod MODE PATH` in extraCommands.
     #[arg(long = "mkdir", value_name = "PATH:MODE", value_parser = parse_mkdir)]
     mkdirs: Vec<(Vec<u8>, u32)>,
@@ -67,21 +69,8 @@ struct Common {
 }
 
 /// `--mtime`, else `$SOURCE_DATE_EPOCH`, else Nix's 315532800.
-fn mtime_of(common: &Common, env_mtime: Option<i64>) -> Result<i64, Error> {
-    Ok(common
-        .mtime
-        .as_deref()
-        .map(parse_mtime)
-        .transpose()?
-        .or(env_mtime)
-        .unwrap_or(315532800))
-}
-
-fn parse_mtime(s: &str) -> Result<i64, Error> {
-    s.strip_prefix('@')
-        .unwrap_or(s)
-        .parse::<i64>()
-        .map_err(|_| Error::Option(format!("--mtime {s:?} is not a number of seconds")))
+fn mtime_of(common: &Common, env_mtime: Option<i64>) -> i64 {
+    common.mtime.or(env_mtime).unwrap_or(315532800)
 }
 
 fn parse_mkdir(s: &str) -> Result<(Vec<u8>, u32), String> {
@@ -102,8 +91,8 @@ enum MainError {
     Pack(#[from] Error),
     #[error("{}: {source}", .path.display())]
     Io { path: PathBuf, source: io::Error },
-    #[error("{}: exists and is not an empty directory", .0.display())]
-    NotEmpty(PathBuf),
+    #[error(transparent)]
+    Epoch(#[from] cli::BadSourceDateEpoch),
 }
 
 fn io_err(path: &Path) -> impl FnOnce(io::Error) -> MainError + '_ {
@@ -114,9 +103,7 @@ fn io_err(path: &Path) -> impl FnOnce(io::Error) -> MainError + '_ {
 }
 
 fn run(args: Args) -> Result<(), MainError> {
-    let env_mtime = std::env::var("SOURCE_DATE_EPOCH")
-        .ok()
-        .and_then(|s| s.trim().parse::<i64>().ok());
+    let env_mtime = cli::source_date_epoch(std::env::var_os("SOURCE_DATE_EPOCH"))?;
     let names = Names::system();
     let (common, mode, owner, base_json) = match args.cmd {
         Cmd::Pure {
@@ -131,7 +118,7 @@ fn run(args: Args) -> Result<(), MainError> {
             } else {
                 Dirlinks::Copy
             };
-            let mtime = mtime_of(&common, env_mtime)?;
+            let mtime = mtime_of(&common, env_mtime);
             let owner = Owner {
                 mtime,
                 uid,
@@ -142,7 +129,7 @@ fn run(args: Args) -> Result<(), MainError> {
             (common, Mode::Pure(links), owner, base_json)
         }
         Cmd::Customisation { common } => {
-            let mtime = mtime_of(&common, env_mtime)?;
+            let mtime = mtime_of(&common, env_mtime);
             let owner = Owner {
                 mtime,
                 uid: 0,
@@ -173,74 +160,92 @@ fn run(args: Args) -> Result<(), MainError> {
         }
         None => None,
     };
-    let tree = layer_packer::build_tree(mode, &common.sources, &common.mkdirs)?;
-    // The customisation layer is packed with `--numeric-owner`.
-    let numeric_owner = mode == Mode::Join;
-    if common.out == Path::new("-") {
-        let mut out = dockertools_common::cli::stdout();
-        let (w, packed) = layer_packer::pack(&tree, &owner, numeric_owner, &mut out)?;
-        w.flush().map_err(io_err(Path::new("stdout")))?;
-        eprintln!("sha256:{}\n{}", packed.sha256, packed.tarsum);
-        return Ok(());
-    }
-    let out = &common.out;
-    if let Ok(mut entries) = fs::read_dir(out) {
-        if entries.next().is_some() {
-            return Err(MainError::NotEmpty(out.clone()));
-        }
-    } else if out.symlink_metadata().is_ok() {
-        return Err(MainError::NotEmpty(out.clone()));
-    }
-    let name = out
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "out".into());
-    let parent = match out.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => PathBuf::from("."),
+    // The output is checked (and its temporary folder made) before any work.
+    let stdout = Path::new("stdout");
+    let out = if common.out == Path::new("-") {
+        Out::Stdout(cli::stdout().map_err(io_err(stdout))?)
+    } else {
+        Out::Dir(AtomicDir::create(&common.out).map_err(io_err(&common.out))?)
     };
-    let temp = parent.join(format!(".{name}.tmp-{}", std::process::id()));
-    let result = (|| -> Result<(), MainError> {
-        fs::create_dir(&temp).map_err(io_err(&temp))?;
-        let tar_path = temp.join("layer.tar");
-        let file = fs::File::create(&tar_path).map_err(io_err(&tar_path))?;
-        let (w, packed) = layer_packer::pack(
+    let tree = layer_packer::build_tree(mode, &common.sources, &common.mkdirs)?;
+    match out {
+        Out::Stdout(mut w) => {
+            // The customisation layer is packed with `--numeric-owner`.
+            let packed = layer_packer::pack(&tree, &owner, mode == Mode::Join, &mut w)
+                .map_err(naming_output(stdout))?
+                .1;
+            w.flush().map_err(io_err(stdout))?;
+            eprintln!("sha256:{}\n{}", packed.sha256, packed.tarsum);
+            Ok(())
+        }
+        Out::Dir(dir) => write_out_dir(
+            dir,
             &tree,
             &owner,
-            numeric_owner,
-            io::BufWriter::with_capacity(1 << 20, file),
-        )?;
-        w.into_inner().map_err(|e| MainError::Io {
-            path: tar_path.clone(),
-            source: e.into_error(),
-        })?;
-        if mode == Mode::Join {
-            let p = temp.join("checksum");
-            fs::write(&p, format!("{}\n", packed.sha256)).map_err(io_err(&p))?;
-        }
-        if let (Some(base), Some(base_path)) = (&base, &base_json) {
-            let json = layer_packer::jshon::layer_json(base, &packed.tarsum).ok_or_else(|| {
-                Error::BaseJson {
-                    path: base_path.clone(),
-                    why: "not a JSON object".into(),
-                }
-            })?;
-            let p = temp.join("json");
-            fs::write(&p, json).map_err(io_err(&p))?;
-            let p = temp.join("VERSION");
-            fs::write(&p, "1.0").map_err(io_err(&p))?;
-        }
-        if out.exists() {
-            fs::remove_dir(out).map_err(io_err(out))?;
-        }
-        fs::rename(&temp, out).map_err(io_err(out))
-    })();
-    if result.is_err() {
-        let _ = fs::remove_dir_all(&temp);
+            mode,
+            base.as_ref().zip(base_json.as_ref()),
+        ),
     }
-    result
+}
+
+/// Where the layer goes.
+enum Out {
+    Stdout(io::BufWriter<io::StdoutLock<'static>>),
+    Dir(AtomicDir),
+}
+
+/// A write error of the packer, named after the output it was writing.
+fn naming_output(path: &Path) -> impl FnOnce(Error) -> MainError + '_ {
+    move |e| match e {
+        Error::Output(source) => io_err(path)(source),
+        other => other.into(),
+    }
+}
+
+/// Packs into OUT/layer.tar (with OUT/checksum, or OUT/json and OUT/VERSION), atomically.
+fn write_out_dir(
+    dir: AtomicDir,
+    tree: &layer_packer::tree::Node,
+    owner: &Owner,
+    mode: Mode,
+    base: Option<(&serde_json::Value, &PathBuf)>,
+) -> Result<(), MainError> {
+    let named = |name: &str| dir.target().join(name);
+    let tar_path = named("layer.tar");
+    let file = dir.create_file("layer.tar").map_err(io_err(&tar_path))?;
+    let (w, packed) = layer_packer::pack(
+        tree,
+        owner,
+        mode == Mode::Join,
+        io::BufWriter::with_capacity(1 << 20, file),
+    )
+    .map_err(naming_output(&tar_path))?;
+    w.into_inner().map_err(|e| MainError::Io {
+        path: tar_path.clone(),
+        source: e.into_error(),
+    })?;
+    let write = |name: &str, bytes: &[u8]| {
+        dir.create_file(name)
+            .and_then(|mut f| f.write_all(bytes))
+            .map_err(io_err(&named(name)))
+    };
+    if mode == Mode::Join {
+        write("checksum", format!("{}\n", packed.sha256).as_bytes())?;
+    }
+    if let Some((base, base_path)) = base {
+        let json = layer_packer::jshon::layer_json(base, &packed.tarsum).ok_or_else(|| {
+            Error::BaseJson {
+                path: base_path.clone(),
+                why: "not a JSON object".into(),
+            }
+        })?;
+        write("json", json.as_bytes())?;
+        write("VERSION", b"1.0")?;
+    }
+    let out = dir.target().to_path_buf();
+    dir.commit().map_err(io_err(&out))
 }
 
 fn main() -> ExitCode {
-    dockertools_common::cli::exit("layer-packer", run(Args::parse()))
+    cli::main("layer-packer", run)
 }

@@ -103,8 +103,6 @@ pub struct Options {
     pub compress: Option<Compression>,
     /// Compression level; `None` is the format's default.
     pub level: Option<i32>,
-    /// Process id, for temporary names.
-    pub pid: u32,
 }
 
 #[derive(Clone, Debug)]
@@ -201,7 +199,6 @@ fn scan(
     idx: usize,
     input: &Path,
     spool_dir: &Path,
-    pid: u32,
     tree: &mut BTreeMap<Vec<Vec<u8>>, Node>,
     pending: &mut Vec<Duplicate>,
     inputs: &[PathBuf],
@@ -225,18 +222,11 @@ fn scan(
             ));
             (kind, Backing::Plain(f), Reader::new(r))
         } else {
-            let spool_path = spool_dir.join(format!(".merge-images-spool-{pid}-{idx}"));
-            let spool = File::options()
-                .read(true)
-                .write(true)
-                .create_new(true)
-                .open(&spool_path)
-                .map_err(|source| Error::Output {
-                    out: spool_path.clone(),
-                    source,
-                })?;
-            // Unlinked at once: nothing is left behind, whatever happens.
-            let _ = std::fs::remove_file(&spool_path);
+            // An unnamed file (O_TMPFILE): nothing is left behind, whatever happens.
+            let spool = tempfile::tempfile_in(spool_dir).map_err(|source| Error::Output {
+                out: spool_dir.join("(spool)"),
+                source,
+            })?;
             let writer = BufWriter::with_capacity(1 << 20, spool.try_clone().map_err(io_err)?);
             let r: Box<dyn ReadSeek> = Box::new(NoSeek(Tee { r: dec, w: writer }));
             (kind, Backing::Spool(spool), Reader::new(r))
@@ -453,6 +443,8 @@ pub fn merge(out: &Path, inputs: &[PathBuf], opts: &Options) -> Result<(), Error
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => PathBuf::from("."),
     };
+    // OUT is checked, and its temporary created, before any work.
+    let file = AtomicFile::create(out).map_err(out_err)?;
     let mut tree: BTreeMap<Vec<Vec<u8>>, Node> = BTreeMap::new();
     let mut scanned = Vec::with_capacity(inputs.len());
     let mut pending = Vec::new();
@@ -461,7 +453,6 @@ pub fn merge(out: &Path, inputs: &[PathBuf], opts: &Options) -> Result<(), Error
             idx,
             input,
             &spool_dir,
-            opts.pid,
             &mut tree,
             &mut pending,
             inputs,
@@ -567,7 +558,6 @@ pub fn merge(out: &Path, inputs: &[PathBuf], opts: &Options) -> Result<(), Error
         .compress
         .unwrap_or_else(|| scanned.last().map_or(Compression::None, |s| s.compression));
     let level = opts.level.unwrap_or_else(|| compression.default_level());
-    let file = AtomicFile::create(out, opts.pid).map_err(out_err)?;
     let comp = Compressor::new(file, compression, level).map_err(out_err)?;
     let mut tar = TarWriter::new(comp);
     let gopts = gnu::GnuOptions {

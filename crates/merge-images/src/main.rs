@@ -4,6 +4,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, ValueEnum};
+use dockertools_common::cli;
 use dockertools_common::compress::Compression;
 
 /// Merge docker-archive images (plain, gzip or zstd) into OUT, as nixpkgs' mergeImages does.
@@ -35,12 +36,16 @@ enum Compress {
     Zstd,
 }
 
-fn main() -> ExitCode {
-    let args = Args::parse();
-    let mtime = std::env::var("SOURCE_DATE_EPOCH")
-        .ok()
-        .and_then(|s| s.trim().parse::<i64>().ok())
-        .unwrap_or(315532800);
+#[derive(Debug, thiserror::Error)]
+enum MainError {
+    #[error(transparent)]
+    Merge(#[from] merge_images::Error),
+    #[error(transparent)]
+    Epoch(#[from] cli::BadSourceDateEpoch),
+}
+
+fn run(args: Args) -> Result<(), MainError> {
+    let mtime = cli::source_date_epoch(std::env::var_os("SOURCE_DATE_EPOCH"))?.unwrap_or(315532800);
     let compress = args.compress.map(|c| match c {
         Compress::None => Compression::None,
         Compress::Gz => Compression::Gzip,
@@ -50,10 +55,10 @@ fn main() -> ExitCode {
         mtime,
         compress,
         level: args.level,
-        pid: std::process::id(),
     };
-    dockertools_common::cli::exit(
-        "merge-images",
-        merge_images::merge(&args.out, &args.images, &opts),
-    )
+    Ok(merge_images::merge(&args.out, &args.images, &opts)?)
+}
+
+fn main() -> ExitCode {
+    cli::main("merge-images", run)
 }

@@ -63,6 +63,7 @@ fn read(path: &Path) -> Result<Vec<u8>, MainError> {
 }
 
 fn run(args: Args) -> Result<(), MainError> {
+    let mut out = dockertools_common::cli::stdout()?;
     let (path, text) = match args.cmd {
         Cmd::ClosureGraph {
             file,
@@ -108,7 +109,6 @@ fn run(args: Args) -> Result<(), MainError> {
         }
     };
     let _ = path;
-    let mut out = io::stdout().lock();
     out.write_all(text.as_bytes())?;
     out.flush()?;
     Ok(())
@@ -126,5 +126,5 @@ fn json_pretty(v: &serde_json::Value) -> String {
 }
 
 fn main() -> ExitCode {
-    dockertools_common::cli::exit("popularity-sorter", run(Args::parse()))
+    dockertools_common::cli::main("popularity-sorter", run)
 }

@@ -167,7 +167,7 @@ fn make_conf(args: &Args) -> Result<(), MainError> {
     };
     let text =
         stream_layered::makeconf::make_conf(&base, &layers, &conf_args).map_err(MainError::Conf)?;
-    let mut out = io::stdout().lock();
+    let mut out = dockertools_common::cli::stdout()?;
     out.write_all(text.as_bytes())?;
     Ok(out.flush()?)
 }
@@ -195,7 +195,7 @@ fn run(args: Args) -> Result<(), MainError> {
     let broken = |e: &Error| e.is_broken_pipe();
     let result = match args.format {
         Format::DockerArchive => {
-            let out = Compressor::new(dockertools_common::cli::stdout(), stream, stream_level)?;
+            let out = Compressor::new(dockertools_common::cli::stdout()?, stream, stream_level)?;
             stream_layered::build(&conf_path, &conf, &opts, out, &mut stderr).map(Some)
         }
         Format::OciArchive | Format::OciDir => {
@@ -207,7 +207,7 @@ fn run(args: Args) -> Result<(), MainError> {
             let target = match (args.format, args.output) {
                 (Format::OciDir, Some(dir)) => stream_layered::oci::Target::Dir(dir),
                 _ => stream_layered::oci::Target::Archive(Compressor::new(
-                    dockertools_common::cli::stdout(),
+                    dockertools_common::cli::stdout()?,
                     stream,
                     stream_level,
                 )?),
@@ -227,5 +227,5 @@ fn run(args: Args) -> Result<(), MainError> {
 }
 
 fn main() -> ExitCode {
-    dockertools_common::cli::exit("stream-layered", run(Args::parse()))
+    dockertools_common::cli::main("stream-layered", run)
 }

@@ -4,6 +4,7 @@ use std::io::{self, Write};
 use std::process::ExitCode;
 
 use clap::Parser;
+use dockertools_common::cli;
 
 /// Print the Docker tarsum v1 (`tarsum.v1+sha256:<hex>`) of the tar stream on standard input.
 ///
@@ -16,20 +17,20 @@ struct Args {}
 enum MainError {
     #[error(transparent)]
     Sum(#[from] tarsum::Error),
+    #[error("reading stdin: {0}")]
+    In(#[source] io::Error),
     #[error("writing stdout: {0}")]
-    Out(#[from] io::Error),
+    Out(#[source] io::Error),
 }
 
-fn run() -> Result<(), MainError> {
-    let stdin = io::stdin().lock();
+fn run(_: Args) -> Result<(), MainError> {
+    let stdin = cli::stdin().map_err(MainError::In)?;
+    let mut out = cli::stdout().map_err(MainError::Out)?;
     let sum = tarsum::tarsum_of(io::BufReader::with_capacity(64 * 1024, stdin))?;
-    let mut out = io::stdout().lock();
-    writeln!(out, "{sum}")?;
-    out.flush()?;
-    Ok(())
+    writeln!(out, "{sum}").map_err(MainError::Out)?;
+    out.flush().map_err(MainError::Out)
 }
 
 fn main() -> ExitCode {
-    Args::parse();
-    dockertools_common::cli::exit("tarsum", run())
+    cli::main("tarsum", run)
 }

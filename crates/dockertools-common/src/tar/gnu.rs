@@ -5,7 +5,7 @@
 //! only the permission bits in `mode`; device numbers only for devices (NUL otherwise);
 //! a name or link target longer than 100 bytes is preceded by a `././@LongLink` entry
 //! (`K` for the link target first, then `L` for the name) whose owner names are `root`
-//! unless `--numeric-owner` empties them.
+//! unless `--numeric-owner` empties them; owner names are cut to 31 bytes and a NUL.
 
 use super::{put_base256, put_bytes, put_checksum, put_octal, FieldOverflow, Header, BLOCK};
 
@@ -69,8 +69,9 @@ pub fn encode(h: &Header, opts: GnuOptions, out: &mut Vec<u8>) -> Result<(), Fie
     block[156] = h.typeflag;
     put_bytes(&mut block[157..257], &h.linkname);
     block[257..265].copy_from_slice(b"ustar  \0");
-    put_bytes(&mut block[265..297], &h.uname);
-    put_bytes(&mut block[297..329], &h.gname);
+    // GNU tar keeps the last byte of an owner name field for its NUL: 31 bytes at most.
+    put_bytes(&mut block[265..296], &h.uname);
+    put_bytes(&mut block[297..328], &h.gname);
     if h.typeflag == super::CHAR || h.typeflag == super::BLOCKDEV {
         put_number(&mut block[329..337], "devmajor", i128::from(h.devmajor))?;
         put_number(&mut block[337..345], "devminor", i128::from(h.devminor))?;
