@@ -113,6 +113,15 @@ fn io_err(path: &Path) -> impl FnOnce(io::Error) -> MainError + '_ {
     }
 }
 
+/// The sources made absolute lexically, as Nix passes them: symlinkJoin's links to files are
+/// the source's path, and a relative one would dangle in the image.
+fn absolute_sources(sources: &[PathBuf]) -> Result<Vec<PathBuf>, MainError> {
+    sources
+        .iter()
+        .map(|s| std::path::absolute(s).map_err(io_err(s)))
+        .collect()
+}
+
 fn run(args: Args) -> Result<(), MainError> {
     let env_mtime = std::env::var("SOURCE_DATE_EPOCH")
         .ok()
@@ -173,7 +182,8 @@ fn run(args: Args) -> Result<(), MainError> {
         }
         None => None,
     };
-    let tree = layer_packer::build_tree(mode, &common.sources, &common.mkdirs)?;
+    let sources = absolute_sources(&common.sources)?;
+    let tree = layer_packer::build_tree(mode, &sources, &common.mkdirs)?;
     // The customisation layer is packed with `--numeric-owner`.
     let numeric_owner = mode == Mode::Join;
     if common.out == Path::new("-") {
