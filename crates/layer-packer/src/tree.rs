@@ -7,20 +7,25 @@
 //! Following directory symlinks (`rsync -k`) can make a small input expand without end, so the
 //! walk refuses a directory that is already on its own path (a cycle) and stops after
 //! [`MAX_ENTRIES`] entries across all the sources of a layer.
+//!
+//! tidy: lookup only (the hash set of directories on the current path and the cache of
+//! followed links are only looked up).
 
 use dockertools_common::tar::{dev_major, dev_minor};
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{HashMap, HashSet};
 use std::ffi::OsStr;
 use std::fs;
 use std::io;
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 /// The most entries the sources of one layer may hold, counted as they are read: an entry
 /// reached through directory symlinks by several paths counts once per path.
-/// The merged tree takes a few hundred bytes per entry (about 550 on a directory symlink bomb),
-/// so this bounds memory near 600 MB.
+/// The merged tree takes about 200 bytes per entry (measured on a directory symlink bomb,
+/// where every entry is a directory), so this bounds memory near 250 MB; reading that many
+/// entries through symlinks takes a few seconds.
 pub const MAX_ENTRIES: u64 = 1 << 20;
 
 /// Errors while reading the sources.
@@ -76,7 +81,7 @@ pub enum Node {
         /// Permission bits.
         mode: u32,
         /// Children.
-        children: BTreeMap<Vec<u8>, Node>,
+        children: Children,
     },
     /// A regular file, read when packed from the source directory `dir` (an index into the
     /// tree's source directories, see [`Tree::dir_path`]) under the same name it has here.
@@ -118,7 +123,7 @@ impl Node {
     pub fn dir(mode: u32) -> Node {
         Node::Dir {
             mode,
-            children: BTreeMap::new(),
+            children: Children::default(),
         }
     }
 }
@@ -130,12 +135,81 @@ impl Drop for Node {
         let Node::Dir { children, .. } = self else {
             return;
         };
-        let mut pending: Vec<Node> = std::mem::take(children).into_values().collect();
+        let mut pending: Vec<Node> = std::mem::take(children).into_nodes().collect();
         while let Some(mut node) = pending.pop() {
             if let Node::Dir { children, .. } = &mut node {
-                pending.extend(std::mem::take(children).into_values());
+                pending.extend(std::mem::take(children).into_nodes());
             }
         }
+    }
+}
+
+/// A directory's children, sorted by name bytes.
+/// A sorted vector rather than a B-tree: most directories are small, and a B-tree node takes
+/// several hundred bytes however few children it holds.
+#[derive(Debug, Default)]
+pub struct Children(Vec<(Box<[u8]>, Node)>);
+
+impl Children {
+    /// The children in name order.
+    pub fn iter(&self) -> impl DoubleEndedIterator<Item = (&[u8], &Node)> + '_ {
+        self.0.iter().map(|(name, node)| (&name[..], node))
+    }
+
+    /// True when there are none.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// The child `name`.
+    pub fn get_mut(&mut self, name: &[u8]) -> Option<&mut Node> {
+        let i = self.0.binary_search_by(|(n, _)| (**n).cmp(name)).ok()?;
+        self.0.get_mut(i).map(|(_, node)| node)
+    }
+
+    /// The child `name`, made by `make` when absent. One insertion moves the names after it, so
+    /// this is for a few names; a directory read from a source goes through [`Children::merge`].
+    pub fn get_or_insert_with(&mut self, name: &[u8], make: impl FnOnce() -> Node) -> &mut Node {
+        let i = match self.0.binary_search_by(|(n, _)| (**n).cmp(name)) {
+            Ok(i) => i,
+            Err(i) => {
+                self.0.insert(i, (name.into(), make()));
+                i
+            }
+        };
+        // In bounds: the index binary_search gave, after any insertion there.
+        &mut self.0[i].1
+    }
+
+    /// Adds `added`, sorted by name and none of them present already, in one pass.
+    pub fn merge(&mut self, added: Vec<(Box<[u8]>, Node)>) {
+        let in_order = match (self.0.last(), added.first()) {
+            (Some((last, _)), Some((first, _))) => last < first,
+            _ => true,
+        };
+        if in_order {
+            // The first source of a directory, or names that all sort after the present ones.
+            self.0.extend(added);
+            return;
+        }
+        let old = std::mem::take(&mut self.0);
+        self.0.reserve_exact(old.len() + added.len());
+        let mut old = old.into_iter().peekable();
+        let mut added = added.into_iter().peekable();
+        loop {
+            let take_old = match (old.peek(), added.peek()) {
+                (Some((a, _)), Some((b, _))) => a < b,
+                (Some(_), None) => true,
+                (None, Some(_)) => false,
+                (None, None) => break,
+            };
+            let next = if take_old { old.next() } else { added.next() };
+            self.0.extend(next);
+        }
+    }
+
+    fn into_nodes(self) -> impl Iterator<Item = Node> {
+        self.0.into_iter().map(|(_, node)| node)
     }
 }
 
@@ -200,7 +274,7 @@ enum SourceDir {
         /// The link's name.
         name: Vec<u8>,
         /// Its target's canonical path.
-        real: PathBuf,
+        real: Arc<Path>,
     },
 }
 
@@ -210,7 +284,7 @@ pub struct Tree {
     /// The layer's root directory.
     pub root: Node,
     dirs: Vec<SourceDir>,
-    count: Count,
+    reading: Reading,
 }
 
 impl Tree {
@@ -219,9 +293,10 @@ impl Tree {
         Tree {
             root: Node::dir(0o755),
             dirs: Vec::new(),
-            count: Count {
+            reading: Reading {
                 read: 0,
                 max: max_entries,
+                followed: HashMap::new(),
             },
         }
     }
@@ -268,7 +343,7 @@ struct Subdir {
     name: Vec<u8>,
     id: Id,
     /// The canonical path of a followed symlink's target.
-    real: Option<PathBuf>,
+    real: Option<Arc<Path>>,
 }
 
 /// A directory on the current path of a walk.
@@ -294,15 +369,32 @@ struct Place<'a> {
     frames: &'a [Frame],
     /// Every source directory.
     dirs: &'a [SourceDir],
-    /// The entry counter.
-    count: &'a mut Count,
+    /// Its identity.
+    id: Id,
+    /// What the walk keeps across sources.
+    reading: &'a mut Reading,
 }
 
-/// Entries read against the cap.
+/// What the walks keep across the sources of a layer.
 #[derive(Debug)]
-struct Count {
+struct Reading {
+    /// Entries read so far.
     read: u64,
+    /// The cap on them.
     max: u64,
+    /// Directory symlinks already followed, by the identity of their directory and their own:
+    /// a bomb reaches the same few links again and again, and resolving a target's canonical
+    /// path costs a lookup per component. A symlink may be hard linked into several
+    /// directories, where a relative target means different things, hence both identities.
+    followed: HashMap<(Id, Id), Followed>,
+}
+
+/// A followed directory symlink's target.
+#[derive(Clone, Debug)]
+struct Followed {
+    id: Id,
+    mode: u32,
+    real: Arc<Path>,
 }
 
 impl Place<'_> {
@@ -313,11 +405,11 @@ impl Place<'_> {
 
     /// Counts the child `name` against the cap.
     fn take(&mut self, name: &[u8]) -> Result<(), TreeError> {
-        self.count.read += 1;
-        if self.count.read > self.count.max {
+        self.reading.read += 1;
+        if self.reading.read > self.reading.max {
             return Err(TreeError::TooManyEntries {
                 source_dir: self.source.to_path_buf(),
-                cap: self.count.max,
+                cap: self.reading.max,
                 at: self.at(name),
             });
         }
@@ -332,8 +424,12 @@ fn dir_path(dirs: &[SourceDir], dir: usize) -> PathBuf {
     let mut path = PathBuf::new();
     while let Some(d) = dirs.get(at) {
         match d {
-            SourceDir::Root(root) | SourceDir::Link { real: root, .. } => {
+            SourceDir::Root(root) => {
                 path.clone_from(root);
+                break;
+            }
+            SourceDir::Link { real, .. } => {
+                path = real.to_path_buf();
                 break;
             }
             SourceDir::Child { parent, name } => {
@@ -388,7 +484,11 @@ impl Tree {
     where
         F: FnMut(&mut Node, &mut Place) -> Result<Vec<Subdir>, TreeError>,
     {
-        let Tree { root, dirs, count } = self;
+        let Tree {
+            root,
+            dirs,
+            reading,
+        } = self;
         let mut on_path = HashSet::from([src_id]);
         dirs.push(SourceDir::Root(src.to_path_buf()));
         let mut frames = vec![Frame {
@@ -405,7 +505,8 @@ impl Tree {
                     dir: top.dir,
                     frames: &frames,
                     dirs,
-                    count,
+                    id: top.id,
+                    reading,
                 };
                 let mut todo = visit(node, &mut place)?;
                 todo.reverse();
@@ -424,7 +525,7 @@ impl Tree {
                 let at = layer_path(dirs, &frames, &sub.name);
                 return Err(cycle(dirs, &frames, path, at, sub.id));
             }
-            let path = sub.real.clone().unwrap_or(path);
+            let path = sub.real.as_deref().map_or(path, Path::to_path_buf);
             dirs.push(match sub.real {
                 Some(real) => SourceDir::Link {
                     name: sub.name,
@@ -480,86 +581,117 @@ fn rsync_dir(
         return Ok(Vec::new());
     };
     let mut subdirs = Vec::new();
+    let mut added = Vec::new();
     for (name, lmd) in sorted_children(place.path)? {
         let path = place.path.join(OsStr::from_bytes(&name));
         place.take(&name)?;
-        let (md, real) = rsync_follow(&path, lmd, links)?;
-        if md.is_dir() {
-            if let Some(id) = rsync_subdir(children, &name, &md, links) {
+        let followed = rsync_follow(place, &path, &lmd, links)?;
+        let dir = match &followed {
+            Some(f) => Some((f.mode, f.id)),
+            None if lmd.is_dir() => Some((lmd.mode() & 0o7777, id_of(&lmd))),
+            None => None,
+        };
+        if let Some((mode, id)) = dir {
+            if rsync_subdir(children, &mut added, &name, mode, links) {
+                let real = followed.map(|f| f.real);
                 subdirs.push(Subdir { name, id, real });
             }
             continue;
         }
-        let Some(node) = leaf(&path, &md, place.dir)? else {
+        let Some(node) = leaf(&path, &lmd, place.dir)? else {
             continue; // a socket: GNU tar skips it
         };
-        match (children.get_mut(&name), &node) {
-            (Some(Node::Dir { children: c, .. }), _) if !c.is_empty() => {
-                let at = place.at(&name);
-                return Err(TreeError::Clash { path, at });
+        match children.get_mut(&name) {
+            None => added.push((name.into_boxed_slice(), node)),
+            Some(old) => {
+                if !rsync_replace(old, node) {
+                    let at = place.at(&name);
+                    return Err(TreeError::Clash { path, at });
+                }
             }
-            (
-                Some(Node::File {
-                    mode, size, mtime, ..
-                }),
-                Node::File {
-                    mode: m,
-                    size: s,
-                    mtime: t,
-                    ..
-                },
-            ) if size == s && mtime == t => {
-                // rsync's quick check: a file of the same size and mtime (in seconds) is not
-                // copied again, only its attributes are updated, so the earlier content stays.
-                *mode = *m;
-                continue;
-            }
-            _ => {}
         }
-        children.insert(name, node);
     }
+    children.merge(added);
     Ok(subdirs)
 }
 
-/// The metadata rsync goes by: with `-k` a symlink to a directory is that directory, and
-/// then also its canonical path.
-fn rsync_follow(
-    path: &Path,
-    lmd: fs::Metadata,
-    links: Dirlinks,
-) -> Result<(fs::Metadata, Option<PathBuf>), TreeError> {
-    if lmd.file_type().is_symlink() && links == Dirlinks::Copy {
-        if let Ok(md) = fs::metadata(path) {
-            if md.is_dir() {
-                let real = fs::canonicalize(path).map_err(io_err(path))?;
-                return Ok((md, Some(real)));
-            }
+/// Puts a later source's non-directory `new` where `old` is, as rsync does; false when `old`
+/// is a directory that is not empty, which rsync refuses to delete.
+fn rsync_replace(old: &mut Node, new: Node) -> bool {
+    match (&mut *old, &new) {
+        (Node::Dir { children, .. }, _) if !children.is_empty() => return false,
+        (
+            Node::File {
+                mode, size, mtime, ..
+            },
+            Node::File {
+                mode: m,
+                size: s,
+                mtime: t,
+                ..
+            },
+        ) if size == s && mtime == t => {
+            // rsync's quick check: a file of the same size and mtime (in seconds) is not
+            // copied again, only its attributes are updated, so the earlier content stays.
+            *mode = *m;
+            return true;
         }
+        _ => {}
     }
-    Ok((lmd, None))
+    *old = new;
+    true
 }
 
-/// Makes the directory `name` in `children` for a source directory with metadata `md`; returns
-/// its identity when it is to be walked.
-fn rsync_subdir(
-    children: &mut BTreeMap<Vec<u8>, Node>,
-    name: &[u8],
-    md: &fs::Metadata,
+/// With `-k`, the directory a symlink at `path` (with metadata `lmd`) points to, which rsync
+/// copies as a directory; `None` for anything else.
+fn rsync_follow(
+    place: &mut Place,
+    path: &Path,
+    lmd: &fs::Metadata,
     links: Dirlinks,
-) -> Option<Id> {
-    let mode = md.mode() & 0o7777;
-    let slot = children
-        .entry(name.to_vec())
-        .or_insert_with(|| Node::dir(mode));
-    match slot {
-        Node::Dir { mode: m, .. } => *m = mode,
+) -> Result<Option<Followed>, TreeError> {
+    if !lmd.file_type().is_symlink() || links == Dirlinks::Keep {
+        return Ok(None);
+    }
+    let key = (place.id, id_of(lmd));
+    if let Some(f) = place.reading.followed.get(&key) {
+        return Ok(Some(f.clone()));
+    }
+    let Ok(md) = fs::metadata(path) else {
+        return Ok(None); // dangling or looping: copied as a symlink
+    };
+    if !md.is_dir() {
+        return Ok(None);
+    }
+    let real = fs::canonicalize(path).map_err(io_err(path))?;
+    let followed = Followed {
+        id: id_of(&md),
+        mode: md.mode() & 0o7777,
+        real: real.into(),
+    };
+    place.reading.followed.insert(key, followed.clone());
+    Ok(Some(followed))
+}
+
+/// Makes the directory `name` (in `children`, or new in `added`) for a source directory of
+/// mode `mode`; true when it is to be walked.
+fn rsync_subdir(
+    children: &mut Children,
+    added: &mut Vec<(Box<[u8]>, Node)>,
+    name: &[u8],
+    mode: u32,
+    links: Dirlinks,
+) -> bool {
+    match children.get_mut(name) {
+        None => added.push((name.into(), Node::dir(mode))),
+        Some(Node::Dir { mode: m, .. }) => *m = mode,
         // rsync -K writes through the kept symlink; a layer can only hold that when the link
         // points inside it, which needs the real tree: keep the link and merge nothing, as the
         // target is outside the layer.
-        Node::Symlink { .. } if links == Dirlinks::Keep => return None,
-        _ => *slot = Node::dir(mode),
+        Some(Node::Symlink { .. }) if links == Dirlinks::Keep => return false,
+        Some(slot) => *slot = Node::dir(mode),
     }
-    Some(id_of(md))
+    true
 }
 
 /// The node of a non-directory at `path` in the source directory `dir`, or `None` for a socket.
@@ -598,23 +730,30 @@ fn lndir_dir(dest: &mut Node, place: &mut Place) -> Result<Vec<Subdir>, TreeErro
         return Ok(Vec::new());
     };
     let mut subdirs = Vec::new();
+    let mut added = Vec::new();
     for (name, lmd) in sorted_children(place.path)? {
         let path = place.path.join(OsStr::from_bytes(&name));
         place.take(&name)?;
+        let present = children.get_mut(&name);
         if lmd.is_dir() {
-            let slot = children
-                .entry(name.clone())
-                .or_insert_with(|| Node::dir(0o755));
-            if matches!(slot, Node::Dir { .. }) {
+            let walk = match present {
+                None => {
+                    added.push((name.as_slice().into(), Node::dir(0o755)));
+                    true
+                }
+                Some(node) => matches!(node, Node::Dir { .. }),
+            };
+            if walk {
+                let id = id_of(&lmd);
                 subdirs.push(Subdir {
                     name,
-                    id: id_of(&lmd),
+                    id,
                     real: None,
                 });
             }
             continue;
         }
-        if children.contains_key(&name) {
+        if present.is_some() {
             continue;
         }
         let target = if lmd.file_type().is_symlink() {
@@ -622,8 +761,9 @@ fn lndir_dir(dest: &mut Node, place: &mut Place) -> Result<Vec<Subdir>, TreeErro
         } else {
             path.into_os_string().into_vec()
         };
-        children.insert(name, Node::Symlink { target });
+        added.push((name.into_boxed_slice(), Node::Symlink { target }));
     }
+    children.merge(added);
     Ok(subdirs)
 }
 
@@ -654,9 +794,7 @@ pub fn mkdir(root: &mut Node, rel: &[u8], mode: u32) -> Result<(), String> {
             ));
         };
         let last = i + 1 == parts.len();
-        let slot = children
-            .entry(part.to_vec())
-            .or_insert_with(|| Node::dir(0o755));
+        let slot = children.get_or_insert_with(part, || Node::dir(0o755));
         if !matches!(slot, Node::Dir { .. }) {
             return Err(format!(
                 "{}: exists and is not a directory",
@@ -964,6 +1102,42 @@ mod tests {
             listing(&tree),
             ["/nsec 600 AAAA", "/size 600 BBBBB", "/time 600 BBBB"]
         );
+    }
+
+    #[test]
+    fn names_from_later_sources_are_merged_in_name_order() {
+        let tmp = Scratch::new("order");
+        for name in ["a", "c", "e"] {
+            file(&tmp.join(&format!("s1/{name}")), b"1", 0o644, 1);
+        }
+        for name in ["0", "b", "d", "e2", "f"] {
+            file(&tmp.join(&format!("s2/{name}")), b"2", 0o644, 1);
+        }
+        fs::create_dir_all(tmp.join("s3/c")).unwrap();
+        let sources = [tmp.join("s1"), tmp.join("s2"), tmp.join("s3")];
+        let tree = rsync_all(&sources, MAX_ENTRIES).unwrap();
+        assert_eq!(
+            listing(&tree),
+            [
+                "/0 644 2",
+                "/a 644 1",
+                "/b 644 2",
+                "/c/ 755",
+                "/d 644 2",
+                "/e 644 1",
+                "/e2 644 2",
+                "/f 644 2"
+            ]
+        );
+        let mut tree = Tree::new(MAX_ENTRIES);
+        for s in &sources[..2] {
+            tree.lndir(s).unwrap();
+        }
+        let names: Vec<String> = listing(&tree)
+            .into_iter()
+            .map(|l| l.split(' ').next().unwrap().to_string())
+            .collect();
+        assert_eq!(names, ["/0", "/a", "/b", "/c", "/d", "/e", "/e2", "/f"]);
     }
 
     #[test]
