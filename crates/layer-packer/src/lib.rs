@@ -330,64 +330,51 @@ impl<W: Write> Packer<'_, W> {
             name: name.to_vec(),
             ..self.owner.header()
         };
-        let (h, data) = match node {
+        let h = match node {
             Node::Dir { mode, .. } => {
-                let mut dir_name = base.name.clone();
-                dir_name.push(b'/');
-                let h = Header {
-                    name: dir_name,
+                let mut h = Header {
                     mode: *mode,
                     typeflag: tarfmt::DIR,
                     ..base
                 };
-                (h, None)
+                h.name.push(b'/');
+                h
             }
-            Node::File { mode, size, .. } => {
-                let h = Header {
-                    mode: *mode,
-                    size: *size,
-                    typeflag: tarfmt::REGULAR,
-                    ..base
-                };
-                (h, data)
-            }
-            Node::Symlink { target } => {
-                let h = Header {
-                    mode: 0o777,
-                    typeflag: tarfmt::SYMLINK,
-                    linkname: target.clone(),
-                    ..base
-                };
-                (h, None)
-            }
-            Node::Fifo { mode } => {
-                let h = Header {
-                    mode: *mode,
-                    typeflag: tarfmt::FIFO,
-                    ..base
-                };
-                (h, None)
-            }
+            Node::File { mode, size, .. } => Header {
+                mode: *mode,
+                size: *size,
+                typeflag: tarfmt::REGULAR,
+                ..base
+            },
+            Node::Symlink { target } => Header {
+                mode: 0o777,
+                typeflag: tarfmt::SYMLINK,
+                linkname: target.clone(),
+                ..base
+            },
+            Node::Fifo { mode } => Header {
+                mode: *mode,
+                typeflag: tarfmt::FIFO,
+                ..base
+            },
             Node::Device {
                 char,
                 mode,
                 major,
                 minor,
-            } => {
-                let h = Header {
-                    mode: *mode,
-                    typeflag: if *char {
-                        tarfmt::CHAR
-                    } else {
-                        tarfmt::BLOCKDEV
-                    },
-                    devmajor: *major,
-                    devminor: *minor,
-                    ..base
-                };
-                (h, None)
-            }
+            } => Header {
+                mode: *mode,
+                typeflag: if *char {
+                    tarfmt::CHAR
+                } else {
+                    tarfmt::BLOCKDEV
+                },
+                devmajor: *major,
+                devminor: *minor,
+                ..base
+            },
         };
+        let data = data.filter(|_| matches!(node, Node::File { .. }));
         self.entry(h, data)
     }
 }

@@ -520,30 +520,44 @@ impl Tree {
             let Some(parent) = frames.last() else {
                 break;
             };
-            let path = parent.path.join(OsStr::from_bytes(&sub.name));
             if !on_path.insert(sub.id) {
+                let link = parent.path.join(OsStr::from_bytes(&sub.name));
                 let at = layer_path(dirs, &frames, &sub.name);
-                return Err(cycle(dirs, &frames, path, at, sub.id));
+                return Err(cycle(dirs, &frames, link, at, sub.id));
             }
-            let path = sub.real.as_deref().map_or(path, Path::to_path_buf);
-            dirs.push(match sub.real {
-                Some(real) => SourceDir::Link {
-                    name: sub.name,
-                    real,
-                },
-                None => SourceDir::Child {
-                    parent: parent.dir,
-                    name: sub.name,
-                },
-            });
-            frames.push(Frame {
-                dir: dirs.len() - 1,
-                path,
-                id: sub.id,
-                todo: Vec::new(),
-            });
+            let frame = enter(dirs, parent, sub);
+            frames.push(frame);
         }
         Ok(())
+    }
+}
+
+/// The frame of `sub`, a subdirectory of `parent`, recorded among the source directories `dirs`.
+fn enter(dirs: &mut Vec<SourceDir>, parent: &Frame, sub: Subdir) -> Frame {
+    let (dir, path) = match sub.real {
+        Some(real) => {
+            let path = real.to_path_buf();
+            let dir = SourceDir::Link {
+                name: sub.name,
+                real,
+            };
+            (dir, path)
+        }
+        None => {
+            let path = parent.path.join(OsStr::from_bytes(&sub.name));
+            let dir = SourceDir::Child {
+                parent: parent.dir,
+                name: sub.name,
+            };
+            (dir, path)
+        }
+    };
+    dirs.push(dir);
+    Frame {
+        dir: dirs.len() - 1,
+        path,
+        id: sub.id,
+        todo: Vec::new(),
     }
 }
 
