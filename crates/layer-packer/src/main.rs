@@ -102,6 +102,15 @@ fn io_err(path: &Path) -> impl FnOnce(io::Error) -> MainError + '_ {
     }
 }
 
+/// The sources made absolute lexically, as Nix passes them: symlinkJoin's links to files are
+/// the source's path, and a relative one would dangle in the image.
+fn absolute_sources(sources: &[PathBuf]) -> Result<Vec<PathBuf>, MainError> {
+    sources
+        .iter()
+        .map(|s| std::path::absolute(s).map_err(io_err(s)))
+        .collect()
+}
+
 fn run(args: Args) -> Result<(), MainError> {
     let env_mtime = cli::source_date_epoch(std::env::var_os("SOURCE_DATE_EPOCH"))?;
     let names = Names::system();
@@ -167,7 +176,8 @@ fn run(args: Args) -> Result<(), MainError> {
     } else {
         Out::Dir(AtomicDir::create(&common.out).map_err(io_err(&common.out))?)
     };
-    let tree = layer_packer::build_tree(mode, &common.sources, &common.mkdirs)?;
+    let sources = absolute_sources(&common.sources)?;
+    let tree = layer_packer::build_tree(mode, &sources, &common.mkdirs)?;
     match out {
         Out::Stdout(mut w) => {
             // The customisation layer is packed with `--numeric-owner`.
@@ -205,7 +215,7 @@ fn naming_output(path: &Path) -> impl FnOnce(Error) -> MainError + '_ {
 /// Packs into OUT/layer.tar (with OUT/checksum, or OUT/json and OUT/VERSION), atomically.
 fn write_out_dir(
     dir: AtomicDir,
-    tree: &layer_packer::tree::Node,
+    tree: &layer_packer::tree::Tree,
     owner: &Owner,
     mode: Mode,
     base: Option<(&serde_json::Value, &PathBuf)>,
