@@ -471,8 +471,9 @@ pub fn build_tree(
     mode: Mode,
     sources: &[PathBuf],
     mkdirs: &[(Vec<u8>, u32)],
+    max_entries: u64,
 ) -> Result<Tree, Error> {
-    let mut tree = Tree::new(tree::MAX_ENTRIES);
+    let mut tree = Tree::new(max_entries);
     for s in sources {
         match mode {
             Mode::Pure(links) => tree.rsync(s, links)?,
@@ -515,6 +516,7 @@ mod tests {
             Mode::Pure(tree::Dirlinks::Copy),
             std::slice::from_ref(&dir),
             &[],
+            tree::MAX_ENTRIES,
         )
         .unwrap();
         change(&dir.join("f"));
@@ -552,7 +554,7 @@ mod tests {
         let (tar, packed) = std::thread::Builder::new()
             .stack_size(128 << 10)
             .spawn(move || {
-                let tree = build_tree(Mode::Join, &[], &mkdirs).unwrap();
+                let tree = build_tree(Mode::Join, &[], &mkdirs, tree::MAX_ENTRIES).unwrap();
                 pack(&tree, &owner(), true, Vec::new()).unwrap()
             })
             .unwrap()
@@ -585,6 +587,7 @@ mod tests {
             Mode::Pure(tree::Dirlinks::Copy),
             std::slice::from_ref(&dir),
             &[],
+            tree::MAX_ENTRIES,
         )
         .unwrap();
         let (tar, packed) = pack(&tree, &owner(), false, Vec::new()).unwrap();

@@ -63,6 +63,10 @@ struct Common {
     /// Add an empty directory PATH with MODE (octal) after merging, like `mkdir -p PATH && chmod MODE PATH` in extraCommands.
     #[arg(long = "mkdir", value_name = "PATH:MODE", value_parser = parse_mkdir)]
     mkdirs: Vec<(Vec<u8>, u32)>,
+    /// Most entries the layer may have, counting a followed directory symlink's target each time
+    /// (a bound on what a symlink bomb can expand to; about 200 bytes of memory each).
+    #[arg(long, value_name = "N", default_value_t = layer_packer::tree::MAX_ENTRIES)]
+    max_entries: u64,
     /// Source folders, merged in order.
     #[arg(required = true)]
     sources: Vec<PathBuf>,
@@ -177,7 +181,7 @@ fn run(args: Args) -> Result<(), MainError> {
         Out::Dir(AtomicDir::create(&common.out).map_err(io_err(&common.out))?)
     };
     let sources = absolute_sources(&common.sources)?;
-    let tree = layer_packer::build_tree(mode, &sources, &common.mkdirs)?;
+    let tree = layer_packer::build_tree(mode, &sources, &common.mkdirs, common.max_entries)?;
     match out {
         Out::Stdout(mut w) => {
             // The customisation layer is packed with `--numeric-owner`.

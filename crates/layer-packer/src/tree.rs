@@ -62,7 +62,7 @@ pub enum TreeError {
         ancestor: PathBuf,
     },
     /// The sources hold more entries than a layer may.
-    #[error("{}: more than {cap} entries in the layer (a directory symlink counts its target again each time it is followed); stopped at {at}", .source_dir.display())]
+    #[error("{}: more than {cap} entries in the layer (a directory symlink counts its target again each time it is followed; --max-entries raises the cap); stopped at {at}", .source_dir.display())]
     TooManyEntries {
         /// The source being read when the cap was reached.
         source_dir: PathBuf,
