@@ -240,10 +240,12 @@ impl<W: Write> Compressor<W> {
             Compression::Gzip => Compressor::Gzip(ParGz::new(out, level.clamp(0, 9))?),
             Compression::Zstd => {
                 let mut enc = zstd::stream::write::Encoder::new(out, level)?;
-                // Worker mode (any count >= 1) gives the same bytes for any number of workers.
-                let workers = std::thread::available_parallelism()
-                    .map_or(1, |n| n.get())
-                    .max(1) as u32;
+                // A content checksum, as the zstd command writes by default, so that readers
+                // can verify what they decompress.
+                enc.include_checksum(true)?;
+                // Worker mode (any count >= 1) gives the same bytes for any number of workers;
+                // as many as rayon's pool has (RAYON_NUM_THREADS, or the cores).
+                let workers = rayon::current_num_threads().max(1) as u32;
                 enc.multithread(workers)?;
                 Compressor::Zstd(enc)
             }
@@ -554,6 +556,16 @@ mod tests {
         fn read(&mut self, _: &mut [u8]) -> io::Result<usize> {
             Err(io::Error::other("corrupt"))
         }
+    }
+
+    #[test]
+    fn our_zstd_frames_carry_a_content_checksum() -> io::Result<()> {
+        let mut c = Compressor::new(Vec::new(), Compression::Zstd, 3)?;
+        c.write_all(&sample(100_000))?;
+        let out = c.finish()?;
+        // Frame_Header_Descriptor (after the 4-byte magic): bit 2 is Content_Checksum_flag.
+        assert_eq!(out.get(4).map(|d| d & 0b100), Some(0b100));
+        Ok(())
     }
 
     #[test]
