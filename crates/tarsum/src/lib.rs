@@ -18,6 +18,8 @@ use dockertools_common::hash::hex;
 use dockertools_common::tar::reader::{ReadError, Reader};
 use sha2::{Digest, Sha256};
 
+mod gosort;
+
 /// Errors of the tarsum computation.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -173,45 +175,48 @@ impl TarSum {
     }
 }
 
-/// The order in which Docker's `SortBySums` leaves the entries.
-fn sorted_order(sums: &[(Vec<u8>, [u8; 64])]) -> Vec<usize> {
-    let mut order: Vec<usize> = (0..sums.len()).collect();
-    let mut seen = HashSet::new();
-    let has_dups = sums.iter().any(|(name, _)| !seen.insert(name.as_slice()));
-    if !has_dups {
-        order.sort_by(|&a, &b| sums[a].1.cmp(&sums[b].1));
-        return order;
+/// The entries as Docker's `SortBySums` sees them: positions in archive order, permuted by
+/// the sort.
+struct BySum<'a> {
+    sums: &'a [(Vec<u8>, [u8; 64])],
+    order: Vec<usize>,
+    /// Whether some cleaned name repeats; only then do equal names compare by position.
+    dups: bool,
+}
+
+impl gosort::SortData for BySum<'_> {
+    fn len(&self) -> usize {
+        self.order.len()
     }
-    // Same cleaned name: archive order; otherwise by sum. This comparator is not a
-    // consistent order in general, so reproduce Go's sort.Sort where it is observable:
-    // insertion sort for up to 12 elements.
-    let less = |a: usize, b: usize| {
-        if sums[a].0 == sums[b].0 {
-            a < b
+
+    fn less(&self, i: usize, j: usize) -> bool {
+        let (x, y) = (self.order[i], self.order[j]);
+        let (a, b) = (&self.sums[x], &self.sums[y]);
+        if self.dups && a.0 == b.0 {
+            x < y
         } else {
-            sums[a].1 < sums[b].1
+            a.1 < b.1
         }
-    };
-    if order.len() <= 12 {
-        for i in 1..order.len() {
-            let mut j = i;
-            while j > 0 && less(order[j], order[j - 1]) {
-                order.swap(j, j - 1);
-                j -= 1;
-            }
-        }
-    } else {
-        order.sort_by(|&a, &b| {
-            if less(a, b) {
-                std::cmp::Ordering::Less
-            } else if less(b, a) {
-                std::cmp::Ordering::Greater
-            } else {
-                std::cmp::Ordering::Equal
-            }
-        });
     }
-    order
+
+    fn swap(&mut self, i: usize, j: usize) {
+        self.order.swap(i, j);
+    }
+}
+
+/// The order in which Docker's `SortBySums` leaves the entries.
+/// With a repeated name its comparison is not a total order, so the result is whatever Go's
+/// `sort.Sort` makes of it: [`gosort`] repeats Go's steps exactly.
+fn sorted_order(sums: &[(Vec<u8>, [u8; 64])]) -> Vec<usize> {
+    let mut seen = HashSet::with_capacity(sums.len());
+    let dups = sums.iter().any(|(name, _)| !seen.insert(name.as_slice()));
+    let mut data = BySum {
+        sums,
+        order: (0..sums.len()).collect(),
+        dups,
+    };
+    gosort::sort(&mut data);
+    data.order
 }
 
 /// Computes the tarsum of the tar stream `input`, hashing entries on all cores.

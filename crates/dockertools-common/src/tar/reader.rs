@@ -498,6 +498,11 @@ impl<R: Read> Reader<R> {
                 Some(slot) => slot.1 = v.clone(),
                 None => e.pax.push((k.clone(), v.clone())),
             }
+            // Go keeps every record, empty ones included, in `PAXRecords`, and tarsum (moby
+            // since v25) hashes the xattrs found there; only the header fields ignore empty values.
+            if let Some(x) = k.strip_prefix(b"SCHILY.xattr.") {
+                e.xattrs.insert(x.to_vec(), v.clone());
+            }
             if v.is_empty() {
                 continue;
             }
@@ -522,11 +527,7 @@ impl<R: Read> Reader<R> {
                     }
                     e.has_atime_ctime = true;
                 }
-                _ => {
-                    if let Some(x) = k.strip_prefix(b"SCHILY.xattr.") {
-                        e.xattrs.insert(x.to_vec(), v.clone());
-                    }
-                }
+                _ => {}
             }
         }
         Ok(())
