@@ -416,6 +416,117 @@ mod tests {
         }
     }
 
+    /// Elements as tarsum sorts them (a name, a sum, a position), drawn from a seed, under
+    /// one of three comparisons: tarsum's (0), "always less" (1) or a coin flip per pair (2).
+    struct Entries {
+        items: Vec<(u64, u64, usize)>,
+        mode: u8,
+        salt: u64,
+    }
+
+    impl SortData for Entries {
+        fn len(&self) -> usize {
+            self.items.len()
+        }
+        fn less(&self, i: usize, j: usize) -> bool {
+            let (a, b) = (self.items[i], self.items[j]);
+            match self.mode {
+                0 if a.0 == b.0 => a.2 < b.2,
+                0 => a.1 < b.1,
+                1 => true,
+                _ => {
+                    let mut h = (a.2 as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15)
+                        ^ (b.2 as u64).wrapping_add(self.salt);
+                    h ^= h >> 31;
+                    h = h.wrapping_mul(0xBF58_476D_1CE4_E5B9);
+                    h ^= h >> 29;
+                    h & 1 == 1
+                }
+            }
+        }
+        fn swap(&mut self, i: usize, j: usize) {
+            self.items.swap(i, j);
+        }
+    }
+
+    /// The positions in the order `sort` leaves them, joined by commas.
+    fn sorted_positions(n: usize, names: u64, sums: u64, seed: u64, mode: u8) -> String {
+        let mut s = seed;
+        let mut next = || {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            s
+        };
+        let items = (0..n).map(|i| (next() % names, next() % sums, i)).collect();
+        let mut data = Entries {
+            items,
+            mode,
+            salt: seed,
+        };
+        sort(&mut data);
+        let order: Vec<String> = data.items.iter().map(|e| e.2.to_string()).collect();
+        order.join(",")
+    }
+
+    fn sha256_hex(s: &str) -> String {
+        use sha2::{Digest, Sha256};
+        dockertools_common::hash::hex(&Sha256::digest(s.as_bytes()))
+    }
+
+    #[test]
+    fn inconsistent_comparisons_leave_go_s_order() {
+        // Expected values: the same elements sorted by Go's sort.Sort (Go 1.27), recorded once.
+        // Together they take every path: insertion sort, ninther pivots, reversal, partial
+        // insertion sort, equal partitions, pattern breaking and the heapsort fallback.
+        let half = 1 << 63;
+        assert_eq!(
+            sorted_positions(13, 2, half, 5, 0),
+            "1,4,12,2,3,5,0,6,7,8,11,9,10"
+        );
+        assert_eq!(
+            sorted_positions(50, 5, half, 6, 0),
+            "1,10,38,42,18,47,2,4,5,27,32,36,11,40,17,33,24,25,34,49,28,8,12,15,16,19,30,37,14,\
+             29,7,9,23,39,44,45,0,3,31,6,13,20,41,35,26,43,22,46,48,21"
+        );
+        assert_eq!(
+            sha256_hex(&sorted_positions(3000, 3, 10, 7, 0)),
+            "3238bf15c6ed2d8416dd899bf616778220ba59ac79551d73401d842cac4bd2b3"
+        );
+        assert_eq!(
+            sorted_positions(13, 1, 1, 1, 1),
+            "11,10,9,8,7,0,5,4,3,2,1,12,6"
+        );
+        assert_eq!(
+            sorted_positions(50, 1, 1, 1, 1),
+            "6,49,34,10,18,26,2,40,44,7,12,16,28,8,46,21,24,0,43,32,23,45,39,17,31,13,15,29,11,\
+             37,9,27,14,41,5,25,20,22,1,42,38,48,36,47,30,33,35,4,3,19"
+        );
+        for (n, seed, mode, want) in [
+            (
+                1000,
+                1,
+                1,
+                "4ef34dd2674a7b416b9e9750634f01f51a5d7f3efc04296c99e380c967c5e655",
+            ),
+            (
+                300,
+                11,
+                2,
+                "489a48448172b0368ccd56ec5544f51261035a6e99ec38d40fd0842d0b2569c2",
+            ),
+            (
+                3000,
+                12,
+                2,
+                "54979c5e08516bfd3eb34268b01585e099a4ca311888e7fb9e0b5a9ff9c75154",
+            ),
+        ] {
+            let got = sorted_positions(n, 1, 1, seed, mode);
+            assert_eq!(sha256_hex(&got), want, "n={n} mode={mode}");
+        }
+    }
+
     #[test]
     fn up_to_twelve_elements_is_insertion_sort() {
         // Go's insertion sort moves an element left while it is less than its neighbour;

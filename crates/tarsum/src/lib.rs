@@ -4,7 +4,9 @@
 //! Output: `tarsum.v1+sha256:<hex>`.
 //! Each entry is hashed as `name<name>mode<mode>uid<uid>gid<gid>size<size>typeflag<t>linkname<l>`
 //! `unamegnamedevmajor<major>devminor<minor>` followed by its `SCHILY.xattr` records sorted by key
-//! and its data; the final digest is SHA-256 over the sorted hex entry sums.
+//! (empty values included, as moby does since v25) and its data; the final digest is SHA-256
+//! over the hex entry sums in the order Go's `sort.Sort` leaves them (by sum; entries with the
+//! same cleaned name by position, which its `gosort` module reproduces even where that is no total order).
 //! Deterministic: a pure function of the input bytes. Memory grows with the number of entries
 //! (one name and one sum each), never with file sizes.
 //!
@@ -495,6 +497,92 @@ mod tests {
         let input = include_bytes!("../fuzz/seeds/tarsum_reader/regression-sparse-leftover-data");
         assert!(tarsum_with_threads(&input[..], 1).is_err());
         assert!(tarsum_with_threads(&input[..], 2).is_err());
+    }
+
+    /// `n` regular files whose names repeat every `names` entries (some spelled with `./`),
+    /// each holding its own index as text.
+    fn repeated_names(n: usize, names: usize) -> Vec<u8> {
+        let mut tar = Vec::new();
+        let mut w = dockertools_common::tar::writer::TarWriter::new(&mut tar);
+        for i in 0..n {
+            let dot = if i % 3 == 0 { "./" } else { "" };
+            let data = i.to_string().into_bytes();
+            let h = dockertools_common::tar::Header {
+                name: format!("{dot}d/f{}", i % names).into_bytes(),
+                mode: 0o644,
+                size: data.len() as u64,
+                typeflag: b'0',
+                ..Default::default()
+            };
+            let mut head = Vec::new();
+            dockertools_common::tar::pax::encode(&h, &mut head);
+            w.raw(&head).unwrap();
+            w.data_bytes(&data).unwrap();
+        }
+        w.finish().unwrap();
+        tar
+    }
+
+    #[test]
+    fn repeated_names_are_ordered_as_go_sorts_them() -> Result<(), Error> {
+        // Expected sums: moby's tarsum built with Go, on the same archives. Beyond 12 entries a
+        // generic sort panicked here ("does not correctly implement a total order").
+        for (n, names, want) in [
+            (
+                12,
+                5,
+                "5149595e97cb2c4a046dc52df29a6d8ad26391adcd12c6c517e4b6ec5971317f",
+            ),
+            (
+                13,
+                12,
+                "3e7cd2da86ea70ff68d88eb1f4afa018fdd6b73d7c6f70dbfd31d04d3bd143ff",
+            ),
+            (
+                50,
+                7,
+                "0480bb5c95647d5c76bb16e56c2ed26ea8db4f280109f39f063862930fb7744d",
+            ),
+            (
+                300,
+                3,
+                "4e509754371d4334a4b352589a97465fb7bcdc35b12ffe8e712548bb95046a26",
+            ),
+            (
+                3000,
+                40,
+                "6a9a11ca67c12951031bbaa85e455fca66fa3488fa6b03634299a50490f5ec97",
+            ),
+        ] {
+            let tar = repeated_names(n, names);
+            let want = format!("tarsum.v1+sha256:{want}");
+            assert_eq!(tarsum_with_threads(&tar[..], 1)?, want, "{n} entries");
+            assert_eq!(tarsum_with_threads(&tar[..], 3)?, want, "{n} entries");
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn an_empty_xattr_value_is_hashed() -> Result<(), Error> {
+        // moby since v25 hashes every SCHILY.xattr record Go's reader keeps, empty ones too.
+        let h = dockertools_common::tar::Header {
+            name: b"f".to_vec(),
+            mode: 0o644,
+            typeflag: b'0',
+            ..Default::default()
+        };
+        let mut tar = Vec::new();
+        let xattrs = [
+            (b"SCHILY.xattr.user.empty".to_vec(), Vec::new()),
+            (b"SCHILY.xattr.user.set".to_vec(), b"1".to_vec()),
+        ];
+        dockertools_common::tar::pax::encode_with(&h, &xattrs, &mut tar);
+        tar.resize(tar.len() + 1024, 0);
+        // Go's result; v24's rule (empty values dropped) gave eb82328d...
+        let want =
+            "tarsum.v1+sha256:558ba622cf3c4e536b734100a740cf423e97bf435b1b75d7b7e497219613d9e8";
+        assert_eq!(tarsum_of(&tar[..])?, want);
+        Ok(())
     }
 
     #[test]
