@@ -5,8 +5,9 @@
 //! Each entry is hashed as `name<name>mode<mode>uid<uid>gid<gid>size<size>typeflag<t>linkname<l>`
 //! `unamegnamedevmajor<major>devminor<minor>` followed by its `SCHILY.xattr` records sorted by key
 //! (empty values included, as moby does since v25) and its data; the final digest is SHA-256
-//! over the hex entry sums in the order Go's `sort.Sort` leaves them (by sum; entries with the
-//! same cleaned name by position, which its `gosort` module reproduces even where that is no total order).
+//! over the hex entry sums in the order Go's `sort.Sort` leaves them: by sum, and entries with
+//! the same cleaned name by position, which is no total order, so the private `gosort` module
+//! repeats Go's sort step for step.
 //! Deterministic: a pure function of the input bytes. Memory grows with the number of entries
 //! (one name and one sum each), never with file sizes.
 //!

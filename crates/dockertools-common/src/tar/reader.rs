@@ -6,8 +6,8 @@
 //! PAX global headers are returned as entries.
 //! Memory is bounded whatever the input: PAX and long-name payloads and sparse maps are
 //! limited to 1 MiB each, as in Go, and file data is streamed, never held.
-//! Time is linear in the input: records are found through an index and sparse holes are
-//! walked in order.
+//! Time is linear in the input and the data returned: records are found through an index and
+//! sparse holes are walked in order.
 
 use std::collections::BTreeMap;
 use std::io::{self, Read};
