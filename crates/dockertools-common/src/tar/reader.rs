@@ -855,27 +855,7 @@ impl<R: Read> Reader<R> {
                     let buf = self.special(e.size)?;
                     let recs = self.parse_pax(&buf)?;
                     if e.typeflag == b'g' {
-                        let mut g = Entry {
-                            index: self.index,
-                            offset: self.cur_offset,
-                            name: e.name,
-                            typeflag: b'g',
-                            format: fmt_acc,
-                            ..Entry::default()
-                        };
-                        self.merge_pax(&mut g, &recs)?;
-                        // Only the name and the records survive on a global header.
-                        g.linkname.clear();
-                        g.uname.clear();
-                        g.gname.clear();
-                        g.uid = 0;
-                        g.gid = 0;
-                        g.size = 0;
-                        g.mtime = 0;
-                        g.has_atime_ctime = false;
-                        self.phys_left = 0;
-                        self.logical_left = 0;
-                        return Ok(Some(g));
+                        return Ok(Some(self.global_entry(e.name, &recs, fmt_acc)));
                     }
                     pax = Some(recs);
                 }
@@ -918,6 +898,37 @@ impl<R: Read> Reader<R> {
                 }
             }
         }
+    }
+
+    /// A PAX global header as Go returns it: its name and records, nothing else.
+    fn global_entry(&mut self, name: Vec<u8>, recs: &[(Vec<u8>, Vec<u8>)], format: u8) -> Entry {
+        let mut g = Entry {
+            index: self.index,
+            offset: self.cur_offset,
+            name,
+            typeflag: b'g',
+            format,
+            ..Entry::default()
+        };
+        // Go ignores a bad record in a global header (an unparsable uid, say): the header comes
+        // back without records, keeping the name and xattrs applied before the bad record.
+        // Go applies them in map order, which is random; archive order, kept here, is one of
+        // its outcomes (the most frequent one), and the only one when nothing else precedes.
+        if self.merge_pax(&mut g, recs).is_err() {
+            g.pax.clear();
+        }
+        // Only the name and the records survive on a global header.
+        g.linkname.clear();
+        g.uname.clear();
+        g.gname.clear();
+        g.uid = 0;
+        g.gid = 0;
+        g.size = 0;
+        g.mtime = 0;
+        g.has_atime_ctime = false;
+        self.phys_left = 0;
+        self.logical_left = 0;
+        g
     }
 
     fn sparse_setup(
@@ -1580,6 +1591,31 @@ mod tests {
             kind_of(&end(a)),
             ReadErrorKind::BadSparse("bad sparse map")
         ));
+    }
+
+    #[test]
+    fn a_bad_record_in_a_global_header_is_ignored_as_go_does() {
+        let mut a = Vec::new();
+        let recs = pax(&[
+            (b"path", b"zz"),
+            (b"uid", b"abc"),
+            (b"SCHILY.xattr.a", b"1"),
+        ]);
+        entry(&mut a, b"pax_global_header", b'g', USTAR, &recs);
+        entry(&mut a, b"f", b'0', USTAR, b"data");
+        let entries = read_all(&end(a)[..], &[4096]).unwrap();
+        assert_eq!(entries.len(), 2);
+        assert!(
+            entries[0].0.contains("name: [122, 122]"),
+            "{}",
+            entries[0].0
+        );
+        assert!(
+            entries[0].0.contains("xattrs: {}, pax: []"),
+            "{}",
+            entries[0].0
+        );
+        assert_eq!(entries[1].1, b"data");
     }
 
     #[test]
