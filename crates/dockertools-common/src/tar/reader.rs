@@ -810,6 +810,18 @@ impl<R: Read> Reader<R> {
             return Ok(None);
         }
         if self.returned {
+            // The rest of the returned entry is still that entry's: an error there names it.
+            match self.skip_rest() {
+                Ok(true) => {}
+                Ok(false) => {
+                    self.done = true;
+                    return Ok(None);
+                }
+                Err(e) => {
+                    self.done = true;
+                    return Err(e);
+                }
+            }
             self.index += 1;
         }
         let r = self.next_inner();
@@ -820,6 +832,21 @@ impl<R: Read> Reader<R> {
         r
     }
 
+    /// Discards the rest of the current entry's data and its padding; false when the archive
+    /// ends inside the padding (Go: a short read inside data is an error, inside the padding
+    /// it is the end).
+    fn skip_rest(&mut self) -> Result<bool, ReadError> {
+        let (data, pad) = (self.phys_left, self.pad);
+        self.phys_left = 0;
+        self.pad = 0;
+        self.logical_left = 0;
+        self.sparse = None;
+        if data > 0 && !matches!(self.skip(data)?, Fill::Full) {
+            return Err(self.err(ReadErrorKind::UnexpectedEof));
+        }
+        Ok(pad == 0 || matches!(self.skip(pad)?, Fill::Full))
+    }
+
     fn next_inner(&mut self) -> Result<Option<Entry>, ReadError> {
         let mut pax: Option<Vec<(Vec<u8>, Vec<u8>)>> = None;
         let mut long_name: Option<Vec<u8>> = None;
@@ -827,17 +854,8 @@ impl<R: Read> Reader<R> {
         let mut fmt_acc = format::USTAR | format::PAX | format::GNU;
         let mut first = true;
         loop {
-            // Discard the rest of the previous entry and its padding.
-            // Go: a short read inside data is an error, inside the padding it is the end.
-            let (data, pad) = (self.phys_left, self.pad);
-            self.phys_left = 0;
-            self.pad = 0;
-            self.logical_left = 0;
-            self.sparse = None;
-            if data > 0 && !matches!(self.skip(data)?, Fill::Full) {
-                return Err(self.err(ReadErrorKind::UnexpectedEof));
-            }
-            if pad > 0 && !matches!(self.skip(pad)?, Fill::Full) {
+            // Discard the rest of a special header's payload.
+            if !self.skip_rest()? {
                 return Ok(None);
             }
             if first {
@@ -1529,6 +1547,20 @@ mod tests {
         entry(&mut a, b"f", b'0', USTAR, &[1u8; 1000]);
         assert!(matches!(kind_of(&a[..300]), ReadErrorKind::UnexpectedEof));
         assert!(matches!(kind_of(&a[..700]), ReadErrorKind::UnexpectedEof));
+    }
+
+    #[test]
+    fn data_cut_short_while_skipping_is_blamed_on_its_own_entry() {
+        let mut a = Vec::new();
+        entry(&mut a, b"first", b'0', USTAR, b"x");
+        entry(&mut a, b"second", b'0', USTAR, &[1u8; 1000]);
+        let mut r = Reader::new(&a[..1536 + 100]);
+        let _ = r.next_entry().unwrap();
+        let second = r.next_entry().unwrap().unwrap();
+        assert_eq!((second.index, second.offset), (1, 1024));
+        let err = r.next_entry().unwrap_err();
+        assert!(matches!(err.kind, ReadErrorKind::UnexpectedEof));
+        assert_eq!((err.index, err.offset), (1, 1024));
     }
 
     #[test]
