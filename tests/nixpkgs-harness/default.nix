@@ -12,6 +12,7 @@
   python3 ? "/usr/bin/python3",
   go ? null,
   mobySrc ? null,
+  salt ? "",
 }:
 let
   set =
@@ -24,6 +25,7 @@ let
         go
         mobySrc
         overlays
+        salt
         ;
     };
   a = set [ ];

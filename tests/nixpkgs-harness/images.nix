@@ -214,6 +214,50 @@ let
       ''
     );
 
+  # mkPureLayer with any extraCommands next to `layer-packer pure` packing the folder that the
+  # same rsync loop and extraCommands prepared (layer-packer replacing only tar, tee, tarsum
+  # and jshon).
+  preparedLayer =
+    let
+      copyToRoot = [
+        example.app
+        nodes.m2
+      ];
+      extraCommands = ''
+        mkdir -p etc var/empty
+        echo hello > etc/greeting
+        chmod 0600 etc/greeting
+        ln -s ../share/middle-two etc/middle
+        ln etc/greeting etc/greeting-again
+      '';
+      image = dockerTools.buildImage {
+        name = "step-prepared-layer";
+        tag = "t";
+        compressor = "none";
+        inherit copyToRoot extraCommands;
+      };
+    in
+    step image.passthru.layer (
+      runCommand "docker-layer-step-prepared-layer"
+        {
+          nativeBuildInputs = [
+            pkgs.rsync
+            rs.layer-packer
+          ];
+        }
+        ''
+          mkdir layer
+          for item in ${lib.escapeShellArgs copyToRoot}; do
+            rsync -ak --chown=0:0 $item/ layer/
+          done
+          chmod ug+w layer
+          (cd layer; ${extraCommands})
+          # --keep-dirlinks: the folder is packed as it is, its symlinks to folders kept
+          # (without it, layer-packer would copy their targets as a second `rsync -k` would).
+          layer-packer pure --out $out --base-json ${image.baseJson} --keep-dirlinks layer
+        ''
+    );
+
   # streamLayeredImage's customisation layer next to `layer-packer customisation`.
   customisationLayer =
     let
@@ -535,6 +579,10 @@ in
         name = "step-pure-layer-dirlinks";
         keepContentsDirlinks = true;
       };
+    };
+    step-prepared-layer = {
+      kind = "dir";
+      image = preparedLayer;
     };
     step-customisation-layer = {
       kind = "dir";

@@ -20,6 +20,8 @@
   go ? null,
   mobySrc ? null,
   overlays ? [ ],
+  # Any other value makes every derivation of the set new (to time a build from scratch).
+  salt ? "",
 }:
 let
   asPath = p: if builtins.isPath p then p else /. + p;
@@ -47,6 +49,7 @@ let
         ];
         stdenv = ./stdenv/bootstrap;
       }
+      // lib.optionalAttrs (salt != "") { inherit salt; }
       // attrs
     );
 

@@ -7,6 +7,7 @@
 //! (a) uses nixpkgs' Go tarsum when `DOCKERTOOLS_HARNESS_GO` (a go binary) and
 //! `DOCKERTOOLS_HARNESS_MOBY_SRC` (a folder holding moby's
 //! `daemon/builder/remotecontext/internal/tarsum`) are set, and our tarsum otherwise.
+//! `DOCKERTOOLS_HARNESS_SALT=<anything new>` rebuilds every derivation, to time a fresh run.
 
 // Integration tests: a failed step fails the test.
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
@@ -63,6 +64,7 @@ fn ready() -> Option<String> {
         "jq",
         "file",
         "lndir",
+        "proot",
         "sqlite3",
     ];
     if !require_root() || !programs.iter().all(|p| require(p)) {
@@ -100,6 +102,7 @@ fn harness_args(python: &str) -> Vec<String> {
     for (var, arg) in [
         ("DOCKERTOOLS_HARNESS_GO", "go"),
         ("DOCKERTOOLS_HARNESS_MOBY_SRC", "mobySrc"),
+        ("DOCKERTOOLS_HARNESS_SALT", "salt"),
     ] {
         if let Some(v) = std::env::var_os(var) {
             args.extend(["--argstr".into(), arg.into(), v.to_string_lossy().into()]);
@@ -208,6 +211,7 @@ fn decompressed(program: &str, file: &Path) -> Vec<u8> {
 }
 
 /// A tar member: its name (pax `path` applied), its header block and its data.
+#[derive(PartialEq)]
 struct Member {
     name: String,
     header: Vec<u8>,
@@ -268,7 +272,7 @@ fn tar_members(bytes: &[u8]) -> Option<Vec<Member>> {
 
 /// A docker-archive with its creation time blanked: the config's `created` and history times,
 /// and the config's name (its digest) in manifest.json.
-fn without_time(bytes: &[u8]) -> Result<Vec<(String, Vec<u8>, Vec<u8>)>, String> {
+fn without_time(bytes: &[u8]) -> Result<Vec<Member>, String> {
     let members = tar_members(bytes).ok_or("not a tar archive")?;
     let manifest = members
         .iter()
@@ -285,7 +289,11 @@ fn without_time(bytes: &[u8]) -> Result<Vec<(String, Vec<u8>, Vec<u8>)>, String>
         if m.name == "manifest.json" {
             let mut v = manifest.clone();
             v[0]["Config"] = "CONFIG".into();
-            out.push((m.name, Vec::new(), v.to_string().into_bytes()));
+            out.push(Member {
+                name: m.name,
+                header: Vec::new(),
+                data: v.to_string().into_bytes(),
+            });
         } else if m.name == config_name {
             let mut v: serde_json::Value =
                 serde_json::from_slice(&m.data).map_err(|e| format!("{config_name}: {e}"))?;
@@ -295,9 +303,13 @@ fn without_time(bytes: &[u8]) -> Result<Vec<(String, Vec<u8>, Vec<u8>)>, String>
                     h["created"] = "TIME".into();
                 }
             }
-            out.push(("CONFIG".into(), Vec::new(), v.to_string().into_bytes()));
+            out.push(Member {
+                name: "CONFIG".into(),
+                header: Vec::new(),
+                data: v.to_string().into_bytes(),
+            });
         } else {
-            out.push((m.name, m.header, m.data));
+            out.push(m);
         }
     }
     Ok(out)
@@ -379,13 +391,16 @@ fn compare(case: &Case, a: &Path, b: &Path, tmp: &Path) -> Result<String, String
             if na == nb {
                 Ok(format!("{} members equal but the time", na.len()))
             } else {
-                let names: Vec<(&String, &String)> = na
+                let names: Vec<&str> = na
                     .iter()
                     .zip(&nb)
                     .filter(|(x, y)| x != y)
-                    .map(|(x, y)| (&x.0, &y.0))
+                    .map(|(x, _)| x.name.as_str())
                     .collect();
-                Err(format!("differ beyond the time in {names:?}"))
+                let counts = (na.len(), nb.len());
+                Err(format!(
+                    "differ beyond the time in {names:?} (members {counts:?})"
+                ))
             }
         }
         "merge" => merge_without_null_repositories(a, b, tmp)
