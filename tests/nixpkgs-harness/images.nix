@@ -9,6 +9,10 @@
 #           so the config's name in manifest.json)
 #   merge   (a) has a `repositories` member holding `null` where (b) has none (README
 #           "Decisions"); without it the archives are equal byte for byte
+#   order   docker-archives equal but for the order of their layers (README "Decisions":
+#           auto-layer's ties)
+#   tag     docker-archives equal but for the tag, which without `tag` is the hash of a store
+#           path that the swaps change
 #   dir     folders holding the same files, byte for byte
 #
 # The `step-*` cases are the steps the overlay cannot reach (mkPureLayer and the customisation
@@ -52,10 +56,50 @@ let
     ];
   };
 
+  # 120 store paths from one build (one output each), each referring to its parent in a binary
+  # tree, so that the default maxLayers (100) has to merge layers.
+  many =
+    let
+      count = 120;
+      names = builtins.genList (i: "o${toString i}") count;
+    in
+    runCommand "many" { outputs = [ "out" ] ++ names; } ''
+      for i in $(seq 0 ${toString (count - 1)}); do
+        o="o$i"
+        path=''${!o}
+        mkdir -p $path/share
+        head -c $(( (i * 37) % 500 + 1 )) /dev/zero > $path/share/data-$i
+        if [ $i -gt 0 ]; then
+          parent="o$(( (i - 1) / 2 ))"
+          echo "''${!parent}" > $path/share/parent
+        fi
+        echo "$path" >> refs
+      done
+      mkdir -p $out
+      cp refs $out/refs
+    '';
+
+  # File names and links that need more than a plain ustar header.
+  odd = runCommand "odd-files" { } ''
+    mkdir -p $out/odd
+    cd $out/odd
+    printf x > 'naïve ü.txt'
+    printf y > $'non-utf8-\xff-name'
+    printf z > 'back\slash'
+    : > empty
+    printf long > "$(printf 'n%.0s' $(seq 1 150))"
+    ln -s "/$(printf 't%.0s' $(seq 1 150))/target" long-link
+    deep=$(printf 'd%.0s' $(seq 1 60))
+    mkdir -p "$deep/$deep/$deep/$deep/$deep"
+    printf deep > "$deep/$deep/$deep/$deep/$deep/file"
+    printf '#!/bin/sh\n' > run.sh
+    chmod 0755 run.sh
+  '';
+
   # The stream script's output, as a file.
   streamed =
     stream:
-    runCommand "${stream.imageName}-streamed.tar" { } ''
+    runCommand "${baseNameOf stream.imageName}-streamed.tar" { } ''
       ${stream} > $out
     '';
 
@@ -288,6 +332,15 @@ let
         ''
       );
 
+  streamFromLayered = streamed (
+    dockerTools.streamLayeredImage {
+      name = "stream-from-layered";
+      tag = "t";
+      fromImage = layeredNone;
+      contents = [ example.app ];
+    }
+  );
+
   # A derivation to make a nix-shell image for.
   hello = runCommand "hello" { greeting = "hello from the harness"; } ''
     mkdir -p $out/bin
@@ -316,6 +369,109 @@ in
         }
       )
     );
+    # JSON that Nix, jq and the stream script each print their own way: escapes, non-ASCII,
+    # control characters, floats, integers past 2^53, null, empty objects.
+    stream-config-json = bytes (
+      streamed (
+        dockerTools.streamLayeredImage {
+          name = "stream-config-json";
+          tag = "t";
+          config = {
+            Cmd = [
+              "/bin/sh"
+              "-c"
+              "echo \"quoted\" \\ back"
+            ];
+            Env = [
+              "UNICODE=naïve ✓ 😀"
+              "TAB=a\tb"
+              (builtins.fromJSON ''"CTRL=\u0001\u001f\u007f\u2028"'')
+            ];
+            Labels = {
+              "org.example/ü" = "ß";
+              empty = "";
+            };
+            Healthcheck = {
+              Interval = 30000000000;
+              Retries = 3;
+              StartPeriod = 1.5;
+              Big = 9223372036854775807;
+              Negative = -0.25;
+            };
+            Volumes."/data" = { };
+            ExposedPorts = { };
+            StopSignal = null;
+          };
+        }
+      )
+    );
+    # Owners that need pax records (ids past 8 octal digits, a long and a non-ASCII name),
+    # file names that need them too, and an image name with a registry and capitals.
+    stream-odd-files-owner = bytes (
+      streamed (
+        dockerTools.streamLayeredImage {
+          name = "Registry.Example.com/Team/Odd";
+          tag = "t";
+          contents = [ odd ];
+          uid = 3000000;
+          gid = 4000000;
+          uname = "a-user-name-well-past-thirty-two-bytes";
+          gname = "grüppe";
+        }
+      )
+    );
+    # Several layers tie on closure size here: nixpkgs' auto-layer.py orders them as CPython's
+    # set does (hash seed 0), popularity-sorter by their paths (README "Decisions").
+    stream-many = {
+      kind = "order";
+      image = streamed (
+        dockerTools.streamLayeredImage {
+          name = "stream-many";
+          tag = "t";
+          contents = [ many ];
+        }
+      );
+    };
+    stream-many-pipeline = bytes (
+      streamed (
+        dockerTools.streamLayeredImage {
+          name = "stream-many-pipeline";
+          tag = "t";
+          contents = [ many ];
+          layeringPipeline = [
+            [
+              "subcomponent_out"
+              [ "${many.o1}" ]
+            ]
+            [
+              "over"
+              "rest"
+              [
+                "pipe"
+                [
+                  [ "popularity_contest" ]
+                  [
+                    "limit_layers"
+                    20
+                  ]
+                ]
+              ]
+            ]
+            [ "flatten" ]
+          ];
+        }
+      )
+    );
+    # Without `tag`, the tag is the hash of a store path that the swaps change.
+    stream-default-tag = {
+      kind = "tag";
+      image = streamed (
+        dockerTools.streamLayeredImage {
+          name = "stream-default-tag";
+          contents = [ nodes.l1 ];
+        }
+      );
+    };
     stream-max-layers-2 = bytes (
       streamed (
         dockerTools.streamLayeredImage {
@@ -462,16 +618,7 @@ in
         }
       )
     );
-    stream-from-layered = bytes (
-      streamed (
-        dockerTools.streamLayeredImage {
-          name = "stream-from-layered";
-          tag = "t";
-          fromImage = layeredNone;
-          contents = [ example.app ];
-        }
-      )
-    );
+    stream-from-layered = bytes streamFromLayered;
     stream-created-now = {
       kind = "time";
       image = streamed (
@@ -520,6 +667,14 @@ in
       kind = "zst";
       image = imageZstdFromImage;
     };
+    image-default-tag = {
+      kind = "tag";
+      image = dockerTools.buildImage {
+        name = "image-default-tag";
+        compressor = "none";
+        copyToRoot = nodes.l1;
+      };
+    };
     # The creation time comes from one derivation that (a) and (b) share.
     image-created-now = bytes (
       dockerTools.buildImage {
@@ -544,6 +699,14 @@ in
       image = dockerTools.mergeImages [
         layeredGz
         imageZstdFromImage
+      ];
+    };
+    # Layers that both images hold (stream-from-layered is built on layered-none).
+    merge-shared-layers = {
+      kind = "merge";
+      image = dockerTools.mergeImages [
+        layeredNone
+        streamFromLayered
       ];
     };
     merge-no-repositories = {

@@ -324,10 +324,14 @@ let
     zstd = host "zstd" [ "zstd" ];
     nix = host "nix" [ "nix-store" ];
     sqlite = host "sqlite" [ "sqlite3" ];
+    # With nixpkgs' python3 in a build's inputs, its setup hook fixes str hashes
+    # (PYTHONHASHSEED=0), which makes the order of Python's sets, and so auto-layer.py's order
+    # of layers with equal closure sizes, the same on every run.
     python3 = bootstrap "host-python3" { inherit python3; } ''
-      mkdir -p $out/bin
+      mkdir -p $out/bin $out/nix-support
       ln -s "$python3" $out/bin/python3
       ln -s "$python3" $out/bin/python
+      echo 'export PYTHONHASHSEED=0' > $out/nix-support/setup-hook
     '';
     # A certificate bundle for streamNixShellImage's SSL_CERT_FILE; its contents do not matter.
     cacert = self.writeTextDir "etc/ssl/certs/ca-bundle.crt" "# harness: no certificates\n";

@@ -186,7 +186,15 @@ fn same_bytes(a: &[u8], b: &[u8]) -> Result<(), String> {
         let names_a: Vec<&str> = ma.iter().map(|m| m.name.as_str()).collect();
         let names_b: Vec<&str> = mb.iter().map(|m| m.name.as_str()).collect();
         if names_a != names_b {
-            msg.push_str(&format!("; members {names_a:?} vs {names_b:?}"));
+            let at = names_a.iter().zip(&names_b).position(|(x, y)| x != y);
+            let at = at.unwrap_or(names_a.len().min(names_b.len()));
+            msg.push_str(&format!(
+                "; member {at} is {:?} vs {:?} ({} vs {} members)",
+                names_a.get(at),
+                names_b.get(at),
+                names_a.len(),
+                names_b.len()
+            ));
         } else if let Some((x, _)) = ma
             .iter()
             .zip(&mb)
@@ -315,6 +323,98 @@ fn without_time(bytes: &[u8]) -> Result<Vec<Member>, String> {
     Ok(out)
 }
 
+/// A docker-archive with its layers' order taken out: manifest.json's layers and the config's
+/// diff_ids and history sorted, the config's name blanked, and the members sorted by name.
+fn without_layer_order(bytes: &[u8]) -> Result<Vec<Member>, String> {
+    let mut members = tar_members(bytes).ok_or("not a tar archive")?;
+    let manifest = members
+        .iter()
+        .find(|m| m.name == "manifest.json")
+        .ok_or("no manifest.json")?;
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&manifest.data).map_err(|e| format!("manifest.json: {e}"))?;
+    let config_name = manifest[0]["Config"]
+        .as_str()
+        .ok_or("no Config")?
+        .to_string();
+    let sorted = |v: &mut serde_json::Value| {
+        if let Some(list) = v.as_array_mut() {
+            list.sort_by_key(|x| x.to_string());
+        }
+    };
+    for m in &mut members {
+        let mut v: serde_json::Value = if m.name == "manifest.json" || m.name == config_name {
+            serde_json::from_slice(&m.data).map_err(|e| format!("{}: {e}", m.name))?
+        } else {
+            continue;
+        };
+        if m.name == "manifest.json" {
+            sorted(&mut v[0]["Layers"]);
+            v[0]["Config"] = "CONFIG".into();
+        } else {
+            sorted(&mut v["rootfs"]["diff_ids"]);
+            sorted(&mut v["history"]);
+            m.name = "CONFIG".into();
+        }
+        m.header = Vec::new();
+        m.data = v.to_string().into_bytes();
+    }
+    members.sort_by(|x, y| x.name.cmp(&y.name));
+    Ok(members)
+}
+
+/// A docker-archive with its tag blanked: in manifest.json's RepoTags and in `repositories`.
+fn without_tag(bytes: &[u8]) -> Result<Vec<Member>, String> {
+    let untag = |repo_tag: &str| match repo_tag.rsplit_once(':') {
+        Some((name, _)) => format!("{name}:TAG"),
+        None => repo_tag.to_string(),
+    };
+    let mut out = Vec::new();
+    for m in tar_members(bytes).ok_or("not a tar archive")? {
+        let json = |m: &Member| -> Result<serde_json::Value, String> {
+            serde_json::from_slice(&m.data).map_err(|e| format!("{}: {e}", m.name))
+        };
+        let data = match m.name.as_str() {
+            "manifest.json" => {
+                let mut v = json(&m)?;
+                for image in v.as_array_mut().ok_or("manifest.json is no list")? {
+                    if let Some(tags) = image["RepoTags"].as_array_mut() {
+                        for t in tags.iter_mut() {
+                            *t = untag(t.as_str().unwrap_or_default()).into();
+                        }
+                    }
+                }
+                v
+            }
+            "repositories" => {
+                let mut v = json(&m)?;
+                for tags in v
+                    .as_object_mut()
+                    .ok_or("repositories is no object")?
+                    .values_mut()
+                {
+                    let ids: Vec<serde_json::Value> = tags
+                        .as_object()
+                        .map(|o| o.values().cloned().collect())
+                        .unwrap_or_default();
+                    *tags = serde_json::json!({ "TAG": ids });
+                }
+                v
+            }
+            _ => {
+                out.push(m);
+                continue;
+            }
+        };
+        out.push(Member {
+            name: m.name,
+            header: Vec::new(),
+            data: data.to_string().into_bytes(),
+        });
+    }
+    Ok(out)
+}
+
 /// mergeImages writes `repositories` = `null` when no input has one; merge-images writes none
 /// (README "Decisions"). Without that member, (a) must equal (b).
 fn merge_without_null_repositories(a: &Path, b: &Path, tmp: &Path) -> Result<(), String> {
@@ -402,6 +502,39 @@ fn compare(case: &Case, a: &Path, b: &Path, tmp: &Path) -> Result<String, String
                     "differ beyond the time in {names:?} (members {counts:?})"
                 ))
             }
+        }
+        "order" => {
+            let (na, nb) = (without_layer_order(&raw_a)?, without_layer_order(&raw_b)?);
+            if na != nb {
+                let first = na
+                    .iter()
+                    .zip(&nb)
+                    .find(|(x, y)| x != y)
+                    .map(|(x, y)| (&x.name, &y.name));
+                return Err(format!(
+                    "differ beyond the order of layers: first at {first:?} ({} vs {} members)",
+                    na.len(),
+                    nb.len()
+                ));
+            }
+            let order = if raw_a == raw_b {
+                "the same order"
+            } else {
+                "another order"
+            };
+            Ok(format!("{} members equal, layers in {order}", na.len()))
+        }
+        "tag" => {
+            let (na, nb) = (without_tag(&raw_a)?, without_tag(&raw_b)?);
+            if na != nb {
+                return Err("differ beyond the tag".into());
+            }
+            let tags = if raw_a == raw_b {
+                "the same tag"
+            } else {
+                "different tags"
+            };
+            Ok(format!("{} members equal but the tag ({tags})", na.len()))
         }
         "merge" => merge_without_null_repositories(a, b, tmp)
             .map(|()| "equal but (a)'s `repositories: null`".to_string()),
