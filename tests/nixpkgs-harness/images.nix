@@ -227,17 +227,29 @@ let
         done
       '';
 
+  # Two store paths holding one file name with contents of one size: rsync's quick check
+  # (same size, same mtime) keeps the first one's bytes and takes the last one's mode.
+  clashOne = runCommand "clash-one" { } ''
+    mkdir -p $out/etc
+    echo aaaa > $out/etc/conf
+  '';
+  clashTwo = runCommand "clash-two" { } ''
+    mkdir -p $out/etc
+    echo bbbb > $out/etc/conf
+    chmod 0755 $out/etc/conf
+  '';
+
   # mkPureLayer (buildImage's copyToRoot layer) next to `layer-packer pure`.
   pureLayer =
     {
       name,
-      keepContentsDirlinks,
-    }:
-    let
-      copyToRoot = [
+      keepContentsDirlinks ? false,
+      copyToRoot ? [
         example.data
         nodes.m1
-      ];
+      ],
+    }:
+    let
       image = dockerTools.buildImage {
         inherit name copyToRoot keepContentsDirlinks;
         tag = "t";
@@ -731,16 +743,23 @@ in
     # Steps the overlay cannot reach, next to their replacements
     step-pure-layer = {
       kind = "dir";
-      image = pureLayer {
-        name = "step-pure-layer";
-        keepContentsDirlinks = false;
-      };
+      image = pureLayer { name = "step-pure-layer"; };
     };
     step-pure-layer-dirlinks = {
       kind = "dir";
       image = pureLayer {
         name = "step-pure-layer-dirlinks";
         keepContentsDirlinks = true;
+      };
+    };
+    step-pure-layer-same-size = {
+      kind = "dir";
+      image = pureLayer {
+        name = "step-pure-layer-same-size";
+        copyToRoot = [
+          clashOne
+          clashTwo
+        ];
       };
     };
     step-prepared-layer = {
