@@ -13,6 +13,8 @@
 //!
 //! [`TarSum`] is also fed directly by writers (layer-packer) that know each entry's header,
 //! so the sum comes out of the same pass that writes the tar.
+//!
+//! tidy: lookup only (a hash set finds repeated names; nothing iterates it).
 
 use std::collections::{BTreeMap, HashSet};
 use std::io::Read;
