@@ -15,6 +15,19 @@ in
     stream-layered = final.callPackage ./pkgs/stream-layered/package.nix { };
     merge-images = final.callPackage ./pkgs/merge-images/package.nix { };
     fake-nss = final.callPackage ./pkgs/fake-nss/package.nix { };
+    dockertools-compress = final.callPackage ./pkgs/dockertools-compress/package.nix { };
+
+    # The compressors dockerTools runs (`pigz -p$NIX_BUILD_CORES -nTR`, `zstd -T$NIX_BUILD_CORES`,
+    # and their `-d`): dockertools-compress under those names. Only the flags dockerTools passes
+    # (and a few that change nothing) are accepted; anything else is an error, not ignored.
+    pigz = final.runCommand "pigz-dockertools-compress" { meta.mainProgram = "pigz"; } ''
+      mkdir -p $out/bin
+      ln -s ${rs.dockertools-compress}/bin/dockertools-compress $out/bin/pigz
+    '';
+    zstd = final.runCommand "zstd-dockertools-compress" { meta.mainProgram = "zstd"; } ''
+      mkdir -p $out/bin
+      ln -s ${rs.dockertools-compress}/bin/dockertools-compress $out/bin/zstd
+    '';
 
     # dockerTools builds its stream script with `writePython3 "stream" { } ./stream_layered_image.py`;
     # this writePython3 answers that one call with stream-layered (same conf, same flags) and
@@ -87,6 +100,8 @@ in
     (prev.dockerTools.override {
       writePython3 = rs.writePython3;
       tarsum = rs.tarsum;
+      pigz = rs.pigz;
+      zstd = rs.zstd;
       fakeNss = final.dockertools-rs.fakeNss;
       buildPackages = final.buildPackages // {
         dockerAutoLayer = rs.dockerAutoLayer;

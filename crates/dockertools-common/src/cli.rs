@@ -7,6 +7,8 @@
 //!   "stdout is closed" instead of reading nothing or writing into the void;
 //! - removes the live temporaries of [`crate::atomic`] on SIGINT, SIGTERM and SIGHUP, then dies
 //!   of the signal as it would have;
+//! - sizes rayon's global pool, which every parallel stage uses, to `$NIX_BUILD_CORES` when a
+//!   Nix builder sets it (and `$RAYON_NUM_THREADS` does not override it);
 //! - parses the arguments, printing clap's usage errors as `<tool>: <message>` (exit 2);
 //! - prints a failure once as `<tool>: <message>` (exit 1, or 2 for a [`UsageError`]) and treats a
 //!   closed downstream pipe as success, as ripgrep does.
@@ -40,26 +42,65 @@ fn chain<'a>(err: &'a (dyn Error + 'static)) -> impl Iterator<Item = &'a (dyn Er
     std::iter::successors(Some(err), |&e: &&'a (dyn Error + 'static)| e.source())
 }
 
-/// Runs a tool: guards stdio, installs the signal cleanup, parses `A`, runs `run`, and turns its
-/// result into the exit code.
+/// Runs a tool: guards stdio, installs the signal cleanup, sizes the thread pool, parses `A`,
+/// runs `run`, and turns its result into the exit code.
 pub fn main<A, E>(tool: &str, run: impl FnOnce(A) -> Result<(), E>) -> ExitCode
 where
     A: clap::Parser,
     E: Error + 'static,
 {
-    guard_stdio();
-    if let Err(e) = install_signal_cleanup() {
-        let _ = writeln!(
-            io::stderr().lock(),
-            "{tool}: cannot install signal handlers: {e}"
-        );
-        return ExitCode::from(1);
+    if let Err(code) = start(tool, None) {
+        return code;
     }
     let args = match A::try_parse() {
         Ok(a) => a,
         Err(e) => return clap_exit(tool, &e),
     };
     exit(tool, run(args))
+}
+
+/// [`main`] for a tool that has parsed its own arguments; `threads` (from a flag) takes the
+/// place of `$NIX_BUILD_CORES`.
+pub fn main_raw<E: Error + 'static>(
+    tool: &str,
+    threads: Option<usize>,
+    run: impl FnOnce() -> Result<(), E>,
+) -> ExitCode {
+    if let Err(code) = start(tool, threads) {
+        return code;
+    }
+    exit(tool, run())
+}
+
+/// What every tool does first: stdio, signals, threads.
+fn start(tool: &str, threads: Option<usize>) -> Result<(), ExitCode> {
+    guard_stdio();
+    let threads = threads.or_else(cores_from_env);
+    let started = install_signal_cleanup().and_then(|()| size_thread_pool(threads));
+    started.map_err(|e| {
+        let _ = writeln!(io::stderr().lock(), "{tool}: cannot start: {e}");
+        ExitCode::from(1)
+    })
+}
+
+/// The threads a Nix builder grants (`$NIX_BUILD_CORES`, where 0 means every core), unless
+/// `$RAYON_NUM_THREADS` says otherwise (rayon reads that itself).
+fn cores_from_env() -> Option<usize> {
+    if std::env::var_os("RAYON_NUM_THREADS").is_some() {
+        return None;
+    }
+    let cores = std::env::var("NIX_BUILD_CORES").ok()?;
+    cores.trim().parse::<usize>().ok().filter(|&n| n > 0)
+}
+
+/// Makes rayon's global pool (which every parallel stage uses, compression included) `threads`
+/// wide; `None` keeps rayon's default.
+fn size_thread_pool(threads: Option<usize>) -> io::Result<()> {
+    let Some(n) = threads else { return Ok(()) };
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(n)
+        .build_global()
+        .map_err(io::Error::other)
 }
 
 /// Prints help and version as clap does, and usage errors as `<tool>: <message>` (exit 2).
@@ -151,12 +192,12 @@ pub fn stdout() -> io::Result<io::BufWriter<io::StdoutLock<'static>>> {
     Ok(io::BufWriter::with_capacity(1 << 20, io::stdout().lock()))
 }
 
-/// Standard input, locked; an error when the process started with it closed.
-pub fn stdin() -> io::Result<io::StdinLock<'static>> {
+/// Standard input; an error when the process started with it closed.
+pub fn stdin() -> io::Result<io::Stdin> {
     if STDIN_CLOSED.load(Ordering::Relaxed) {
         return Err(closed("stdin"));
     }
-    Ok(io::stdin().lock())
+    Ok(io::stdin())
 }
 
 /// Reads a whole input file, `-` meaning standard input.
