@@ -81,7 +81,7 @@ fn open(path: &Path) -> Result<Reader<Box<dyn Read + Send>>, BaseError> {
         path: path.to_path_buf(),
         source,
     })?;
-    Ok(Reader::new(r))
+    Ok(Reader::new(Box::new(r)))
 }
 
 impl BaseImage {
@@ -95,7 +95,12 @@ impl BaseImage {
             path: path.to_path_buf(),
             why,
         };
-        let mut reader = open(path)?;
+        let io_err = |source| BaseError::Io {
+            path: path.to_path_buf(),
+            source,
+        };
+        let (_, mut dec) = open_decompressed(path).map_err(io_err)?;
+        let mut reader = Reader::new(&mut dec);
         // The last member of a name wins, as tarfile's getmember returns it.
         let mut members: Vec<Entry> = Vec::new();
         let mut json: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
@@ -108,6 +113,9 @@ impl BaseImage {
             members.retain(|m| m.name != e.name);
             members.push(e);
         }
+        // The archive's end is not the stream's: read it to its end and check it.
+        drop(reader);
+        dec.finish().map_err(io_err)?;
         let find_json = |name: &[u8]| json.iter().find(|(n, _)| n == name).map(|(_, b)| b);
         let manifest_bytes =
             find_json(b"manifest.json").ok_or_else(|| not("no manifest.json".into()))?;
