@@ -518,3 +518,195 @@ impl<R: Read> Seek for NoSeek<R> {
         Err(io::Error::new(io::ErrorKind::Unsupported, "not seekable"))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use dockertools_common::compress::Compressor;
+    use dockertools_common::tar::writer::TarWriter;
+    use dockertools_common::tar::{gnu, Header};
+
+    type TestResult = Result<(), Box<dyn std::error::Error>>;
+
+    /// A member for the tests: `(name, typeflag, data or link target)`.
+    type Member<'a> = (&'a str, u8, &'a [u8]);
+
+    fn tar(members: &[Member]) -> io::Result<Vec<u8>> {
+        let mut w = TarWriter::new(Vec::new());
+        for &(name, typeflag, body) in members {
+            let (size, linkname) = match typeflag {
+                tarfmt::REGULAR => (body.len() as u64, Vec::new()),
+                _ => (0, body.to_vec()),
+            };
+            let h = Header {
+                name: name.as_bytes().to_vec(),
+                mode: 0o644,
+                size,
+                typeflag,
+                linkname,
+                ..Header::default()
+            };
+            let mut head = Vec::new();
+            gnu::encode(&h, gnu::GnuOptions::default(), &mut head).map_err(io::Error::other)?;
+            w.raw(&head)?;
+            if typeflag == tarfmt::REGULAR {
+                w.data_bytes(body)?;
+            }
+        }
+        w.finish()
+    }
+
+    const MANIFEST: Member = ("manifest.json", tarfmt::REGULAR, b"[]");
+
+    /// Indexes archives (written into `dir`) in order.
+    fn index(dir: &Path, archives: &[Vec<u8>]) -> Result<Index, Error> {
+        let mut index = Index::new(&dir.join("out.tar"));
+        for (i, bytes) in archives.iter().enumerate() {
+            let path = dir.join(format!("in{i}.tar"));
+            std::fs::write(&path, bytes).map_err(|source| Error::Io {
+                input: path.clone(),
+                source,
+            })?;
+            index.add(&path)?;
+        }
+        Ok(index)
+    }
+
+    /// Every file's path and bytes, in output order.
+    fn files(index: &Index) -> Result<Vec<(String, String)>, Error> {
+        let mut out = Vec::new();
+        index.tree.walk(|path, node| -> Result<(), Error> {
+            if let Kind::File(d) = node.kind {
+                let mut buf = vec![0u8; d.size as usize];
+                if let Some(input) = index.inputs.get(node.input) {
+                    input.read_exact_at(&mut buf, d.offset, path)?;
+                }
+                let text = String::from_utf8_lossy(&buf).into_owned();
+                out.push((String::from_utf8_lossy(path).into_owned(), text));
+            }
+            Ok(())
+        })?;
+        Ok(out)
+    }
+
+    fn pairs(v: &[(&str, &str)]) -> Vec<(String, String)> {
+        v.iter()
+            .map(|(a, b)| (a.to_string(), b.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn a_hard_link_names_the_bytes_its_target_had_when_it_was_read() -> TestResult {
+        let dir = tempfile::tempdir()?;
+        let a = tar(&[
+            MANIFEST,
+            ("f", tarfmt::REGULAR, b"one"),
+            ("h", tarfmt::HARDLINK, b"f"),
+            ("f", tarfmt::REGULAR, b"two"),
+        ])?;
+        let index = index(dir.path(), &[a])?;
+        assert_eq!(files(&index)?, pairs(&[("f", "two"), ("h", "one")]));
+        Ok(())
+    }
+
+    #[test]
+    fn a_hard_link_to_a_folder_or_a_removed_file_is_refused() -> TestResult {
+        let dir = tempfile::tempdir()?;
+        let to_dir = tar(&[
+            MANIFEST,
+            ("d/f", tarfmt::REGULAR, b"x"),
+            ("h", tarfmt::HARDLINK, b"d"),
+        ]);
+        let to_gone = tar(&[
+            MANIFEST,
+            ("d/f", tarfmt::REGULAR, b"x"),
+            ("d", tarfmt::REGULAR, b"file now"),
+            ("h", tarfmt::HARDLINK, b"d/f"),
+        ]);
+        for bytes in [to_dir, to_gone] {
+            let bytes = bytes?;
+            let e = index(dir.path(), &[bytes]).err().map(|e| e.to_string());
+            let input = dir.path().join("in0.tar");
+            assert_eq!(
+                e,
+                Some(format!(
+                    "{}: entry \"h\": hard link to a file not in the archive",
+                    input.display()
+                ))
+            );
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn duplicate_files_must_hold_the_same_bytes() -> TestResult {
+        let dir = tempfile::tempdir()?;
+        let mk = |body: &'static [u8]| tar(&[MANIFEST, ("l/layer.tar", tarfmt::REGULAR, body)]);
+        let same = index(dir.path(), &[mk(b"abc")?, mk(b"abc")?])?;
+        assert_eq!(files(&same)?, pairs(&[("l/layer.tar", "abc")]));
+        assert_eq!(
+            same.tree
+                .get(&[b"l".to_vec(), b"layer.tar".to_vec()])
+                .map(|n| n.input),
+            Some(0)
+        );
+        for other in [&b"abd"[..], b"abcd"] {
+            let e = index(dir.path(), &[mk(b"abc")?, mk(other)?]).err();
+            assert!(
+                matches!(&e, Some(Error::Conflict { entry, .. }) if entry == "l/layer.tar"),
+                "{e:?}"
+            );
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn an_input_updated_with_tar_r_merges_with_its_copy() -> TestResult {
+        let dir = tempfile::tempdir()?;
+        let a = tar(&[
+            MANIFEST,
+            ("l/layer.tar", tarfmt::REGULAR, b"v1"),
+            ("l/layer.tar", tarfmt::REGULAR, b"v2"),
+        ])?;
+        let index = index(dir.path(), &[a.clone(), a])?;
+        assert_eq!(files(&index)?, pairs(&[("l/layer.tar", "v2")]));
+        Ok(())
+    }
+
+    #[test]
+    fn the_surviving_manifest_is_the_inputs_and_a_compressed_input_is_spooled() -> TestResult {
+        let dir = tempfile::tempdir()?;
+        let plain = tar(&[
+            ("manifest.json", tarfmt::REGULAR, b"[1]"),
+            ("x", tarfmt::REGULAR, b"data"),
+            ("manifest.json", tarfmt::REGULAR, b"[2]"),
+        ])?;
+        let mut gz = Compressor::new(Vec::new(), Compression::Gzip, 6)?;
+        gz.write_all(&plain)?;
+        let gz = gz.finish()?;
+        let index = index(dir.path(), &[gz])?;
+        let input = index.inputs.first();
+        assert_eq!(input.map(|i| i.compression), Some(Compression::Gzip));
+        assert_eq!(
+            input.and_then(|i| i.json.manifest.clone()),
+            Some(b"[2]".to_vec())
+        );
+        assert_eq!(files(&index)?, pairs(&[("x", "data")]));
+        Ok(())
+    }
+
+    #[test]
+    fn a_json_member_that_is_not_a_regular_file_is_refused() -> TestResult {
+        let dir = tempfile::tempdir()?;
+        let a = tar(&[
+            MANIFEST,
+            ("repositories", tarfmt::SYMLINK, b"manifest.json"),
+        ])?;
+        let e = index(dir.path(), &[a]).err();
+        assert!(
+            matches!(&e, Some(Error::NotImage { why, .. }) if why == "repositories is not a regular file"),
+            "{e:?}"
+        );
+        Ok(())
+    }
+}

@@ -18,11 +18,14 @@ pub(crate) struct ImageJson {
     pub repositories: Option<Vec<u8>>,
 }
 
+/// A member written from memory: its name and bytes.
+pub(crate) type Generated = (Vec<u8>, Vec<u8>);
+
 /// The members to write at the top level: `manifest.json`, and `repositories` when any input
 /// has one (mergeImages would write `null`).
 pub(crate) fn merge<'a>(
     inputs: impl IntoIterator<Item = (&'a Path, &'a ImageJson)>,
-) -> Result<Vec<(Vec<u8>, Vec<u8>)>, Error> {
+) -> Result<Vec<Generated>, Error> {
     let mut manifest: Vec<Value> = Vec::new();
     let mut repositories: Option<Map<String, Value>> = None;
     for (input, json) in inputs {
@@ -86,7 +89,7 @@ mod tests {
         }
     }
 
-    fn text(members: &[(Vec<u8>, Vec<u8>)]) -> Vec<(String, String)> {
+    fn text(members: &[Generated]) -> Vec<(String, String)> {
         members
             .iter()
             .map(|(n, b)| {

@@ -216,7 +216,9 @@ pub fn merge(out: &Path, inputs: &[PathBuf], opts: &Options) -> Result<(), Error
         level: opts.level.unwrap_or_else(|| compression.default_level()),
         mtime: opts.mtime,
     };
-    let file = write::write(file, &index, &format, out)?;
+    let written = write::write(file, &index, &format, out);
+    // An input rewritten while merging explains a wrong digest or a short read best.
     index.check_unchanged()?;
+    let file = written?;
     file.commit().map_err(out_err)
 }
