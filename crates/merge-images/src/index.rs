@@ -10,7 +10,6 @@
 //! checksum, trailing garbage) must pass.
 //! Files that two inputs hold are compared byte for byte as soon as the later one is indexed.
 
-use std::collections::BTreeMap;
 use std::fs::{File, Metadata};
 use std::io::{self, BufReader, BufWriter, Read, Seek, Write};
 use std::os::unix::fs::{FileExt, MetadataExt};
@@ -48,27 +47,37 @@ impl Input {
     /// Reads `buf.len()` bytes of member `member` at `offset`; the input ending first means it
     /// changed while merging.
     pub fn read_exact_at(&self, buf: &mut [u8], offset: u64, member: &[u8]) -> Result<(), Error> {
-        let mut done = 0;
-        while done < buf.len() {
-            match self.file.read_at(&mut buf[done..], offset + done as u64) {
-                Ok(0) => {
-                    return Err(Error::EndedEarly {
-                        input: self.path.clone(),
-                        entry: String::from_utf8_lossy(member).into_owned(),
-                    })
-                }
-                Ok(n) => done += n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(source) => {
-                    return Err(Error::Io {
-                        input: self.path.clone(),
-                        source,
-                    })
-                }
+        read_exact_at((&self.file, &self.path), buf, offset, member)
+    }
+}
+
+/// Reads `buf.len()` bytes of member `member` at `offset` of an input's plain bytes.
+fn read_exact_at(
+    (file, path): (&File, &Path),
+    buf: &mut [u8],
+    offset: u64,
+    member: &[u8],
+) -> Result<(), Error> {
+    let mut done = 0;
+    while done < buf.len() {
+        match file.read_at(&mut buf[done..], offset + done as u64) {
+            Ok(0) => {
+                return Err(Error::EndedEarly {
+                    input: path.to_path_buf(),
+                    entry: String::from_utf8_lossy(member).into_owned(),
+                })
+            }
+            Ok(n) => done += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(source) => {
+                return Err(Error::Io {
+                    input: path.to_path_buf(),
+                    source,
+                })
             }
         }
-        Ok(())
     }
+    Ok(())
 }
 
 /// What tells that a file read in place was changed: any write changes its ctime.
@@ -231,7 +240,7 @@ impl Index {
             let (kind, dec) = decompress(file).map_err(io_err)?;
             (kind, self.spooled(&mut scan, dec)?, None)
         };
-        let json = scan.take_json()?;
+        let json = scan.take_json(&file)?;
         let input = Input {
             path: path.to_path_buf(),
             compression,
@@ -318,9 +327,6 @@ struct Scan {
     idx: usize,
     path: PathBuf,
     tree: Tree,
-    /// The bytes of every top-level JSON member read, by data offset: the one that survives
-    /// in the tree is the input's.
-    json: BTreeMap<u64, Vec<u8>>,
     /// Bytes the input has (read in place), to tell a truncated member before reading it.
     len: u64,
 }
@@ -331,7 +337,6 @@ impl Scan {
             idx,
             path: path.to_path_buf(),
             tree: Tree::new(),
-            json: BTreeMap::new(),
             len: u64::MAX,
         }
     }
@@ -371,7 +376,7 @@ impl Scan {
                 continue;
             };
             let mode = (e.mode as u32) & 0o7777 & !0o022;
-            let kind = self.kind(reader, &e, &parts)?;
+            let kind = self.kind(reader, &e)?;
             if seek {
                 reader.seek_past_data().map_err(|s| self.tar_err(s))?;
             }
@@ -385,13 +390,8 @@ impl Scan {
         Ok(())
     }
 
-    /// What an entry becomes in the tree; a top-level JSON member is read into memory too.
-    fn kind<R: Read>(
-        &mut self,
-        reader: &mut Reader<R>,
-        e: &Entry,
-        parts: &[Vec<u8>],
-    ) -> Result<Kind, Error> {
+    /// What an entry becomes in the tree.
+    fn kind<R: Read>(&self, reader: &Reader<R>, e: &Entry) -> Result<Kind, Error> {
         match e.typeflag {
             tarfmt::REGULAR | b'7' => {
                 let data = Data {
@@ -409,11 +409,6 @@ impl Scan {
                 }
                 if e.pax.iter().any(|(k, _)| k.starts_with(b"GNU.sparse")) {
                     return Err(self.unsafe_entry(e, "sparse files are not supported"));
-                }
-                if let [name] = parts {
-                    if JSON_MEMBERS.contains(&name.as_slice()) {
-                        self.read_json(reader, name, data)?;
-                    }
                 }
                 Ok(Kind::File(data))
             }
@@ -437,43 +432,30 @@ impl Scan {
         }
     }
 
-    fn read_json<R: Read>(
-        &mut self,
-        reader: &mut Reader<R>,
-        name: &[u8],
-        data: Data,
-    ) -> Result<(), Error> {
-        if data.size > JSON_LIMIT {
-            return Err(Error::JsonTooLarge {
-                input: self.path.clone(),
-                member: String::from_utf8_lossy(name).into_owned(),
-                limit: JSON_LIMIT,
-            });
-        }
-        let bytes = reader
-            .read_to_vec(JSON_LIMIT)
-            .map_err(|s| self.tar_err(s))?;
-        self.json.insert(data.offset, bytes);
-        Ok(())
-    }
-
-    /// Takes the surviving top-level JSON members out of the tree: they are written anew.
-    fn take_json(&mut self) -> Result<ImageJson, Error> {
+    /// Takes the surviving top-level JSON members out of the tree (they are written anew) and
+    /// reads their bytes from `file`, the input's plain bytes.
+    fn take_json(&mut self, file: &File) -> Result<ImageJson, Error> {
         let mut found: [Option<Vec<u8>>; 2] = [None, None];
         for (slot, name) in found.iter_mut().zip(JSON_MEMBERS) {
             let Some(node) = self.tree.take_top(name) else {
                 continue;
             };
-            let bytes = match node.kind {
-                Kind::File(data) => self.json.remove(&data.offset),
-                _ => None,
-            };
-            let Some(bytes) = bytes else {
+            let member = String::from_utf8_lossy(name).into_owned();
+            let Kind::File(data) = node.kind else {
                 return Err(Error::NotImage {
                     input: self.path.clone(),
-                    why: format!("{} is not a regular file", String::from_utf8_lossy(name)),
+                    why: format!("{member} is not a regular file"),
                 });
             };
+            if data.size > JSON_LIMIT {
+                return Err(Error::JsonTooLarge {
+                    input: self.path.clone(),
+                    member,
+                    limit: JSON_LIMIT,
+                });
+            }
+            let mut bytes = vec![0u8; data.size as usize];
+            read_exact_at((file, &self.path), &mut bytes, data.offset, name)?;
             *slot = Some(bytes);
         }
         let [manifest, repositories] = found;
@@ -692,6 +674,20 @@ mod tests {
             Some(b"[2]".to_vec())
         );
         assert_eq!(files(&index)?, pairs(&[("x", "data")]));
+        Ok(())
+    }
+
+    #[test]
+    fn a_manifest_that_is_a_hard_link_is_read_from_its_target() -> TestResult {
+        let dir = tempfile::tempdir()?;
+        let a = tar(&[
+            ("manifest.json", tarfmt::REGULAR, b"[1]"),
+            ("x", tarfmt::REGULAR, b"[3]"),
+            ("manifest.json", tarfmt::HARDLINK, b"x"),
+        ])?;
+        let index = index(dir.path(), &[a])?;
+        let manifest = index.inputs.first().and_then(|i| i.json.manifest.clone());
+        assert_eq!(manifest, Some(b"[3]".to_vec()));
         Ok(())
     }
 

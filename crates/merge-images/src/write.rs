@@ -131,9 +131,11 @@ impl Emitter<'_> {
 
     /// Copies a file's bytes from its input, checking a layer's digest on the way.
     fn file(&mut self, path: &[u8], input: usize, data: Data) -> Result<(), Error> {
-        let Some(src) = self.index.inputs.get(input) else {
-            return Ok(());
-        };
+        let src = self.index.inputs.get(input).ok_or_else(|| {
+            self.out_err(io::Error::other(
+                "a member of an input that was not indexed",
+            ))
+        })?;
         let expected = layer_digest(path);
         let mut hasher = expected.map(|_| Sha256::new());
         let mut w = self.tar.entry_writer();
