@@ -62,7 +62,11 @@ fn as_pigz_and_zstd_it_round_trips_with_the_real_programs() {
     let (_, back, _) = pipe("gzip".as_ref(), &["-dc"], &gz);
     assert_eq!(back, data, "gzip -d reads pigz-mode output");
     let (code, one_thread, _) = pipe(&tmp.join("pigz"), &["-p1", "-nTR"], &data);
-    assert_eq!((code, &one_thread), (Some(0), &gz), "bytes independent of -p");
+    assert_eq!(
+        (code, &one_thread),
+        (Some(0), &gz),
+        "bytes independent of -p"
+    );
     let (code, zst, err) = pipe(&tmp.join("zstd"), &["-T2"], &data);
     assert_eq!(code, Some(0), "{err}");
     let (_, back, _) = pipe("zstd".as_ref(), &["-dc"], &zst);
@@ -89,6 +93,9 @@ fn a_corrupt_input_a_file_operand_or_an_unknown_flag_is_refused() {
     for args in [&["image.tar"][..], &["-z"], &["--recursive"]] {
         let (code, out, err) = pipe(&tmp.join("pigz"), args, b"x");
         assert_eq!(code, Some(2), "{args:?}: {err}");
-        assert!(out.is_empty() && err.starts_with("pigz: "), "{args:?}: {err}");
+        assert!(
+            out.is_empty() && err.starts_with("pigz: "),
+            "{args:?}: {err}"
+        );
     }
 }

@@ -384,21 +384,53 @@ fn hard_links_are_copied_as_the_file_they_linked_to_when_read() {
 
 const HELLO_SHA256: &str = "2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824";
 
+/// A one-layer docker-archive whose layer member `layer` holds `body` and whose config says
+/// the layer's diff_id is `diff_id`.
+fn one_layer_image(layer: &str, body: &str, diff_id: &str) -> Vec<u8> {
+    let config = format!(r#"{{"rootfs":{{"type":"layers","diff_ids":["sha256:{diff_id}"]}}}}"#);
+    let manifest = format!(r#"[{{"Config":"c.json","RepoTags":["x:1"],"Layers":["{layer}"]}}]"#);
+    raw_tar(&[
+        M::F("manifest.json", &manifest),
+        M::F("c.json", &config),
+        M::F(layer, body),
+    ])
+}
+
 #[test]
-fn a_layer_whose_bytes_do_not_match_its_digest_is_an_error() {
+fn a_layer_whose_bytes_do_not_match_its_diff_id_is_an_error() {
     let tmp = TempDir::new("mi-digest");
-    let good = format!("{HELLO_SHA256}/layer.tar");
-    let bad = format!("{}/layer.tar", "a".repeat(64));
-    fs::write(tmp.join("good.tar"), image(&[M::F(&good, "hello")])).expect("write");
-    fs::write(tmp.join("bad.tar"), image(&[M::F(&bad, "hello")])).expect("write");
-    let out = merge(&tmp.0, &["out.tar", "good.tar"]);
+    // buildImage names a layer folder by the sha256 of its legacy JSON, not of its bytes: only
+    // the config's diff_ids say what the bytes must hash to.
+    let legacy = format!("{}/layer.tar", "b".repeat(64));
+    let named = format!("{HELLO_SHA256}/layer.tar");
+    fs::write(
+        tmp.join("legacy.tar"),
+        one_layer_image(&legacy, "hello", HELLO_SHA256),
+    )
+    .expect("write");
+    fs::write(
+        tmp.join("named.tar"),
+        one_layer_image(&named, "hello", HELLO_SHA256),
+    )
+    .expect("write");
+    let out = merge(&tmp.0, &["out.tar", "legacy.tar", "named.tar"]);
     assert!(out.status.success(), "{}", stderr(&out));
     fs::remove_file(tmp.join("out.tar")).expect("rm");
-    let want = format!(
-        "merge-images: bad.tar: entry \"{bad}\": bytes do not match the sha256 in its name (they hash to {HELLO_SHA256})\n"
+    let bad = format!("{}/layer.tar", "a".repeat(64));
+    fs::write(
+        tmp.join("bad.tar"),
+        one_layer_image(&bad, "hellO", HELLO_SHA256),
+    )
+    .expect("write");
+    let out = merge(&tmp.0, &["out.tar", "named.tar", "bad.tar"]);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    let want = format!("merge-images: bad.tar: entry \"{bad}\": bytes hash to sha256 ");
+    assert!(err.starts_with(&want), "{err}");
+    assert!(
+        err.ends_with(&format!(", not {HELLO_SHA256} (its diff_id in c.json)\n")),
+        "{err}"
     );
-    let out = merge(&tmp.0, &["out.tar", "good.tar", "bad.tar"]);
-    assert_eq!((out.status.code(), stderr(&out)), (Some(1), want.clone()));
     // A gzip input whose stream is intact but whose layer is not.
     let gz = Command::new("gzip")
         .args(["-nk", "bad.tar"])
@@ -406,9 +438,58 @@ fn a_layer_whose_bytes_do_not_match_its_digest_is_an_error() {
         .status();
     assert!(gz.expect("gzip runs").success());
     let out = merge(&tmp.0, &["out.tar", "bad.tar.gz"]);
-    let want = want.replace("bad.tar:", "bad.tar.gz:");
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.starts_with("merge-images: bad.tar.gz: entry "), "{err}");
+    assert_eq!(
+        names(&tmp.0),
+        ["bad.tar", "bad.tar.gz", "legacy.tar", "named.tar"]
+    );
+}
+
+#[test]
+fn an_oci_blob_whose_bytes_do_not_match_its_name_is_an_error() {
+    let tmp = TempDir::new("mi-blob");
+    let good = format!("blobs/sha256/{HELLO_SHA256}");
+    let bad = format!("blobs/sha256/{}", "c".repeat(64));
+    fs::write(tmp.join("good.tar"), image(&[M::F(&good, "hello")])).expect("write");
+    fs::write(tmp.join("bad.tar"), image(&[M::F(&bad, "hello")])).expect("write");
+    assert!(merge(&tmp.0, &["out.tar", "good.tar"]).status.success());
+    let out = merge(&tmp.0, &["out2.tar", "bad.tar"]);
+    let want = format!(
+        "merge-images: bad.tar: entry \"{bad}\": bytes hash to sha256 {HELLO_SHA256}, not {} (its name)\n",
+        "c".repeat(64)
+    );
     assert_eq!((out.status.code(), stderr(&out)), (Some(1), want));
-    assert_eq!(names(&tmp.0), ["bad.tar", "bad.tar.gz", "good.tar"]);
+}
+
+#[test]
+fn a_manifest_naming_a_missing_config_or_mismatched_layers_is_refused() {
+    let tmp = TempDir::new("mi-config");
+    let manifest = r#"[{"Config":"gone.json","RepoTags":["x:1"],"Layers":[]}]"#;
+    fs::write(
+        tmp.join("a.tar"),
+        raw_tar(&[M::F("manifest.json", manifest)]),
+    )
+    .expect("write");
+    let out = merge(&tmp.0, &["out.tar", "a.tar"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("names config gone.json, which the image does not have"));
+    let config = r#"{"rootfs":{"type":"layers","diff_ids":[]}}"#;
+    let manifest = r#"[{"Config":"c.json","RepoTags":["x:1"],"Layers":["l/layer.tar"]}]"#;
+    let members = [
+        M::F("manifest.json", manifest),
+        M::F("c.json", config),
+        M::F("l/layer.tar", "x"),
+    ];
+    fs::write(tmp.join("b.tar"), raw_tar(&members)).expect("write");
+    let out = merge(&tmp.0, &["out.tar", "b.tar"]);
+    assert!(
+        stderr(&out).contains("c.json lists 0 diff_ids for 1 layers"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(names(&tmp.0), ["a.tar", "b.tar"]);
 }
 
 #[test]

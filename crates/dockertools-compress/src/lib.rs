@@ -56,7 +56,9 @@ pub fn pigz_args(args: &[String]) -> Result<Job, Usage> {
             "--fast" => job.level = 1,
             "--best" => job.level = 9,
             "--processes" => {
-                let v = it.next().ok_or_else(|| Usage("--processes needs N".into()))?;
+                let v = it
+                    .next()
+                    .ok_or_else(|| Usage("--processes needs N".into()))?;
                 job.threads = Some(number("--processes", v)?);
             }
             "--no-name" | "--name" | "--no-time" | "--rsyncable" | "--stdout" | "--to-stdout"
@@ -110,7 +112,10 @@ pub fn zstd_args(args: &[String]) -> Result<Job, Usage> {
     };
     for a in args {
         let a = a.as_str();
-        if let Some(n) = a.strip_prefix("--threads=").or_else(|| a.strip_prefix("-T")) {
+        if let Some(n) = a
+            .strip_prefix("--threads=")
+            .or_else(|| a.strip_prefix("-T"))
+        {
             job.threads = Some(number("-T", n)?);
             continue;
         }
@@ -158,7 +163,11 @@ pub fn run<R: Read + Send + 'static, W: Write>(job: &Job, input: R, output: W) -
     if job.decompress {
         let (kind, mut data) = decompress(input).map_err(Error::Input)?;
         if kind != job.kind {
-            return Err(Error::NotFormat(if job.kind == Compression::Gzip { "gzip" } else { "zstd" }));
+            return Err(Error::NotFormat(if job.kind == Compression::Gzip {
+                "gzip"
+            } else {
+                "zstd"
+            }));
         }
         let mut output = output;
         copy(&mut data, &mut output)?;
@@ -196,7 +205,10 @@ mod tests {
     #[test]
     fn pigz_reads_the_flags_docker_tools_passes() {
         let job = pigz_args(&args("-p4 -nTR")).unwrap();
-        assert_eq!((job.decompress, job.threads, job.level), (false, Some(4), 6));
+        assert_eq!(
+            (job.decompress, job.threads, job.level),
+            (false, Some(4), 6)
+        );
         let job = pigz_args(&args("-d -p 2")).unwrap();
         assert_eq!((job.decompress, job.threads), (true, Some(2)));
         assert_eq!(pigz_args(&args("-9")).unwrap().level, 9);
@@ -205,7 +217,10 @@ mod tests {
     #[test]
     fn zstd_reads_the_flags_docker_tools_passes() {
         let job = zstd_args(&args("-T2")).unwrap();
-        assert_eq!((job.decompress, job.threads, job.level), (false, Some(2), 3));
+        assert_eq!(
+            (job.decompress, job.threads, job.level),
+            (false, Some(2), 3)
+        );
         let job = zstd_args(&args("-d -T0")).unwrap();
         assert_eq!((job.decompress, job.threads), (true, Some(0)));
         assert_eq!(zstd_args(&args("-19 -q")).unwrap().level, 19);
@@ -231,7 +246,11 @@ mod tests {
             let out = run(&back, io::Cursor::new(packed.clone()), Vec::new()).unwrap();
             assert_eq!(out, data);
             let other = if kind == "gz" { "zstd -d" } else { "gz -d" };
-            let wrong = run(&own_args(&args(other)).unwrap(), io::Cursor::new(packed), Vec::new());
+            let wrong = run(
+                &own_args(&args(other)).unwrap(),
+                io::Cursor::new(packed),
+                Vec::new(),
+            );
             assert!(matches!(wrong, Err(Error::NotFormat(_))));
         }
     }

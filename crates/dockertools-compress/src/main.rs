@@ -26,7 +26,11 @@ fn main() -> ExitCode {
     let mut argv = std::env::args();
     let called = argv
         .next()
-        .and_then(|a| Path::new(&a).file_name().map(|n| n.to_string_lossy().into_owned()))
+        .and_then(|a| {
+            Path::new(&a)
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+        })
         .unwrap_or_default();
     let args: Vec<String> = argv.collect();
     let tool = match called.as_str() {
@@ -44,11 +48,15 @@ fn main() -> ExitCode {
     };
     // `-p N`/`-T N` (0: every core) size the thread pool; the count changes the speed, never
     // the bytes.
-    cli::main_raw(&tool, job.threads.filter(|&n| n > 0), || -> Result<(), MainError> {
-        let stdin = cli::stdin().map_err(Error::Input)?;
-        let stdout = cli::stdout().map_err(Error::Output)?;
-        let mut out = run(&job, stdin, stdout)?;
-        out.flush().map_err(Error::Output)?;
-        Ok(())
-    })
+    cli::main_raw(
+        &tool,
+        job.threads.filter(|&n| n > 0),
+        || -> Result<(), MainError> {
+            let stdin = cli::stdin().map_err(Error::Input)?;
+            let stdout = cli::stdout().map_err(Error::Output)?;
+            let mut out = run(&job, stdin, stdout)?;
+            out.flush().map_err(Error::Output)?;
+            Ok(())
+        },
+    )
 }

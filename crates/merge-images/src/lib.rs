@@ -15,8 +15,9 @@
 //!   merged into the image's as `cp -R --update=none` would copy it ([`tree`] keeps it safe to
 //!   extract: nothing below a non-folder, no symlink leading outside);
 //! - [`json`]: the inputs' `manifest.json` and `repositories` merged as `jq -s add`;
+//! - [`digests`]: the sha256 each layer member must have, from the image configs' `diff_ids`;
 //! - [`write`]: the tree streamed as a sorted GNU tar through the compressor, each layer member
-//!   checked against the sha256 that names it.
+//!   checked against that sha256 while it is copied.
 //!
 //! Memory: the member index (a few hundred bytes per member) and the JSON members.
 //! Deterministic: the bytes depend only on the inputs, the mtime and the compression options.
@@ -29,6 +30,7 @@ use dockertools_common::compress::Compression;
 use dockertools_common::tar::reader::ReadError;
 use dockertools_common::tar::FieldOverflow;
 
+mod digests;
 mod index;
 mod json;
 #[doc(hidden)]
@@ -121,13 +123,18 @@ pub enum Error {
         /// What it is there.
         second_kind: &'static str,
     },
-    /// A layer member whose bytes do not hash to the digest in its name.
-    #[error("{}: entry {entry:?}: bytes do not match the sha256 in its name (they hash to {actual})", .input.display())]
+    /// A layer member whose bytes do not hash to the digest its image config (or its name)
+    /// gives it.
+    #[error("{}: entry {entry:?}: bytes hash to sha256 {actual}, not {expected} ({from})", .input.display())]
     Digest {
         /// The input.
         input: PathBuf,
         /// The member.
         entry: String,
+        /// The sha256 it should have.
+        expected: String,
+        /// Where that digest comes from.
+        from: String,
         /// The sha256 of its bytes.
         actual: String,
     },
@@ -216,7 +223,8 @@ pub fn merge(out: &Path, inputs: &[PathBuf], opts: &Options) -> Result<(), Error
         level: opts.level.unwrap_or_else(|| compression.default_level()),
         mtime: opts.mtime,
     };
-    let written = write::write(file, &index, &format, out);
+    let digests = digests::Digests::of(&index)?;
+    let written = write::write(file, &index, &digests, &format, out);
     // An input rewritten while merging explains a wrong digest or a short read best.
     index.check_unchanged()?;
     let file = written?;

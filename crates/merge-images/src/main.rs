@@ -39,7 +39,7 @@ enum Compress {
 #[derive(Debug, thiserror::Error)]
 enum MainError {
     #[error(transparent)]
-    Merge(#[from] merge_images::Error),
+    Merge(Box<merge_images::Error>),
     #[error(transparent)]
     Epoch(#[from] cli::BadSourceDateEpoch),
 }
@@ -56,7 +56,7 @@ fn run(args: Args) -> Result<(), MainError> {
         compress,
         level: args.level,
     };
-    Ok(merge_images::merge(&args.out, &args.images, &opts)?)
+    merge_images::merge(&args.out, &args.images, &opts).map_err(|e| MainError::Merge(Box::new(e)))
 }
 
 fn main() -> ExitCode {

@@ -2,9 +2,9 @@
 //! `tar --sort=name --hard-dereference --owner=0 --group=0 --mtime=@N --xform s:^./:: -c .`
 //! gives, through the compressor.
 //!
-//! A layer member (`<sha256>/layer.tar`, or `blobs/sha256/<sha256>`) is hashed while it is
-//! copied; bytes that do not match the digest that names them are an error, so a corrupt
-//! input never becomes an image that looks whole.
+//! A layer member is hashed while it is copied; bytes that do not match the digest its image
+//! config gives it ([`crate::digests`]) are an error, so a corrupt input never becomes an image
+//! that looks whole.
 
 use std::io::{self, Write};
 use std::path::Path;
@@ -16,6 +16,7 @@ use dockertools_common::tar::writer::{DataError, TarWriter};
 use dockertools_common::tar::{self as tarfmt, gnu, Header};
 use sha2::{Digest, Sha256};
 
+use crate::digests::{Digests, Expected, Source};
 use crate::index::Index;
 use crate::tree::{Data, Kind, Node};
 use crate::Error;
@@ -34,6 +35,7 @@ pub(crate) struct Format {
 pub(crate) fn write(
     file: AtomicFile,
     index: &Index,
+    digests: &Digests,
     format: &Format,
     out: &Path,
 ) -> Result<AtomicFile, Error> {
@@ -45,6 +47,7 @@ pub(crate) fn write(
     let mut w = Emitter {
         tar: TarWriter::new(comp),
         index,
+        digests,
         mtime: format.mtime,
         out,
         head: Vec::new(),
@@ -60,6 +63,7 @@ pub(crate) fn write(
 struct Emitter<'a> {
     tar: TarWriter<Compressor<AtomicFile>>,
     index: &'a Index,
+    digests: &'a Digests,
     mtime: i64,
     out: &'a Path,
     head: Vec<u8>,
@@ -136,14 +140,17 @@ impl Emitter<'_> {
                 "a member of an input that was not indexed",
             ))
         })?;
-        let expected = layer_digest(path);
-        let mut hasher = expected.map(|_| Sha256::new());
+        let mut expected = self.digests.expected(path);
+        let mut hasher = expected.as_ref().map(|_| Sha256::new());
         let mut w = self.tar.entry_writer();
         let mut done = 0u64;
         while done < data.size {
             let n = (data.size - done).min(self.buf.len() as u64) as usize;
             let chunk = &mut self.buf[..n];
             src.read_exact_at(chunk, data.offset + done, path)?;
+            if done == 0 && stored_compressed(&expected, chunk) {
+                (expected, hasher) = (None, None);
+            }
             if let Some(h) = hasher.as_mut() {
                 h.update(&*chunk);
             }
@@ -154,7 +161,7 @@ impl Emitter<'_> {
             done += n as u64;
         }
         w.finish(data.size).map_err(|e| self.data_err(e))?;
-        let (Some(want), Some(h)) = (expected, hasher) else {
+        let (Some((want, source)), Some(h)) = (expected, hasher) else {
             return Ok(());
         };
         let got = h.finalize();
@@ -164,6 +171,11 @@ impl Emitter<'_> {
         Err(Error::Digest {
             input: src.path.clone(),
             entry: String::from_utf8_lossy(path).into_owned(),
+            expected: hex(&want),
+            from: match source {
+                Source::DiffId(config) => format!("its diff_id in {config}"),
+                Source::Name => "its name".into(),
+            },
             actual: hex(&got),
         })
     }
@@ -176,52 +188,9 @@ impl Emitter<'_> {
     }
 }
 
-/// The sha256 that names a layer member, for `<sha256>/layer.tar` (docker save's layout) and
-/// `blobs/sha256/<sha256>` (its OCI layout).
-pub(crate) fn layer_digest(path: &[u8]) -> Option<[u8; 32]> {
-    let parts: Vec<&[u8]> = path.split(|&b| b == b'/').collect();
-    let hex = match parts.as_slice() {
-        [sha, b"layer.tar"] => *sha,
-        [b"blobs", b"sha256", sha] => *sha,
-        _ => return None,
-    };
-    if hex.len() != 64 {
-        return None;
-    }
-    let mut digest = [0u8; 32];
-    for (byte, pair) in digest.iter_mut().zip(hex.chunks(2)) {
-        let [hi, lo] = pair else { return None };
-        *byte = (nibble(*hi)? << 4) | nibble(*lo)?;
-    }
-    Some(digest)
-}
-
-fn nibble(c: u8) -> Option<u8> {
-    match c {
-        b'0'..=b'9' => Some(c - b'0'),
-        b'a'..=b'f' => Some(c - b'a' + 10),
-        _ => None,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn layer_members_are_named_by_their_digest() {
-        let sha = "0123456789abcdef".repeat(4);
-        let want = layer_digest(format!("{sha}/layer.tar").as_bytes()).map(|d| hex(&d));
-        assert_eq!(want.as_deref(), Some(sha.as_str()));
-        assert!(layer_digest(format!("blobs/sha256/{sha}").as_bytes()).is_some());
-        for not in [
-            format!("{sha}/json"),
-            format!("{}/layer.tar", sha.to_uppercase()),
-            format!("{}/layer.tar", &sha[1..]),
-            format!("x/{sha}/layer.tar"),
-            "layer.tar".to_string(),
-        ] {
-            assert_eq!(layer_digest(not.as_bytes()), None, "{not}");
-        }
-    }
+/// Whether a member whose digest comes from a diff_id starts like a gzip or zstd stream: its
+/// diff_id is that of its decompressed bytes, which this pass does not see.
+fn stored_compressed(expected: &Option<Expected>, first: &[u8]) -> bool {
+    matches!(expected, Some((_, Source::DiffId(_))))
+        && Compression::detect(first) != Compression::None
 }
