@@ -157,22 +157,44 @@ impl Args {
     }
 }
 
+fn list(flags: &[&str]) -> String {
+    flags.join(", ")
+}
+
+fn verb<'a>(flags: &[&str], one: &'a str, many: &'a str) -> &'a str {
+    if flags.len() == 1 {
+        one
+    } else {
+        many
+    }
+}
+
 /// Refuses an option that does not apply to the mode and format asked for.
 fn check_usage(args: &Args) -> Result<(), UsageError> {
     let refuse = |msg: String| Err(UsageError(msg));
     if args.make_conf {
-        if let Some(flag) = args.image_options().first() {
-            return refuse(format!("{flag} does not apply to --make-conf"));
+        let given = args.image_options();
+        if !given.is_empty() {
+            return refuse(format!(
+                "{} {} not apply to --make-conf",
+                list(&given),
+                verb(&given, "does", "do")
+            ));
         }
         return Ok(());
     }
-    if let Some(flag) = args.make_conf_options().first() {
-        let hint = if *flag == "--conf-repo-tag" {
+    let given = args.make_conf_options();
+    if !given.is_empty() {
+        let hint = if given.contains(&"--conf-repo-tag") {
             " (to override the image's tag, use --repo_tag/-t)"
         } else {
             ""
         };
-        return refuse(format!("{flag} only applies with --make-conf{hint}"));
+        return refuse(format!(
+            "{} only {} with --make-conf{hint}",
+            list(&given),
+            verb(&given, "applies", "apply")
+        ));
     }
     let format = args.format();
     if args.output.is_some() && format != Format::OciDir {

@@ -18,7 +18,7 @@ use dockertools_common::atomic::AtomicDir;
 use dockertools_common::compress::{Compression, Compressor};
 use dockertools_common::hash::{sha256_hex, HashingWriter};
 use dockertools_common::pyjson::{bytes_code_points, str_code_points};
-use dockertools_common::tar::writer::TarWriter;
+use dockertools_common::tar::writer::{DataError, TarWriter};
 use dockertools_common::tar::{self as tarfmt, pax, Header};
 use rayon::prelude::*;
 use serde_json::json;
@@ -118,7 +118,11 @@ impl<'a> Plan<'a> {
             Some(Source::Store(layer)) => {
                 match layer::write_layer(&layer.paths, &self.prep.owner, out) {
                     Ok(_) => Ok(()),
-                    Err(LayerError::Write(e)) => Err(BlobError::Write(e)),
+                    Err(LayerError::Write(e))
+                    | Err(LayerError::Data {
+                        source: DataError::Write(e),
+                        ..
+                    }) => Err(BlobError::Write(e)),
                     Err(e) => Err(layer_err(e)),
                 }
             }
