@@ -1,8 +1,11 @@
-# Swaps dockertools-rs into dockerTools one step at a time. Each attribute below is independent:
-# copy only the ones you want into your own overlay.
+# Swaps dockertools-rs into nixpkgs' dockerTools, one step at a time, through the expression's
+# own parameters (`dockerTools.override`), so that every builder of its `rec` set, such as
+# buildLayeredImage and streamNixShellImage calling streamLayeredImage, gets the new step.
+# Each line of the override is independent: keep only the ones you want (see nix/README.md).
 final: prev:
 let
-  rs = final.dockertools-rs;
+  # Tools that run inside builds come from the build platform's package set.
+  rs = final.buildPackages.dockertools-rs;
 in
 {
   dockertools-rs = {
@@ -12,54 +15,91 @@ in
     stream-layered = final.callPackage ./pkgs/stream-layered/package.nix { };
     merge-images = final.callPackage ./pkgs/merge-images/package.nix { };
     fake-nss = final.callPackage ./pkgs/fake-nss/package.nix { };
-  };
 
-  # 1. The tarsum of buildImage/mkPureLayer: dockerTools takes `tarsum` from the package set.
-  tarsum = rs.tarsum;
+    # dockerTools builds its stream script with `writePython3 "stream" { } ./stream_layered_image.py`;
+    # this writePython3 answers that one call with stream-layered (same conf, same flags) and
+    # hands every other script to nixpkgs' writer.
+    writePython3 =
+      name: options: script:
+      if baseNameOf (toString script) == "stream_layered_image.py" then
+        "${rs.stream-layered}/bin/stream-layered"
+      else
+        final.buildPackages.writers.writePython3 name options script;
 
-  # 2. fakeNss: the same attribute and overrides (extraPasswdLines, extraGroupLines).
-  fakeNss = final.lib.makeOverridable (
-    { extraPasswdLines ? [ ], extraGroupLines ? [ ] }:
-    final.runCommand "fake-nss" { nativeBuildInputs = [ rs.fake-nss ]; } ''
-      fake-nss $out ${final.lib.concatMapStringsSep " " (l: "--extra-passwd-line ${final.lib.escapeShellArg l}") extraPasswdLines} \
-        ${final.lib.concatMapStringsSep " " (l: "--extra-group-line ${final.lib.escapeShellArg l}") extraGroupLines}
-    ''
-  ) { };
-
-  # 3. referencesByPopularity: closure-graph.py replaced by `popularity-sorter closure-graph`.
-  referencesByPopularity = path:
-    final.runCommand "closure-paths" {
-      exportReferencesGraph.graph = path;
-      __structuredAttrs = true;
-      nativeBuildInputs = [ rs.popularity-sorter ];
-    } ''
-      popularity-sorter closure-graph "$NIX_ATTRS_JSON_FILE" graph > ''${outputs[out]}
+    # A `python3` for nixpkgs' layering wrappers (auto-layer.nix, references-by-popularity),
+    # which run `python3 <script> ARGS...`: the two scripts it knows become popularity-sorter,
+    # anything else is refused rather than run by something that is not Python.
+    popularity-sorter-python3 = final.writeShellScriptBin "python3" ''
+      script=''${1:-}
+      shift || true
+      case ''${script##*/} in
+        *-auto-layer.py) exec ${rs.popularity-sorter}/bin/popularity-sorter auto-layer "$@" ;;
+        *-closure-graph.py) exec ${rs.popularity-sorter}/bin/popularity-sorter closure-graph "$@" ;;
+      esac
+      echo "dockertools-rs python3: only auto-layer.py and closure-graph.py are known, not '$script'" >&2
+      exit 2
     '';
 
-  # 4. The layeringPipeline step: flatten-references-graph's command, backed by popularity-sorter.
-  flatten-references-graph = final.writeShellScriptBin "flatten_references_graph" ''
-    exec ${rs.popularity-sorter}/bin/popularity-sorter pipeline "$@"
-  '';
+    # The default layering (no layeringPipeline): nixpkgs' auto-layer.nix, its script run by
+    # `popularity-sorter auto-layer`.
+    dockerAutoLayer = prev.buildPackages.dockerAutoLayer.override {
+      python3 = rs.popularity-sorter-python3;
+    };
 
-  dockerTools = prev.dockerTools // {
-    # 5. streamLayeredImage: the same conf, streamed by stream-layered instead of the Python script.
-    streamLayeredImage = args:
-      let
-        orig = prev.dockerTools.streamLayeredImage args;
-      in
-      (final.writeShellScript "stream-${args.name}" ''
-        exec ${rs.stream-layered}/bin/stream-layered ${orig.conf} "$@"
-      '').overrideAttrs (old: {
-        passthru = (old.passthru or { }) // orig.passthru // { streamScript = "${rs.stream-layered}/bin/stream-layered"; };
-      });
+    # The layeringPipeline command that nixpkgs' make-layers.nix runs.
+    flattenReferencesGraph = final.writeShellScriptBin "flatten_references_graph" ''
+      exec ${rs.popularity-sorter}/bin/popularity-sorter pipeline "$@"
+    '';
+    dockerMakeLayers = prev.buildPackages.dockerMakeLayers.override {
+      flattenReferencesGraph = rs.flattenReferencesGraph;
+    };
 
-    # 6. mergeImages: no unpacking; output compressed like the last image, as before.
-    mergeImages = images:
+    # fakeNss with the same overrides (extraPasswdLines, extraGroupLines). Its files are real
+    # files, where nixpkgs' are symlinks into four other store paths.
+    fakeNss = final.lib.makeOverridable (
+      {
+        extraPasswdLines ? [ ],
+        extraGroupLines ? [ ],
+      }:
+      final.runCommand "fake-nss" { nativeBuildInputs = [ rs.fake-nss ]; } ''
+        fake-nss $out ${
+          final.lib.concatMapStringsSep " " (
+            l: "--extra-passwd-line ${final.lib.escapeShellArg l}"
+          ) extraPasswdLines
+        } ${
+          final.lib.concatMapStringsSep " " (
+            l: "--extra-group-line ${final.lib.escapeShellArg l}"
+          ) extraGroupLines
+        }
+      ''
+    ) { };
+
+    # mergeImages, without unpacking: output compressed like the last image, as before.
+    mergeImages =
+      images:
       final.runCommand "merge-docker-images" {
         inherit images;
         nativeBuildInputs = [ rs.merge-images ];
-      } ''
-        merge-images $out $images
-      '';
+      } "merge-images $out $images";
+  };
+
+  dockerTools =
+    (prev.dockerTools.override {
+      writePython3 = rs.writePython3;
+      tarsum = rs.tarsum;
+      fakeNss = final.dockertools-rs.fakeNss;
+      buildPackages = final.buildPackages // {
+        dockerAutoLayer = rs.dockerAutoLayer;
+        dockerMakeLayers = rs.dockerMakeLayers;
+      };
+    })
+    // {
+      # mergeImages has no parameter to swap and nothing in dockerTools calls it.
+      mergeImages = final.dockertools-rs.mergeImages;
+    };
+
+  # referencesByPopularity (closure-graph.py), outside dockerTools.
+  referencesByPopularity = prev.referencesByPopularity.override {
+    python3 = rs.popularity-sorter-python3;
   };
 }

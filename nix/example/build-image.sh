@@ -73,10 +73,12 @@ stream-layered "$out/conf.json" > "$out/image.tar"
 digest=$(sha256sum "$out/image.tar" | cut -d' ' -f1)
 config=$(tar -xOf "$out/image.tar" manifest.json | sed -n 's/.*"Config": "\([0-9a-f]*\.json\)".*/\1/p')
 say "done"
+# podman files the loaded image under localhost/, the name it resolves whatever its short-name
+# settings (Debian's podman refuses the short one).
 cat <<MSG
 image:      $out/image.tar
 sha256:     $digest
 image id:   sha256:${config%.json}
 load it:    podman load -i $out/image.tar     (or: docker load -i $out/image.tar)
-run it:     podman run --rm dockertools-demo:latest
+run it:     podman run --rm localhost/dockertools-demo:latest
 MSG

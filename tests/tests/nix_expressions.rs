@@ -1,5 +1,6 @@
-//! The nix/ expressions: every file parses, and the overlay evaluates against a stub of the
-//! nixpkgs attributes it touches, each swapped step calling a dockertools-rs binary.
+//! The nix/ expressions: every file parses, and the overlay evaluates against nixpkgs' real
+//! dockerTools expression (`../shared/reference/nixpkgs`, with the package set of
+//! `tests/nixpkgs-harness`), every builder reaching each swapped step.
 
 // Integration tests: a failed step fails the test.
 #![allow(clippy::expect_used, clippy::unwrap_used, clippy::panic)]
@@ -41,9 +42,13 @@ fn nix_files_parse_and_overlay_evaluates() {
             .expect("nix-instantiate");
         ok(&out, &format!("nix-instantiate --parse {}", f.display()));
     }
+    let reference = root().join("../shared/reference/nixpkgs");
     let out = Command::new("nix-instantiate")
         .args(["--eval", "--strict"])
         .arg(root().join("nix/tests/check-overlay.nix"))
+        .arg("--argstr")
+        .arg("nixpkgs")
+        .arg(reference.canonicalize().expect("the nixpkgs reference"))
         .env("NIX_CONFIG", config)
         .output()
         .expect("nix-instantiate");

@@ -1,7 +1,8 @@
-//! Project chores, run as `cargo xtask <command>`: `ci` (every check CI runs), `conformance`, `bench`, `demo`.
+//! Project chores, run as `cargo xtask <command>`: `ci` (every check CI runs), `conformance`, `bench`, `demo`, `tidy`.
 
 mod bench;
 mod demo;
+mod tidy;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -67,6 +68,7 @@ fn conformance(extra: &[String]) -> Result<()> {
 
 fn ci() -> Result<()> {
     run(cargo().args(["fmt", "--all", "--check"]))?;
+    tidy::main()?;
     run(cargo().args([
         "clippy",
         "--workspace",
@@ -93,6 +95,7 @@ fn main() -> Result<()> {
         Some("conformance") => conformance(&args[1..]),
         Some("bench") => bench::main(&args[1..]),
         Some("demo") => demo::main(&args[1..]),
-        _ => bail!("usage: cargo xtask ci | conformance [run.sh args] | bench [--reference DIR] | demo [--nix]"),
+        Some("tidy") => tidy::main(),
+        _ => bail!("usage: cargo xtask ci | conformance [run.sh args] | bench [--reference DIR] | demo [--nix] | tidy"),
     }
 }

@@ -5,14 +5,22 @@
 //! gzip cuts the input into fixed 1 MiB blocks, compresses each on its own with libdeflate on
 //! worker threads (as many as rayon's) and joins them into one deflate stream with sync
 //! flushes; zstd uses its own worker threads, whose output does not depend on how many there
-//! are. Decompression (flate2 on zlib-rs, and zstd) is streaming, on a thread of its own
-//! running 1 MiB ahead of the reader.
+//! are.
 //! So the compressed bytes depend only on the input, the format and the level, never on the
 //! number of threads or the machine.
+//!
+//! Decompression (flate2 on zlib-rs, and zstd) is streaming, on a thread of its own running a
+//! few MiB ahead of the reader, and checked: every gzip member's CRC32 and length, every zstd
+//! frame's checksum, and nothing but padding after the data (see the `decode` module).
+//! A consumer such as a tar reader stops at the archive's end, before the checks; it calls
+//! [`Decompressed::finish`] to read the rest and learn the verdict.
+//! Memory: a few MiB of buffers per stream, whatever its size.
 
 use std::fs::File;
-use std::io::{self, BufRead, BufReader, Read, Write};
+use std::io::{self, Read, Write};
 use std::path::Path;
+
+mod decode;
 
 /// A stream's compression.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -56,21 +64,60 @@ impl Compression {
     }
 }
 
-/// Opens `path` and returns its compression and a reader of the decompressed bytes.
-pub fn open_decompressed(path: &Path) -> io::Result<(Compression, Box<dyn Read + Send>)> {
-    let file = File::open(path)?;
-    let mut buf = BufReader::with_capacity(1 << 20, file);
-    let kind = Compression::detect(buf.fill_buf()?);
-    let reader: Box<dyn Read + Send> = match kind {
-        Compression::None => Box::new(buf),
-        Compression::Gzip => Box::new(ReadAhead::start(Box::new(
-            flate2::bufread::MultiGzDecoder::new(buf),
-        ))),
-        Compression::Zstd => Box::new(ReadAhead::start(Box::new(
-            zstd::stream::read::Decoder::with_buffer(buf)?,
-        ))),
+/// Recognises the compression of `r` by its first bytes and returns a reader of the
+/// decompressed bytes.
+/// The bytes are read from `r` once, in order, so a pipe works as well as a file.
+/// Call [`Decompressed::finish`] once the consumer is done: it reads the rest of the stream
+/// and says whether it was complete and intact.
+pub fn decompress<R: Read + Send + 'static>(r: R) -> io::Result<(Compression, Decompressed)> {
+    let mut input = decode::Input::new(r, 1 << 20);
+    let kind = Compression::detect(input.peek(4)?);
+    let source = match kind {
+        Compression::None => Source::Plain(Box::new(input)),
+        Compression::Gzip => Source::Ahead(ReadAhead::start(Box::new(decode::Gunzip::new(input)))),
+        Compression::Zstd => Source::Ahead(ReadAhead::start(Box::new(decode::Unzstd::new(input)?))),
     };
-    Ok((kind, reader))
+    Ok((kind, Decompressed(source)))
+}
+
+/// Opens `path` and returns its compression and a reader of the decompressed bytes (see
+/// [`decompress`]).
+pub fn open_decompressed(path: &Path) -> io::Result<(Compression, Decompressed)> {
+    decompress(File::open(path)?)
+}
+
+/// The decompressed bytes of a stream; [`Decompressed::finish`] gives the verdict of its
+/// integrity checks.
+pub struct Decompressed(Source);
+
+enum Source {
+    Plain(Box<dyn Read + Send>),
+    Ahead(ReadAhead),
+}
+
+impl Decompressed {
+    /// Reads the rest of the stream (discarding it) and checks it: `Err` for a gzip member whose
+    /// CRC32 or length does not match, a zstd frame whose checksum does not match, corrupt or
+    /// truncated compressed data, or bytes after the last gzip member or zstd frame.
+    /// Plain input is not read further: it has nothing to check.
+    pub fn finish(self) -> io::Result<()> {
+        match self.0 {
+            Source::Plain(_) => Ok(()),
+            Source::Ahead(mut r) => {
+                while r.next_chunk()?.is_some() {}
+                Ok(())
+            }
+        }
+    }
+}
+
+impl Read for Decompressed {
+    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        match &mut self.0 {
+            Source::Plain(r) => r.read(out),
+            Source::Ahead(r) => r.read(out),
+        }
+    }
 }
 
 /// What the read-ahead thread sends.
@@ -80,14 +127,17 @@ enum Ahead {
     Failed(io::Error),
 }
 
-/// Runs a (decompressing) reader on a thread of its own, 1 MiB ahead of the consumer, so that
-/// decompression overlaps with whatever is done with its output.
+/// Runs a (decompressing) reader on a thread of its own, a few MiB ahead of the consumer, so
+/// that decompression overlaps with whatever is done with its output.
+/// The thread reads its stream to the end whether or not the consumer does; its end or error
+/// reaches the consumer in order, after the data before it.
 struct ReadAhead {
     rx: std::sync::mpsc::Receiver<Ahead>,
     cur: Vec<u8>,
     pos: usize,
-    /// Set once the stream has ended (`Ok`) or failed: later reads repeat that outcome.
-    finished: Option<Result<(), io::ErrorKind>>,
+    /// Set once the stream has ended (`Ok`) or failed: later reads repeat that outcome, the
+    /// error with its kind and words.
+    outcome: Option<Result<(), (io::ErrorKind, String)>>,
 }
 
 impl ReadAhead {
@@ -128,35 +178,41 @@ impl ReadAhead {
             rx,
             cur: Vec::new(),
             pos: 0,
-            finished: None,
+            outcome: None,
         }
+    }
+
+    /// The next chunk from the thread; `None` at the end. A failure, or a thread that
+    /// stopped without saying why, is an error now and on every later call.
+    fn next_chunk(&mut self) -> io::Result<Option<Vec<u8>>> {
+        match &self.outcome {
+            Some(Ok(())) => return Ok(None),
+            Some(Err((kind, msg))) => return Err(io::Error::new(*kind, msg.clone())),
+            None => {}
+        }
+        let failed = match self.rx.recv() {
+            Ok(Ahead::Data(v)) => return Ok(Some(v)),
+            Ok(Ahead::End) => {
+                self.outcome = Some(Ok(()));
+                return Ok(None);
+            }
+            Ok(Ahead::Failed(e)) => e,
+            Err(_) => io::Error::other("the decompression thread stopped"),
+        };
+        self.outcome = Some(Err((failed.kind(), failed.to_string())));
+        Err(failed)
     }
 }
 
 impl Read for ReadAhead {
     fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
         while self.pos == self.cur.len() {
-            match self.finished {
-                Some(Ok(())) => return Ok(0),
-                Some(Err(kind)) => {
-                    return Err(io::Error::new(kind, "decompression failed earlier"))
-                }
-                None => {}
-            }
-            match self.rx.recv() {
-                Ok(Ahead::Data(v)) => {
+            match self.next_chunk()? {
+                Some(v) => {
                     self.cur = v;
                     self.pos = 0;
                 }
-                Ok(Ahead::End) => self.finished = Some(Ok(())),
-                Ok(Ahead::Failed(e)) => {
-                    self.finished = Some(Err(e.kind()));
-                    return Err(e);
-                }
-                Err(_) => {
-                    self.finished = Some(Err(io::ErrorKind::Other));
-                    return Err(io::Error::other("the decompression thread stopped"));
-                }
+                None => return Ok(0),
             }
         }
         let n = out.len().min(self.cur.len() - self.pos);
@@ -184,10 +240,12 @@ impl<W: Write> Compressor<W> {
             Compression::Gzip => Compressor::Gzip(ParGz::new(out, level.clamp(0, 9))?),
             Compression::Zstd => {
                 let mut enc = zstd::stream::write::Encoder::new(out, level)?;
-                // Worker mode (any count >= 1) gives the same bytes for any number of workers.
-                let workers = std::thread::available_parallelism()
-                    .map_or(1, |n| n.get())
-                    .max(1) as u32;
+                // A content checksum, as the zstd command writes by default, so that readers
+                // can verify what they decompress.
+                enc.include_checksum(true)?;
+                // Worker mode (any count >= 1) gives the same bytes for any number of workers;
+                // as many as rayon's pool has (RAYON_NUM_THREADS, or the cores).
+                let workers = rayon::current_num_threads().max(1) as u32;
                 enc.multithread(workers)?;
                 Compressor::Zstd(enc)
             }
@@ -221,13 +279,13 @@ impl<W: Write> Write for Compressor<W> {
     }
 }
 
-/// Input bytes per gzip block.
+/// Input bytes per gzip block (the default, which the output bytes depend on).
 const GZ_BLOCK: usize = 1 << 20;
 
 /// A block's compressed bytes, by block number.
 type Done = (usize, io::Result<Vec<u8>>);
 
-/// Parallel, deterministic gzip writer: fixed 1 MiB blocks, each compressed on its own by
+/// Parallel, deterministic gzip writer: fixed blocks (1 MiB unless told otherwise), each compressed on its own by
 /// libdeflate on a worker thread, joined into one deflate stream (every block but the last
 /// ends with a sync-flush marker, see [`crate::deflate::unfinalize`]), written in order as soon
 /// as each is ready. The bytes do not depend on how many workers there are. The workers start
@@ -235,6 +293,8 @@ type Done = (usize, io::Result<Vec<u8>>);
 pub struct ParGz<W: Write> {
     out: W,
     level: libdeflater::CompressionLvl,
+    /// Input bytes per block.
+    block_size: usize,
     /// The block being filled.
     block: Vec<u8>,
     workers: Option<Workers>,
@@ -305,7 +365,15 @@ fn stopped() -> io::Error {
 }
 
 impl<W: Write> ParGz<W> {
-    fn new(mut out: W, level: i32) -> io::Result<Self> {
+    fn new(out: W, level: i32) -> io::Result<Self> {
+        Self::with_block_size(out, level, GZ_BLOCK)
+    }
+
+    /// A gzip writer at libdeflate `level` (0-12) with blocks of `block_size` input bytes
+    /// (at least 1) instead of 1 MiB: the output is valid gzip but not the bytes
+    /// [`Compressor`] writes. For tests and fuzzing of the block joining.
+    pub fn with_block_size(mut out: W, level: i32, block_size: usize) -> io::Result<Self> {
+        let block_size = block_size.max(1);
         let lvl = libdeflater::CompressionLvl::new(level)
             .map_err(|_| io::Error::other(format!("gzip level {level} is not 0-12")))?;
         let xfl = match level {
@@ -317,7 +385,8 @@ impl<W: Write> ParGz<W> {
         Ok(ParGz {
             out,
             level: lvl,
-            block: Vec::with_capacity(GZ_BLOCK),
+            block_size,
+            block: Vec::with_capacity(block_size),
             workers: None,
             ready: std::collections::BTreeMap::new(),
             submitted: 0,
@@ -330,7 +399,7 @@ impl<W: Write> ParGz<W> {
     /// Hands the current block to the workers, then writes what is ready; waits while too
     /// many blocks are in flight.
     fn submit(&mut self, last: bool) -> io::Result<()> {
-        let input = std::mem::replace(&mut self.block, Vec::with_capacity(GZ_BLOCK));
+        let input = std::mem::replace(&mut self.block, Vec::with_capacity(self.block_size));
         let level = self.level;
         self.workers
             .get_or_insert_with(|| Workers::start(level))
@@ -390,10 +459,10 @@ impl<W: Write> Write for ParGz<W> {
         self.size += buf.len() as u64;
         let mut rest = buf;
         while !rest.is_empty() {
-            let take = (GZ_BLOCK - self.block.len()).min(rest.len());
+            let take = (self.block_size - self.block.len()).min(rest.len());
             self.block.extend_from_slice(&rest[..take]);
             rest = &rest[take..];
-            if self.block.len() == GZ_BLOCK {
+            if self.block.len() == self.block_size {
                 self.submit(false)?;
             }
         }
@@ -464,12 +533,21 @@ mod tests {
         let broken = io::Read::chain(io::Cursor::new(vec![1u8; 10]), Failing);
         let mut r = ReadAhead::start(Box::new(broken));
         let mut buf = Vec::new();
-        assert!(r.read_to_end(&mut buf).is_err());
+        assert_eq!(message(r.read_to_end(&mut buf)), "corrupt");
         assert_eq!(buf, vec![1u8; 10]);
-        assert!(
-            r.read(&mut [0u8; 4]).is_err(),
-            "a failure is not turned into an end"
-        );
+        // A failure is not turned into an end, and keeps its words.
+        assert_eq!(message(r.read(&mut [0u8; 4])), "corrupt");
+        assert_eq!(message(r.next_chunk()), "corrupt");
+        Ok(())
+    }
+
+    #[test]
+    fn an_error_the_reader_never_reached_is_reported_by_finish() -> io::Result<()> {
+        let data = sample(3 * (1 << 20));
+        let broken = io::Read::chain(io::Cursor::new(data), Failing);
+        let mut r = Decompressed(Source::Ahead(ReadAhead::start(Box::new(broken))));
+        r.read_exact(&mut [0u8; 1000])?;
+        assert_eq!(message(r.finish()), "corrupt");
         Ok(())
     }
 
@@ -478,6 +556,16 @@ mod tests {
         fn read(&mut self, _: &mut [u8]) -> io::Result<usize> {
             Err(io::Error::other("corrupt"))
         }
+    }
+
+    #[test]
+    fn our_zstd_frames_carry_a_content_checksum() -> io::Result<()> {
+        let mut c = Compressor::new(Vec::new(), Compression::Zstd, 3)?;
+        c.write_all(&sample(100_000))?;
+        let out = c.finish()?;
+        // Frame_Header_Descriptor (after the 4-byte magic): bit 2 is Content_Checksum_flag.
+        assert_eq!(out.get(4).map(|d| d & 0b100), Some(0b100));
+        Ok(())
     }
 
     #[test]
@@ -493,6 +581,333 @@ mod tests {
         assert_eq!(run(2)?, one);
         assert_eq!(run(8)?, one);
         assert_eq!(zstd::stream::decode_all(&one[..])?, data);
+        Ok(())
+    }
+
+    /// The words of an error, or a note that there was none.
+    fn message<T>(r: io::Result<T>) -> String {
+        match r {
+            Ok(_) => "no error".into(),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    /// Decompresses `bytes` the way a tar reader does (reading `take` bytes, then stopping),
+    /// then asks for the verdict; returns what was read and the verdict's words ("ok").
+    fn verdict(bytes: &[u8], take: usize) -> (Vec<u8>, String) {
+        let run = || -> io::Result<Vec<u8>> {
+            let (_, r) = decompress(io::Cursor::new(bytes.to_vec()))?;
+            let mut out = Vec::new();
+            let mut r = r;
+            (&mut r).take(take as u64).read_to_end(&mut out)?;
+            r.finish()?;
+            Ok(out)
+        };
+        match run() {
+            Ok(out) => (out, "ok".into()),
+            Err(e) => (Vec::new(), e.to_string()),
+        }
+    }
+
+    fn gzip(data: &[u8], level: i32) -> io::Result<Vec<u8>> {
+        let mut c = Compressor::new(Vec::new(), Compression::Gzip, level)?;
+        c.write_all(data)?;
+        c.finish()
+    }
+
+    fn zstd_checked(data: &[u8]) -> io::Result<Vec<u8>> {
+        let mut enc = zstd::stream::write::Encoder::new(Vec::new(), 3)?;
+        enc.include_checksum(true)?;
+        enc.write_all(data)?;
+        enc.finish()
+    }
+
+    /// Random bytes: they stay as they are in stored gzip blocks and raw zstd blocks, so a
+    /// flipped bit there changes the content and nothing else.
+    fn noise(n: usize) -> Vec<u8> {
+        let mut x: u64 = 99;
+        (0..n)
+            .map(|_| {
+                x = x.wrapping_mul(6364136223846793005).wrapping_add(1);
+                (x >> 56) as u8
+            })
+            .collect()
+    }
+
+    fn flip(bytes: &[u8], at: usize) -> Vec<u8> {
+        let mut v = bytes.to_vec();
+        v[at] ^= 0x10;
+        v
+    }
+
+    #[test]
+    fn intact_inputs_read_to_the_end_pass() -> io::Result<()> {
+        let data = sample(2 * GZ_BLOCK + 77);
+        for bytes in [gzip(&data, 6)?, zstd_checked(&data)?, data.clone()] {
+            assert_eq!(verdict(&bytes, usize::MAX), (data.clone(), "ok".into()));
+            // A consumer that stops early still gets the verdict on the whole stream.
+            assert_eq!(verdict(&bytes, 1000), (data[..1000].to_vec(), "ok".into()));
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn a_flipped_bit_in_a_gzip_input_is_an_error() -> io::Result<()> {
+        let data = noise(300_000);
+        let stored = gzip(&data, 0)?;
+        for at in [100, stored.len() / 2, stored.len() - 100] {
+            let (_, why) = verdict(&flip(&stored, at), 1000);
+            assert_eq!(why, "gzip data: crc mismatch", "bit at {at}");
+        }
+        let text = sample(300_000);
+        let packed = gzip(&text, 6)?;
+        for at in (10..packed.len() - 8).step_by(packed.len() / 13) {
+            let (_, why) = verdict(&flip(&packed, at), 1000);
+            assert!(why.starts_with("gzip data: "), "bit at {at}: {why}");
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn all_the_data_comes_before_the_verdict_on_it() -> io::Result<()> {
+        // A tar reader stops at the archive's end: it must get there, and hear of a bad
+        // checksum from finish, not instead of the last bytes.
+        let data = noise(300_000);
+        for bytes in [gzip(&data, 0)?, zstd_checked(&data)?] {
+            let bad = flip(&bytes, bytes.len() - 2);
+            let (_, mut r) = decompress(io::Cursor::new(bad))?;
+            let mut all = vec![0u8; data.len()];
+            r.read_exact(&mut all)?;
+            assert!(all == data);
+            assert!(message(r.finish()).ends_with("mismatch"));
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn a_wrong_gzip_length_is_an_error() -> io::Result<()> {
+        let bytes = gzip(b"abc", 6)?;
+        let (_, why) = verdict(&flip(&bytes, bytes.len() - 2), 0);
+        assert_eq!(why, "gzip data: length mismatch");
+        Ok(())
+    }
+
+    #[test]
+    fn a_flipped_bit_in_a_zstd_input_is_an_error() -> io::Result<()> {
+        let data = noise(300_000);
+        let bytes = zstd_checked(&data)?;
+        for at in [bytes.len() / 2, bytes.len() - 2] {
+            let (_, why) = verdict(&flip(&bytes, at), 1000);
+            assert_eq!(why, "zstd data: checksum mismatch", "bit at {at}");
+        }
+        let text = zstd_checked(&sample(300_000))?;
+        for at in (6..text.len()).step_by(text.len() / 13) {
+            let (_, why) = verdict(&flip(&text, at), 1000);
+            assert!(why.starts_with("zstd data: "), "bit at {at}: {why}");
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn trailing_garbage_after_gzip_data_is_an_error() -> io::Result<()> {
+        let bytes = gzip(&sample(5000), 6)?;
+        for tail in [&b"garbage\n"[..], b"\x1f", b"\x00\x00x", b"\x1f\x8c"] {
+            let (_, why) = verdict(&[&bytes[..], tail].concat(), 10);
+            assert_eq!(why, "trailing garbage after gzip data", "{tail:?}");
+        }
+        // Something that starts like a member is read as one.
+        let (_, why) = verdict(&[&bytes[..], b"\x1f\x8b\x09"].concat(), 10);
+        assert_eq!(why, "gzip data: truncated");
+        let (_, why) = verdict(&[&bytes[..], b"\x1f\x8b\x09\0\0\0\0\0\0\x03"].concat(), 10);
+        assert_eq!(why, "gzip data: unknown compression method 9");
+        Ok(())
+    }
+
+    #[test]
+    fn zero_padding_after_gzip_data_is_accepted_as_gzip_does() -> io::Result<()> {
+        let data = sample(5000);
+        let bytes = gzip(&data, 6)?;
+        for zeros in [1, 512, 3 << 20] {
+            let padded = [&bytes[..], &vec![0u8; zeros][..]].concat();
+            assert_eq!(verdict(&padded, usize::MAX), (data.clone(), "ok".into()));
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn trailing_garbage_or_zeros_after_zstd_data_is_an_error() -> io::Result<()> {
+        let bytes = zstd_checked(&sample(5000))?;
+        for tail in [&b"garbage\n"[..], b"\x00", &[0u8; 1024][..], b"\x28\xb5"] {
+            let (_, why) = verdict(&[&bytes[..], tail].concat(), 10);
+            assert_eq!(why, "trailing garbage after zstd data", "{tail:?}");
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn a_truncated_gzip_trailer_is_an_error() -> io::Result<()> {
+        let bytes = gzip(&sample(300_000), 6)?;
+        for cut in 1..=8 {
+            let (_, why) = verdict(&bytes[..bytes.len() - cut], 10);
+            assert_eq!(why, "gzip data: truncated", "{cut} bytes cut");
+        }
+        for len in [3, 10, 11, bytes.len() / 2, bytes.len() - 9] {
+            let (_, why) = verdict(&bytes[..len], 10);
+            assert_eq!(why, "gzip data: truncated", "cut at {len}");
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn a_truncated_zstd_frame_is_an_error() -> io::Result<()> {
+        let bytes = zstd_checked(&sample(300_000))?;
+        for len in [4, 7, bytes.len() / 2, bytes.len() - 4, bytes.len() - 1] {
+            let (_, why) = verdict(&bytes[..len], 10);
+            assert_eq!(why, "zstd data: truncated", "cut at {len}");
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn two_gzip_members_are_read_and_both_verified() -> io::Result<()> {
+        let (a, b) = (sample(70_000), noise(50_000));
+        let (ga, gb) = (gzip(&a, 6)?, gzip(&b, 0)?);
+        let both = [&ga[..], &gb[..]].concat();
+        assert_eq!(verdict(&both, usize::MAX), ([a, b].concat(), "ok".into()));
+        let bad_second = [&ga[..], &flip(&gb, gb.len() / 2)[..]].concat();
+        assert_eq!(verdict(&bad_second, 10).1, "gzip data: crc mismatch");
+        let cut_second = [&ga[..], &gb[..gb.len() - 1]].concat();
+        assert_eq!(verdict(&cut_second, 10).1, "gzip data: truncated");
+        Ok(())
+    }
+
+    #[test]
+    fn two_zstd_frames_are_read_and_both_verified() -> io::Result<()> {
+        let (a, b) = (sample(70_000), noise(50_000));
+        let (za, zb) = (zstd_checked(&a)?, zstd_checked(&b)?);
+        let both = [&za[..], &zb[..]].concat();
+        assert_eq!(verdict(&both, usize::MAX), ([a, b].concat(), "ok".into()));
+        let bad_second = [&za[..], &flip(&zb, zb.len() / 2)[..]].concat();
+        assert_eq!(verdict(&bad_second, 10).1, "zstd data: checksum mismatch");
+        Ok(())
+    }
+
+    #[test]
+    fn a_zstd_frame_without_checksum_is_accepted() -> io::Result<()> {
+        // Valid zstd (the zstd command reads it, and our writer makes it): there is nothing
+        // to check but the frame's structure.
+        let data = sample(100_000);
+        let mut c = Compressor::new(Vec::new(), Compression::Zstd, 3)?;
+        c.write_all(&data)?;
+        let bytes = c.finish()?;
+        assert_eq!(verdict(&bytes, usize::MAX), (data, "ok".into()));
+        Ok(())
+    }
+
+    #[test]
+    fn plain_input_is_not_read_by_finish() -> io::Result<()> {
+        let broken = io::Read::chain(io::Cursor::new(b"plain bytes".to_vec()), Failing);
+        let (kind, mut r) = decompress(broken)?;
+        assert_eq!(kind, Compression::None);
+        let mut head = [0u8; 5];
+        r.read_exact(&mut head)?;
+        assert_eq!(&head, b"plain");
+        r.finish()
+    }
+
+    /// A pipe that hands out one byte per read.
+    struct OneByte(io::Cursor<Vec<u8>>);
+    impl Read for OneByte {
+        fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+            let n = out.len().min(1);
+            self.0.read(&mut out[..n])
+        }
+    }
+
+    #[test]
+    fn the_format_is_recognised_from_a_pipe_that_gives_one_byte_at_a_time() -> io::Result<()> {
+        let data = sample(10_000);
+        for (bytes, want) in [
+            (gzip(&data, 6)?, Compression::Gzip),
+            (zstd_checked(&data)?, Compression::Zstd),
+            (data.clone(), Compression::None),
+        ] {
+            let (kind, mut r) = decompress(OneByte(io::Cursor::new(bytes)))?;
+            assert_eq!(kind, want);
+            let mut out = Vec::new();
+            r.read_to_end(&mut out)?;
+            assert_eq!(out, data);
+            r.finish()?;
+        }
+        Ok(())
+    }
+
+    /// Decompresses `gz` with the gzip command; `None` when gzip is missing outside CI.
+    fn gzip_command(gz: Vec<u8>) -> io::Result<Option<Vec<u8>>> {
+        use std::process::{Command, Stdio};
+        let child = Command::new("gzip")
+            .arg("-dc")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn();
+        let mut child = match child {
+            Err(e) if e.kind() == io::ErrorKind::NotFound && std::env::var_os("CI").is_none() => {
+                return Ok(None)
+            }
+            other => other?,
+        };
+        let mut stdin = child
+            .stdin
+            .take()
+            .ok_or_else(|| io::Error::other("no stdin"))?;
+        let feeder = std::thread::spawn(move || stdin.write_all(&gz));
+        let out = child.wait_with_output()?;
+        feeder.join().map_err(|_| io::Error::other("feeder"))??;
+        assert!(out.status.success(), "gzip -d failed");
+        Ok(Some(out.stdout))
+    }
+
+    #[test]
+    fn gzip_output_with_any_block_size_and_level_is_read_by_gzip_and_flate2() -> io::Result<()> {
+        // The fuzz target gzip_blocks checks flate2 on every input but the gzip command only
+        // now and then (a process per input is slow); this runs it on many inputs at once.
+        let mut x: u64 = 5;
+        let mut next = |n: u64| {
+            x = x
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (x >> 33) % n.max(1)
+        };
+        for case in 0..120 {
+            let len = next(24_000) as usize;
+            let data = if case % 3 == 0 {
+                noise(len)
+            } else {
+                sample(len)
+            };
+            let block = 1 + next(if case % 2 == 0 {
+                64
+            } else {
+                2 * len as u64 + 1
+            }) as usize;
+            let level = next(13) as i32;
+            let mut gz = ParGz::with_block_size(Vec::new(), level, block)?;
+            gz.write_all(&data)?;
+            let bytes = gz.finish()?;
+            let mut back = Vec::new();
+            flate2::read::GzDecoder::new(&bytes[..]).read_to_end(&mut back)?;
+            assert!(
+                back == data,
+                "flate2: case {case}, level {level}, block {block}"
+            );
+            assert!(verdict(&bytes, usize::MAX) == (data.clone(), "ok".into()));
+            if let Some(out) = gzip_command(bytes)? {
+                assert!(
+                    out == data,
+                    "gzip: case {case}, level {level}, block {block}"
+                );
+            }
+        }
         Ok(())
     }
 }

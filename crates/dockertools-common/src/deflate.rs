@@ -432,4 +432,43 @@ mod tests {
             assert!(unfinalize(bad).is_err(), "{bad:?}");
         }
     }
+
+    fn libdeflate(data: &[u8], level: i32) -> Vec<u8> {
+        let lvl = libdeflater::CompressionLvl::new(level).expect("level");
+        let mut c = libdeflater::Compressor::new(lvl);
+        let mut out = vec![0; c.deflate_compress_bound(data.len())];
+        let n = c.deflate_compress(data, &mut out).expect("deflate");
+        out.truncate(n);
+        out
+    }
+
+    #[test]
+    fn libdeflate_streams_of_every_level_join() -> Result<(), Malformed> {
+        // What the gzip writer feeds to unfinalize: libdeflate's output at levels 0-12, with
+        // stored, fixed and dynamic blocks, several blocks per stream for the longer inputs.
+        let text: Vec<u8> = (0..40_000u32)
+            .flat_map(|i| {
+                format!("{} {}\n", i % 991, i.wrapping_mul(2_654_435_761) % 97).into_bytes()
+            })
+            .collect();
+        let mut x = 3u64;
+        let noise: Vec<u8> = (0..150_000)
+            .map(|_| {
+                x = x.wrapping_mul(6364136223846793005).wrapping_add(1);
+                (x >> 57) as u8
+            })
+            .collect();
+        let zeros = vec![0u8; 200_000];
+        let parts: [&[u8]; 6] = [&text, &noise, b"", b"x", &zeros, &text[..1000]];
+        for level in 0..=12 {
+            let mut joined = Vec::new();
+            for p in &parts {
+                joined.extend(unfinalize(&libdeflate(p, level))?);
+            }
+            joined.extend(libdeflate(b"end", level));
+            let want: Vec<u8> = parts.concat().into_iter().chain(*b"end").collect();
+            assert!(inflate(&joined) == want, "level {level}");
+        }
+        Ok(())
+    }
 }

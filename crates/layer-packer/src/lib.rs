@@ -7,13 +7,19 @@
 //! all from one read of the tree; mkPureLayer's `json` (jshon's bytes with `checksum` appended)
 //! and `VERSION`, or the customisation layer's `checksum`.
 //! Deterministic: the bytes depend only on the sources' contents and the options.
-//! Memory: the merged tree's metadata (names, modes, sizes), never file data.
+//! Memory: the merged tree's metadata (names, modes, sizes), never file data; at most
+//! [`tree::MAX_ENTRIES`] entries, as following directory symlinks can expand a small input
+//! without end.
+//! Sources are read and the tree is written without recursion, so depth is bounded only by
+//! the system's limit on the length of a path.
 
 pub mod jshon;
 pub mod tree;
 
+use std::ffi::OsStr;
 use std::fs;
 use std::io::{self, Read, Write};
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{channel, sync_channel, Receiver, Sender, SyncSender};
 use std::sync::Arc;
@@ -23,7 +29,7 @@ use dockertools_common::tar::writer::{check_data_end, read_data, DataError};
 use dockertools_common::tar::{self as tarfmt, gnu, Header};
 use sha2::{Digest, Sha256};
 use tarsum::{EntryHeader, TarSum};
-use tree::Node;
+use tree::{Node, Tree};
 
 /// Errors of layer-packer.
 #[derive(Debug, thiserror::Error)]
@@ -270,90 +276,104 @@ impl<W: Write> Packer<'_, W> {
         Ok(())
     }
 
-    fn walk(&mut self, node: &Node, name: &mut Vec<u8>) -> Result<(), Error> {
-        let base = self.owner.header();
-        match node {
-            Node::Dir { mode, children } => {
-                let mut dir_name = name.clone();
-                dir_name.push(b'/');
-                self.entry(
-                    Header {
-                        name: dir_name,
-                        mode: *mode,
-                        typeflag: tarfmt::DIR,
-                        ..base
-                    },
-                    None,
-                )?;
-                for (child, node) in children {
-                    let len = name.len();
-                    name.push(b'/');
-                    name.extend_from_slice(child);
-                    self.walk(node, name)?;
-                    name.truncate(len);
+    /// Writes `root` and everything below it, in name order (a directory before its
+    /// children), with an explicit stack so that any depth is safe.
+    fn walk(&mut self, tree: &Tree) -> Result<(), Error> {
+        let mut name = b".".to_vec();
+        self.node(&tree.root, &name, None)?;
+        // Files in a row mostly share their source directory: rebuild its path only when it changes.
+        let mut src_dir: Option<(usize, PathBuf)> = None;
+        let mut stack = Vec::new();
+        if let Node::Dir { children, .. } = &tree.root {
+            stack.push((children.iter(), name.len()));
+        }
+        while let Some((children, len)) = stack.last_mut() {
+            let len = *len;
+            let Some((child, node)) = children.next() else {
+                stack.pop();
+                continue;
+            };
+            name.truncate(len);
+            name.push(b'/');
+            name.extend_from_slice(child);
+            let data = match node {
+                Node::File { dir, .. } => {
+                    let dir_path = match &src_dir {
+                        Some((d, p)) if d == dir => p,
+                        _ => &src_dir.insert((*dir, tree.dir_path(*dir))).1,
+                    };
+                    Some(dir_path.join(OsStr::from_bytes(child)))
                 }
+                _ => None,
+            };
+            self.node(node, &name, data.as_deref())?;
+            if let Node::Dir { children, .. } = node {
+                stack.push((children.iter(), name.len()));
             }
-            Node::File { path, mode, size } => {
-                let h = Header {
-                    name: name.clone(),
+        }
+        Ok(())
+    }
+
+    /// Writes the entry of one node named `name`, a file's data read from `data` (its
+    /// children are the caller's).
+    fn node(&mut self, node: &Node, name: &[u8], data: Option<&Path>) -> Result<(), Error> {
+        let base = Header {
+            name: name.to_vec(),
+            ..self.owner.header()
+        };
+        let h = match node {
+            Node::Dir { mode, .. } => {
+                let mut h = Header {
                     mode: *mode,
-                    size: *size,
-                    typeflag: tarfmt::REGULAR,
+                    typeflag: tarfmt::DIR,
                     ..base
                 };
-                self.entry(h, Some(path))?;
+                h.name.push(b'/');
+                h
             }
-            Node::Symlink { target } => {
-                let h = Header {
-                    name: name.clone(),
-                    mode: 0o777,
-                    typeflag: tarfmt::SYMLINK,
-                    linkname: target.clone(),
-                    ..base
-                };
-                self.entry(h, None)?;
-            }
-            Node::Fifo { mode } => {
-                self.entry(
-                    Header {
-                        name: name.clone(),
-                        mode: *mode,
-                        typeflag: tarfmt::FIFO,
-                        ..base
-                    },
-                    None,
-                )?;
-            }
+            Node::File { mode, size, .. } => Header {
+                mode: *mode,
+                size: *size,
+                typeflag: tarfmt::REGULAR,
+                ..base
+            },
+            Node::Symlink { target } => Header {
+                mode: 0o777,
+                typeflag: tarfmt::SYMLINK,
+                linkname: target.clone(),
+                ..base
+            },
+            Node::Fifo { mode } => Header {
+                mode: *mode,
+                typeflag: tarfmt::FIFO,
+                ..base
+            },
             Node::Device {
                 char,
                 mode,
                 major,
                 minor,
-            } => {
-                let typeflag = if *char {
+            } => Header {
+                mode: *mode,
+                typeflag: if *char {
                     tarfmt::CHAR
                 } else {
                     tarfmt::BLOCKDEV
-                };
-                let h = Header {
-                    name: name.clone(),
-                    mode: *mode,
-                    typeflag,
-                    devmajor: *major,
-                    devminor: *minor,
-                    ..base
-                };
-                self.entry(h, None)?;
-            }
-        }
-        Ok(())
+                },
+                devmajor: *major,
+                devminor: *minor,
+                ..base
+            },
+        };
+        let data = data.filter(|_| matches!(node, Node::File { .. }));
+        self.entry(h, data)
     }
 }
 
-/// Packs `root` as GNU tar does from the folder's root (`./` names), writing to `out`;
+/// Packs `tree` as GNU tar does from the folder's root (`./` names), writing to `out`;
 /// `numeric_owner` is GNU tar's `--numeric-owner`.
 pub fn pack<W: Write>(
-    root: &Node,
+    tree: &Tree,
     owner: &Owner,
     numeric_owner: bool,
     out: W,
@@ -417,8 +437,7 @@ pub fn pack<W: Write>(
             numeric_owner,
             head: Vec::with_capacity(2048),
         };
-        let mut name = b".".to_vec();
-        let walked = p.walk(root, &mut name);
+        let walked = p.walk(tree);
         // Finishing (or dropping, on failure) the chunker closes both channels.
         let finished = walked.and_then(|()| p.tar.finish().map_err(out_err));
         let stopped = || out_err(io::Error::other("a hashing thread stopped"));
@@ -446,26 +465,29 @@ pub enum Mode {
 }
 
 /// Builds the merged tree of `sources`, then applies `mkdirs` (path, mode).
+/// The sources are used as given: with [`Mode::Join`] a relative source gives relative links,
+/// so a caller that has relative paths makes them absolute first.
 pub fn build_tree(
     mode: Mode,
     sources: &[PathBuf],
     mkdirs: &[(Vec<u8>, u32)],
-) -> Result<Node, Error> {
-    let mut root = Node::dir(0o755);
+    max_entries: u64,
+) -> Result<Tree, Error> {
+    let mut tree = Tree::new(max_entries);
     for s in sources {
         match mode {
-            Mode::Pure(links) => tree::rsync_merge(&mut root, s, links)?,
-            Mode::Join => tree::lndir(&mut root, s)?,
+            Mode::Pure(links) => tree.rsync(s, links)?,
+            Mode::Join => tree.lndir(s)?,
         }
     }
-    if let (Mode::Pure(_), Node::Dir { mode, .. }) = (mode, &mut root) {
+    if let (Mode::Pure(_), Node::Dir { mode, .. }) = (mode, &mut tree.root) {
         // `chmod ug+w layer`
         *mode |= 0o660;
     }
     for (path, m) in mkdirs {
-        tree::mkdir(&mut root, path, *m).map_err(Error::Option)?;
+        tree::mkdir(&mut tree.root, path, *m).map_err(Error::Option)?;
     }
-    Ok(root)
+    Ok(tree)
 }
 
 #[cfg(test)]
@@ -494,6 +516,7 @@ mod tests {
             Mode::Pure(tree::Dirlinks::Copy),
             std::slice::from_ref(&dir),
             &[],
+            tree::MAX_ENTRIES,
         )
         .unwrap();
         change(&dir.join("f"));
@@ -524,6 +547,32 @@ mod tests {
     }
 
     #[test]
+    fn a_tree_deeper_than_the_stack_is_packed() {
+        // 2500 levels on a 128 KiB stack: a stack frame per level would overflow it.
+        let deep = "a/".repeat(2500).into_bytes();
+        let mkdirs = [(deep.clone(), 0o700)];
+        let (tar, packed) = std::thread::Builder::new()
+            .stack_size(128 << 10)
+            .spawn(move || {
+                let tree = build_tree(Mode::Join, &[], &mkdirs, tree::MAX_ENTRIES).unwrap();
+                pack(&tree, &owner(), true, Vec::new()).unwrap()
+            })
+            .unwrap()
+            .join()
+            .unwrap();
+        assert_eq!(packed.size, tar.len() as u64);
+        assert_eq!(packed.tarsum, tarsum::tarsum_of(&tar[..]).unwrap());
+        let mut deepest = b"./".to_vec();
+        deepest.extend_from_slice(&deep);
+        // The deepest name is the data of the last `././@LongLink` entry, at a block boundary.
+        let found = (0..tar.len() / tarfmt::BLOCK)
+            .rev()
+            .take(100)
+            .any(|b| tar[b * tarfmt::BLOCK..].starts_with(&deepest));
+        assert!(found);
+    }
+
+    #[test]
     fn the_sums_match_the_bytes_across_buffer_boundaries() {
         let dir = std::env::temp_dir().join(format!("lp-sums-{}", std::process::id()));
         let _ = fs::remove_dir_all(&dir);
@@ -538,6 +587,7 @@ mod tests {
             Mode::Pure(tree::Dirlinks::Copy),
             std::slice::from_ref(&dir),
             &[],
+            tree::MAX_ENTRIES,
         )
         .unwrap();
         let (tar, packed) = pack(&tree, &owner(), false, Vec::new()).unwrap();

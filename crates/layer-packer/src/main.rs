@@ -63,6 +63,10 @@ struct Common {
     /// Add an empty directory PATH with MODE (octal) after merging, like `mkdir -p PATH && chmod MODE PATH` in extraCommands.
     #[arg(long = "mkdir", value_name = "PATH:MODE", value_parser = parse_mkdir)]
     mkdirs: Vec<(Vec<u8>, u32)>,
+    /// Most entries the layer may have, counting a followed directory symlink's target each time
+    /// (a bound on what a symlink bomb can expand to; about 200 bytes of memory each).
+    #[arg(long, value_name = "N", default_value_t = layer_packer::tree::MAX_ENTRIES)]
+    max_entries: u64,
     /// Source folders, merged in order.
     #[arg(required = true)]
     sources: Vec<PathBuf>,
@@ -100,6 +104,15 @@ fn io_err(path: &Path) -> impl FnOnce(io::Error) -> MainError + '_ {
         path: path.to_path_buf(),
         source,
     }
+}
+
+/// The sources made absolute lexically, as Nix passes them: symlinkJoin's links to files are
+/// the source's path, and a relative one would dangle in the image.
+fn absolute_sources(sources: &[PathBuf]) -> Result<Vec<PathBuf>, MainError> {
+    sources
+        .iter()
+        .map(|s| std::path::absolute(s).map_err(io_err(s)))
+        .collect()
 }
 
 fn run(args: Args) -> Result<(), MainError> {
@@ -167,7 +180,8 @@ fn run(args: Args) -> Result<(), MainError> {
     } else {
         Out::Dir(AtomicDir::create(&common.out).map_err(io_err(&common.out))?)
     };
-    let tree = layer_packer::build_tree(mode, &common.sources, &common.mkdirs)?;
+    let sources = absolute_sources(&common.sources)?;
+    let tree = layer_packer::build_tree(mode, &sources, &common.mkdirs, common.max_entries)?;
     match out {
         Out::Stdout(mut w) => {
             // The customisation layer is packed with `--numeric-owner`.
@@ -205,7 +219,7 @@ fn naming_output(path: &Path) -> impl FnOnce(Error) -> MainError + '_ {
 /// Packs into OUT/layer.tar (with OUT/checksum, or OUT/json and OUT/VERSION), atomically.
 fn write_out_dir(
     dir: AtomicDir,
-    tree: &layer_packer::tree::Node,
+    tree: &layer_packer::tree::Tree,
     owner: &Owner,
     mode: Mode,
     base: Option<(&serde_json::Value, &PathBuf)>,

@@ -21,7 +21,7 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 use dockertools_common::atomic::AtomicFile;
-use dockertools_common::compress::{open_decompressed, Compression, Compressor};
+use dockertools_common::compress::{open_decompressed, Compression, Compressor, Decompressed};
 use dockertools_common::jq;
 use dockertools_common::tar::reader::{ReadError, Reader};
 use dockertools_common::tar::writer::{DataError, TarWriter};
@@ -211,7 +211,9 @@ fn scan(
         input: input.to_path_buf(),
         source,
     };
-    let (compression, backing, mut reader): (Compression, Backing, Reader<Box<dyn ReadSeek>>) = {
+    // A compressed input is checked to its end once the tar reader is done with it.
+    let mut compressed: Option<Decompressed> = None;
+    let (compression, backing, mut reader) = {
         let (kind, dec) = open_decompressed(input).map_err(io_err)?;
         if kind == Compression::None {
             drop(dec);
@@ -228,7 +230,8 @@ fn scan(
                 source,
             })?;
             let writer = BufWriter::with_capacity(1 << 20, spool.try_clone().map_err(io_err)?);
-            let r: Box<dyn ReadSeek> = Box::new(NoSeek(Tee { r: dec, w: writer }));
+            let dec = compressed.insert(dec);
+            let r: Box<dyn ReadSeek + '_> = Box::new(NoSeek(Tee { r: dec, w: writer }));
             (kind, Backing::Spool(spool), Reader::new(r))
         }
     };
@@ -376,6 +379,9 @@ fn scan(
         }
     }
     drop(reader);
+    if let Some(dec) = compressed {
+        dec.finish().map_err(io_err)?;
+    }
     Ok(Scanned {
         compression,
         backing,

@@ -273,7 +273,8 @@ impl BaseImage {
             index.members.insert(e.name, e.index);
         }
         drop(reader);
-        drop(stream);
+        // The archive's end is not the stream's: read it to its end and check it.
+        stream.finish().map_err(io_err)?;
         Ok(index)
     }
 

@@ -4,12 +4,17 @@
 //! Output: `tarsum.v1+sha256:<hex>`.
 //! Each entry is hashed as `name<name>mode<mode>uid<uid>gid<gid>size<size>typeflag<t>linkname<l>`
 //! `unamegnamedevmajor<major>devminor<minor>` followed by its `SCHILY.xattr` records sorted by key
-//! and its data; the final digest is SHA-256 over the sorted hex entry sums.
+//! (empty values included, as moby does since v25) and its data; the final digest is SHA-256
+//! over the hex entry sums in the order Go's `sort.Sort` leaves them: by sum, and entries with
+//! the same cleaned name by position, which is no total order, so the private `gosort` module
+//! repeats Go's sort step for step.
 //! Deterministic: a pure function of the input bytes. Memory grows with the number of entries
 //! (one name and one sum each), never with file sizes.
 //!
 //! [`TarSum`] is also fed directly by writers (layer-packer) that know each entry's header,
 //! so the sum comes out of the same pass that writes the tar.
+//!
+//! tidy: lookup only (a hash set finds repeated names; nothing iterates it).
 
 use std::collections::{BTreeMap, HashSet};
 use std::io::Read;
@@ -17,6 +22,8 @@ use std::io::Read;
 use dockertools_common::hash::hex;
 use dockertools_common::tar::reader::{ReadError, Reader};
 use sha2::{Digest, Sha256};
+
+mod gosort;
 
 /// Errors of the tarsum computation.
 #[derive(Debug, thiserror::Error)]
@@ -173,45 +180,48 @@ impl TarSum {
     }
 }
 
-/// The order in which Docker's `SortBySums` leaves the entries.
-fn sorted_order(sums: &[(Vec<u8>, [u8; 64])]) -> Vec<usize> {
-    let mut order: Vec<usize> = (0..sums.len()).collect();
-    let mut seen = HashSet::new();
-    let has_dups = sums.iter().any(|(name, _)| !seen.insert(name.as_slice()));
-    if !has_dups {
-        order.sort_by(|&a, &b| sums[a].1.cmp(&sums[b].1));
-        return order;
+/// The entries as Docker's `SortBySums` sees them: positions in archive order, permuted by
+/// the sort.
+struct BySum<'a> {
+    sums: &'a [(Vec<u8>, [u8; 64])],
+    order: Vec<usize>,
+    /// Whether some cleaned name repeats; only then do equal names compare by position.
+    dups: bool,
+}
+
+impl gosort::SortData for BySum<'_> {
+    fn len(&self) -> usize {
+        self.order.len()
     }
-    // Same cleaned name: archive order; otherwise by sum. This comparator is not a
-    // consistent order in general, so reproduce Go's sort.Sort where it is observable:
-    // insertion sort for up to 12 elements.
-    let less = |a: usize, b: usize| {
-        if sums[a].0 == sums[b].0 {
-            a < b
+
+    fn less(&self, i: usize, j: usize) -> bool {
+        let (x, y) = (self.order[i], self.order[j]);
+        let (a, b) = (&self.sums[x], &self.sums[y]);
+        if self.dups && a.0 == b.0 {
+            x < y
         } else {
-            sums[a].1 < sums[b].1
+            a.1 < b.1
         }
-    };
-    if order.len() <= 12 {
-        for i in 1..order.len() {
-            let mut j = i;
-            while j > 0 && less(order[j], order[j - 1]) {
-                order.swap(j, j - 1);
-                j -= 1;
-            }
-        }
-    } else {
-        order.sort_by(|&a, &b| {
-            if less(a, b) {
-                std::cmp::Ordering::Less
-            } else if less(b, a) {
-                std::cmp::Ordering::Greater
-            } else {
-                std::cmp::Ordering::Equal
-            }
-        });
     }
-    order
+
+    fn swap(&mut self, i: usize, j: usize) {
+        self.order.swap(i, j);
+    }
+}
+
+/// The order in which Docker's `SortBySums` leaves the entries.
+/// With a repeated name its comparison is not a total order, so the result is whatever Go's
+/// `sort.Sort` makes of it: [`gosort`] repeats Go's steps exactly.
+fn sorted_order(sums: &[(Vec<u8>, [u8; 64])]) -> Vec<usize> {
+    let mut seen = HashSet::with_capacity(sums.len());
+    let dups = sums.iter().any(|(name, _)| !seen.insert(name.as_slice()));
+    let mut data = BySum {
+        sums,
+        order: (0..sums.len()).collect(),
+        dups,
+    };
+    gosort::sort(&mut data);
+    data.order
 }
 
 /// Computes the tarsum of the tar stream `input`, hashing entries on all cores.
@@ -490,6 +500,92 @@ mod tests {
         let input = include_bytes!("../fuzz/seeds/tarsum_reader/regression-sparse-leftover-data");
         assert!(tarsum_with_threads(&input[..], 1).is_err());
         assert!(tarsum_with_threads(&input[..], 2).is_err());
+    }
+
+    /// `n` regular files whose names repeat every `names` entries (some spelled with `./`),
+    /// each holding its own index as text.
+    fn repeated_names(n: usize, names: usize) -> Vec<u8> {
+        let mut tar = Vec::new();
+        let mut w = dockertools_common::tar::writer::TarWriter::new(&mut tar);
+        for i in 0..n {
+            let dot = if i % 3 == 0 { "./" } else { "" };
+            let data = i.to_string().into_bytes();
+            let h = dockertools_common::tar::Header {
+                name: format!("{dot}d/f{}", i % names).into_bytes(),
+                mode: 0o644,
+                size: data.len() as u64,
+                typeflag: b'0',
+                ..Default::default()
+            };
+            let mut head = Vec::new();
+            dockertools_common::tar::pax::encode(&h, &mut head);
+            w.raw(&head).unwrap();
+            w.data_bytes(&data).unwrap();
+        }
+        w.finish().unwrap();
+        tar
+    }
+
+    #[test]
+    fn repeated_names_are_ordered_as_go_sorts_them() -> Result<(), Error> {
+        // Expected sums: moby's tarsum built with Go, on the same archives. Beyond 12 entries a
+        // generic sort panicked here ("does not correctly implement a total order").
+        for (n, names, want) in [
+            (
+                12,
+                5,
+                "5149595e97cb2c4a046dc52df29a6d8ad26391adcd12c6c517e4b6ec5971317f",
+            ),
+            (
+                13,
+                12,
+                "3e7cd2da86ea70ff68d88eb1f4afa018fdd6b73d7c6f70dbfd31d04d3bd143ff",
+            ),
+            (
+                50,
+                7,
+                "0480bb5c95647d5c76bb16e56c2ed26ea8db4f280109f39f063862930fb7744d",
+            ),
+            (
+                300,
+                3,
+                "4e509754371d4334a4b352589a97465fb7bcdc35b12ffe8e712548bb95046a26",
+            ),
+            (
+                3000,
+                40,
+                "6a9a11ca67c12951031bbaa85e455fca66fa3488fa6b03634299a50490f5ec97",
+            ),
+        ] {
+            let tar = repeated_names(n, names);
+            let want = format!("tarsum.v1+sha256:{want}");
+            assert_eq!(tarsum_with_threads(&tar[..], 1)?, want, "{n} entries");
+            assert_eq!(tarsum_with_threads(&tar[..], 3)?, want, "{n} entries");
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn an_empty_xattr_value_is_hashed() -> Result<(), Error> {
+        // moby since v25 hashes every SCHILY.xattr record Go's reader keeps, empty ones too.
+        let h = dockertools_common::tar::Header {
+            name: b"f".to_vec(),
+            mode: 0o644,
+            typeflag: b'0',
+            ..Default::default()
+        };
+        let mut tar = Vec::new();
+        let xattrs = [
+            (b"SCHILY.xattr.user.empty".to_vec(), Vec::new()),
+            (b"SCHILY.xattr.user.set".to_vec(), b"1".to_vec()),
+        ];
+        dockertools_common::tar::pax::encode_with(&h, &xattrs, &mut tar);
+        tar.resize(tar.len() + 1024, 0);
+        // Go's result; v24's rule (empty values dropped) gave eb82328d...
+        let want =
+            "tarsum.v1+sha256:558ba622cf3c4e536b734100a740cf423e97bf435b1b75d7b7e497219613d9e8";
+        assert_eq!(tarsum_of(&tar[..])?, want);
+        Ok(())
     }
 
     #[test]

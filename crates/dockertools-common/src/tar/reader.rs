@@ -3,8 +3,11 @@
 //! It returns one [`Entry`] per file, with GNU long names and link targets, PAX records
 //! (`path`, `linkpath`, `uname`, `gname`, `uid`, `gid`, `size`, `SCHILY.xattr.*`) and the ustar
 //! prefix applied, and streams each entry's logical data (sparse files expanded).
-//! PAX global headers are returned as entries. Memory is bounded by the largest
-//! PAX or long-name payload (at most 1 MiB) and the sparse map, never by file data.
+//! PAX global headers are returned as entries.
+//! Memory is bounded whatever the input: PAX and long-name payloads and sparse maps are
+//! limited to 1 MiB each, as in Go, and file data is streamed, never held.
+//! Time is linear in the input and the data returned: records are found through an index and
+//! sparse holes are walked in order.
 
 use std::collections::BTreeMap;
 use std::io::{self, Read};
@@ -61,6 +64,28 @@ pub enum ReadErrorKind {
     /// An invalid sparse map or sparse data that does not match it.
     #[error("invalid sparse file: {0}")]
     BadSparse(&'static str),
+    /// A sparse map over 1 MiB (Go's limit, which bounds the memory a map takes).
+    #[error("sparse map larger than 1 MiB")]
+    SparseMapTooLong,
+    /// Entry data read whole into memory ([`Reader::read_to_vec`]) that is over the caller's limit.
+    #[error("entry data of {size} bytes is larger than the limit of {}", show_size(*.limit))]
+    DataTooLarge {
+        /// The entry's logical data size.
+        size: u64,
+        /// The limit it went over.
+        limit: u64,
+    },
+}
+
+/// A byte count as people write it: `64 MiB`, `256 KiB`, or `1000 bytes`.
+fn show_size(n: u64) -> String {
+    match n {
+        0 => "0 bytes".to_string(),
+        n if n % (1 << 30) == 0 => format!("{} GiB", n >> 30),
+        n if n % (1 << 20) == 0 => format!("{} MiB", n >> 20),
+        n if n % (1 << 10) == 0 => format!("{} KiB", n >> 10),
+        n => format!("{n} bytes"),
+    }
 }
 
 /// An error with the position where it happened.
@@ -319,10 +344,138 @@ fn block_format(b: &[u8; BLOCK]) -> u8 {
     }
 }
 
+/// Largest number of regions in a sparse map (Go's limit; 1 MiB of map text holds fewer).
+const MAX_SPARSE_REGIONS: usize = 1 << 20;
+
+/// Where a sparse file's holes are, and how far it has been read.
 struct Sparse {
-    /// Holes as (offset, end), always at least one (a final empty hole at `size`).
+    /// Holes as (offset, end), in order, never empty: the last one ends at the logical size.
     holes: Vec<(i64, i64)>,
+    /// Index of the hole at or after `pos`; the list is walked, never shifted.
+    next: usize,
     pos: i64,
+}
+
+impl Sparse {
+    /// Checks the data regions as Go does (in order, not overlapping, inside `size`) and turns
+    /// them into holes; `None` for an invalid map.
+    fn new(map: &[(i64, i64)], size: i64) -> Option<Sparse> {
+        if size < 0 {
+            return None;
+        }
+        let mut pre_end = 0i64;
+        for &(off, len) in map {
+            let end = off.checked_add(len)?;
+            if off < 0 || len < 0 || end > size || pre_end > off {
+                return None;
+            }
+            pre_end = end;
+        }
+        // Empty regions are dropped and adjacent ones joined, so holes are never empty,
+        // except the last one when the data runs to the end.
+        let mut holes = Vec::new();
+        let mut pre = 0i64;
+        for &(off, len) in map {
+            if len == 0 {
+                continue;
+            }
+            if off > pre {
+                holes.push((pre, off));
+            }
+            pre = off + len;
+        }
+        holes.push((pre, size));
+        Some(Sparse {
+            holes,
+            next: 0,
+            pos: 0,
+        })
+    }
+
+    /// The hole at or after the current position.
+    fn hole(&self) -> (i64, i64) {
+        let last = self.holes.last().copied().unwrap_or_default();
+        self.holes.get(self.next).copied().unwrap_or(last)
+    }
+
+    /// Moves the position on by `n` bytes, past the current hole if it ends there.
+    fn advance(&mut self, n: usize) {
+        self.pos += n as i64;
+        if self.pos >= self.hole().1 && self.next + 1 < self.holes.len() {
+            self.next += 1;
+        }
+    }
+}
+
+/// The numbers of a GNU 1.0 sparse map, read token by token as its blocks arrive.
+#[derive(Default)]
+struct MapTokens {
+    /// Bytes of the token being read (since the last newline).
+    cur: Vec<u8>,
+    /// Tokens completed so far.
+    done: u64,
+    /// The number of regions, once the first token is complete.
+    count: Option<u64>,
+    /// A region's offset waiting for its length.
+    offset: Option<i64>,
+    map: Vec<(i64, i64)>,
+    /// The first error among the region tokens.
+    failed: Option<ReadErrorKind>,
+}
+
+impl MapTokens {
+    /// Whether every number the count announces has been read.
+    fn complete(&self) -> bool {
+        matches!(self.count, Some(c) if self.done > 2 * c)
+    }
+
+    /// Takes the next piece of the map, a line with or without its newline; an error when
+    /// the count itself is bad (Go stops reading there).
+    fn feed(&mut self, piece: &[u8]) -> Option<ReadErrorKind> {
+        if self.complete() {
+            // What follows the last number in its block is padding, never parsed.
+            return None;
+        }
+        let Some((&b'\n', text)) = piece.split_last() else {
+            self.cur.extend_from_slice(piece);
+            return None;
+        };
+        self.cur.extend_from_slice(text);
+        self.done += 1;
+        let value = parse_dec(&self.cur);
+        self.cur.clear();
+        if self.count.is_none() {
+            // Go refuses a count whose double overflows.
+            match value.filter(|n| (0..1 << 62).contains(n)) {
+                Some(n) => self.count = Some(n as u64),
+                None => return Some(ReadErrorKind::BadSparse("bad sparse map")),
+            }
+        } else if self.failed.is_none() {
+            self.region_token(value);
+        }
+        None
+    }
+
+    fn region_token(&mut self, value: Option<i64>) {
+        let Some(v) = value else {
+            self.failed = Some(ReadErrorKind::BadSparse("bad sparse map"));
+            return;
+        };
+        match self.offset.take() {
+            None => self.offset = Some(v),
+            Some(_) if self.map.len() >= MAX_SPARSE_REGIONS => {
+                self.failed = Some(ReadErrorKind::SparseMapTooLong);
+            }
+            Some(off) => self.map.push((off, v)),
+        }
+    }
+
+    fn finish(self) -> Result<Vec<(i64, i64)>, ReadErrorKind> {
+        match self.failed {
+            Some(kind) => Err(kind),
+            None => Ok(self.map),
+        }
+    }
 }
 
 /// Reads entries from a tar stream.
@@ -441,6 +594,8 @@ impl<R: Read> Reader<R> {
         let bad = || self.err(ReadErrorKind::BadPax);
         let mut out: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
         let mut sparse_map: Vec<Vec<u8>> = Vec::new();
+        // Where each key is in `out`: a payload can hold 200,000 records, so no linear search.
+        let mut seen: BTreeMap<&[u8], usize> = BTreeMap::new();
         let mut s = buf;
         while !s.is_empty() {
             let sp = s.iter().position(|&b| b == b' ').ok_or_else(bad)?;
@@ -472,31 +627,36 @@ impl<R: Read> Reader<R> {
                     return Err(bad());
                 }
                 sparse_map.push(v.to_vec());
-            } else if let Some(slot) = out.iter_mut().find(|(key, _)| key == k) {
+            } else if let Some(slot) = seen.get(k).and_then(|&i| out.get_mut(i)) {
                 slot.1 = v.to_vec();
             } else {
+                seen.insert(k, out.len());
                 out.push((k.to_vec(), v.to_vec()));
             }
             s = &s[n..];
         }
         if !sparse_map.is_empty() {
             let joined = sparse_map.join(&b","[..]);
-            let key = b"GNU.sparse.map".to_vec();
-            if let Some(slot) = out.iter_mut().find(|(k, _)| *k == key) {
+            let key: &[u8] = b"GNU.sparse.map";
+            if let Some(slot) = seen.get(key).and_then(|&i| out.get_mut(i)) {
                 slot.1 = joined;
             } else {
-                out.push((key, joined));
+                out.push((key.to_vec(), joined));
             }
         }
         Ok(out)
     }
 
+    /// Applies one PAX header's records (unique keys, as [`Self::parse_pax`] returns them) to a
+    /// fresh entry.
     fn merge_pax(&self, e: &mut Entry, pax: &[(Vec<u8>, Vec<u8>)]) -> Result<(), ReadError> {
         let bad = || self.err(ReadErrorKind::BadPax);
+        e.pax = pax.to_vec();
         for (k, v) in pax {
-            match e.pax.iter_mut().find(|(key, _)| key == k) {
-                Some(slot) => slot.1 = v.clone(),
-                None => e.pax.push((k.clone(), v.clone())),
+            // Go keeps every record, empty ones included, in `PAXRecords`, and tarsum (moby
+            // since v25) hashes the xattrs found there; only the header fields ignore empty values.
+            if let Some(x) = k.strip_prefix(b"SCHILY.xattr.") {
+                e.xattrs.insert(x.to_vec(), v.clone());
             }
             if v.is_empty() {
                 continue;
@@ -522,11 +682,7 @@ impl<R: Read> Reader<R> {
                     }
                     e.has_atime_ctime = true;
                 }
-                _ => {
-                    if let Some(x) = k.strip_prefix(b"SCHILY.xattr.") {
-                        e.xattrs.insert(x.to_vec(), v.clone());
-                    }
-                }
+                _ => {}
             }
         }
         Ok(())
@@ -654,6 +810,18 @@ impl<R: Read> Reader<R> {
             return Ok(None);
         }
         if self.returned {
+            // The rest of the returned entry is still that entry's: an error there names it.
+            match self.skip_rest() {
+                Ok(true) => {}
+                Ok(false) => {
+                    self.done = true;
+                    return Ok(None);
+                }
+                Err(e) => {
+                    self.done = true;
+                    return Err(e);
+                }
+            }
             self.index += 1;
         }
         let r = self.next_inner();
@@ -664,6 +832,21 @@ impl<R: Read> Reader<R> {
         r
     }
 
+    /// Discards the rest of the current entry's data and its padding; false when the archive
+    /// ends inside the padding (Go: a short read inside data is an error, inside the padding
+    /// it is the end).
+    fn skip_rest(&mut self) -> Result<bool, ReadError> {
+        let (data, pad) = (self.phys_left, self.pad);
+        self.phys_left = 0;
+        self.pad = 0;
+        self.logical_left = 0;
+        self.sparse = None;
+        if data > 0 && !matches!(self.skip(data)?, Fill::Full) {
+            return Err(self.err(ReadErrorKind::UnexpectedEof));
+        }
+        Ok(pad == 0 || matches!(self.skip(pad)?, Fill::Full))
+    }
+
     fn next_inner(&mut self) -> Result<Option<Entry>, ReadError> {
         let mut pax: Option<Vec<(Vec<u8>, Vec<u8>)>> = None;
         let mut long_name: Option<Vec<u8>> = None;
@@ -671,17 +854,8 @@ impl<R: Read> Reader<R> {
         let mut fmt_acc = format::USTAR | format::PAX | format::GNU;
         let mut first = true;
         loop {
-            // Discard the rest of the previous entry and its padding.
-            // Go: a short read inside data is an error, inside the padding it is the end.
-            let (data, pad) = (self.phys_left, self.pad);
-            self.phys_left = 0;
-            self.pad = 0;
-            self.logical_left = 0;
-            self.sparse = None;
-            if data > 0 && !matches!(self.skip(data)?, Fill::Full) {
-                return Err(self.err(ReadErrorKind::UnexpectedEof));
-            }
-            if pad > 0 && !matches!(self.skip(pad)?, Fill::Full) {
+            // Discard the rest of a special header's payload.
+            if !self.skip_rest()? {
                 return Ok(None);
             }
             if first {
@@ -699,27 +873,7 @@ impl<R: Read> Reader<R> {
                     let buf = self.special(e.size)?;
                     let recs = self.parse_pax(&buf)?;
                     if e.typeflag == b'g' {
-                        let mut g = Entry {
-                            index: self.index,
-                            offset: self.cur_offset,
-                            name: e.name,
-                            typeflag: b'g',
-                            format: fmt_acc,
-                            ..Entry::default()
-                        };
-                        self.merge_pax(&mut g, &recs)?;
-                        // Only the name and the records survive on a global header.
-                        g.linkname.clear();
-                        g.uname.clear();
-                        g.gname.clear();
-                        g.uid = 0;
-                        g.gid = 0;
-                        g.size = 0;
-                        g.mtime = 0;
-                        g.has_atime_ctime = false;
-                        self.phys_left = 0;
-                        self.logical_left = 0;
-                        return Ok(Some(g));
+                        return Ok(Some(self.global_entry(e.name, &recs, fmt_acc)));
                     }
                     pax = Some(recs);
                 }
@@ -764,78 +918,109 @@ impl<R: Read> Reader<R> {
         }
     }
 
+    /// A PAX global header as Go returns it: its name and records, nothing else.
+    fn global_entry(&mut self, name: Vec<u8>, recs: &[(Vec<u8>, Vec<u8>)], format: u8) -> Entry {
+        let mut g = Entry {
+            index: self.index,
+            offset: self.cur_offset,
+            name,
+            typeflag: b'g',
+            format,
+            ..Entry::default()
+        };
+        // Go ignores a bad record in a global header (an unparsable uid, say): the header comes
+        // back without records, keeping the name and xattrs applied before the bad record.
+        // Go applies them in map order, which is random; archive order, kept here, is one of
+        // its outcomes (the most frequent one), and the only one when nothing else precedes.
+        if self.merge_pax(&mut g, recs).is_err() {
+            g.pax.clear();
+        }
+        // Only the name and the records survive on a global header.
+        g.linkname.clear();
+        g.uname.clear();
+        g.gname.clear();
+        g.uid = 0;
+        g.gid = 0;
+        g.size = 0;
+        g.mtime = 0;
+        g.has_atime_ctime = false;
+        self.phys_left = 0;
+        self.logical_left = 0;
+        g
+    }
+
     fn sparse_setup(
         &mut self,
         e: &mut Entry,
         blk: &[u8; BLOCK],
         raw_fmt: u8,
     ) -> Result<(), ReadError> {
-        let bad = |s: &Self, what: &'static str| s.err(ReadErrorKind::BadSparse(what));
-        let map: Option<Vec<(i64, i64)>> = if e.typeflag == b'S' {
+        let map = if e.typeflag == b'S' {
             if raw_fmt != format::GNU {
                 return Err(self.err(ReadErrorKind::BadHeader));
             }
             e.format &= format::GNU;
-            e.size = parse_numeric(&blk[483..495]).ok_or_else(|| bad(self, "real size"))?;
-            let mut map = Vec::new();
-            let mut area: Vec<u8> = blk[386..483].to_vec();
-            let mut entries = 4;
-            loop {
-                for i in 0..entries {
-                    let ent = &area[i * 24..i * 24 + 24];
-                    if ent[0] == 0 {
-                        break;
-                    }
-                    let off = parse_numeric(&ent[0..12]).ok_or_else(|| bad(self, "offset"))?;
-                    let len = parse_numeric(&ent[12..24]).ok_or_else(|| bad(self, "length"))?;
-                    map.push((off, len));
-                }
-                if area[entries * 24] > 0 {
-                    let mut ext = [0u8; BLOCK];
-                    self.must_fill(&mut ext)?;
-                    area = ext.to_vec();
-                    entries = 21;
-                    continue;
-                }
-                break;
-            }
-            Some(map)
+            e.size = parse_numeric(&blk[483..495])
+                .ok_or_else(|| self.err(ReadErrorKind::BadSparse("real size")))?;
+            Some(self.old_gnu_sparse_map(blk)?)
         } else {
             self.pax_sparse(e)?
         };
         let Some(map) = map else { return Ok(()) };
         let header_only = matches!(e.typeflag, b'1' | b'2' | b'3' | b'4' | b'5' | b'6');
-        let size = e.size;
-        let mut valid = size >= 0;
-        let mut pre_end = 0i64;
-        for &(off, len) in &map {
-            if off < 0 || len < 0 || off > i64::MAX - len || off + len > size || pre_end > off {
-                valid = false;
-                break;
-            }
-            pre_end = off + len;
-        }
-        if header_only || !valid {
-            return Err(bad(self, "bad sparse map"));
-        }
-        // Invert data regions into holes, as Go does.
-        let mut holes = Vec::new();
-        let mut pre = 0i64;
-        for &(off, len) in &map {
-            if len == 0 {
-                continue;
-            }
-            if off > pre {
-                holes.push((pre, off));
-            }
-            pre = off + len;
-        }
-        holes.push((pre, size));
-        self.logical_left = size as u64;
-        self.sparse = Some(Sparse { holes, pos: 0 });
+        let sparse = Sparse::new(&map, e.size);
+        let Some(sparse) = sparse.filter(|_| !header_only) else {
+            return Err(self.err(ReadErrorKind::BadSparse("bad sparse map")));
+        };
+        self.logical_left = e.size as u64;
+        self.sparse = Some(sparse);
         Ok(())
     }
 
+    /// Reads the old GNU sparse map: four regions in the header, then extension blocks of 21
+    /// while the "extended" flag is set, at most 1 MiB of them in all (Go's limit).
+    fn old_gnu_sparse_map(&mut self, blk: &[u8; BLOCK]) -> Result<Vec<(i64, i64)>, ReadError> {
+        let bad = |s: &Self, what: &'static str| s.err(ReadErrorKind::BadSparse(what));
+        let mut map = Vec::new();
+        let mut area: [u8; BLOCK] = [0; BLOCK];
+        // The header's sparse area (4 regions and the flag) is at 386..483.
+        area[..97].copy_from_slice(&blk[386..483]);
+        let mut entries = 4;
+        // Go counts the sparse areas read so far (97 bytes in the header, a whole block per
+        // extension) and fails once they reach 1 MiB, before parsing the block that got there:
+        // at most 2047 extension blocks, 42,991 regions.
+        let mut total = 97usize;
+        loop {
+            for ent in area.chunks_exact(24).take(entries) {
+                if ent[0] == 0 {
+                    break;
+                }
+                let off = parse_numeric(&ent[..12]).ok_or_else(|| bad(self, "offset"))?;
+                let len = parse_numeric(&ent[12..]).ok_or_else(|| bad(self, "length"))?;
+                self.push_region(&mut map, off, len)?;
+            }
+            if area[entries * 24] == 0 {
+                return Ok(map);
+            }
+            self.must_fill(&mut area)?;
+            entries = 21;
+            total += BLOCK;
+            if total >= MAX_SPECIAL as usize {
+                return Err(self.err(ReadErrorKind::SparseMapTooLong));
+            }
+        }
+    }
+
+    /// Appends one data region, refusing more than Go's 2^20 (never reached within 1 MiB).
+    fn push_region(&self, map: &mut Vec<(i64, i64)>, off: i64, len: i64) -> Result<(), ReadError> {
+        if map.len() >= MAX_SPARSE_REGIONS {
+            return Err(self.err(ReadErrorKind::SparseMapTooLong));
+        }
+        map.push((off, len));
+        Ok(())
+    }
+
+    /// Reads the GNU PAX sparse records (formats 0.0, 0.1 and 1.0); `None` when not sparse.
     fn pax_sparse(&mut self, e: &mut Entry) -> Result<Option<Vec<(i64, i64)>>, ReadError> {
         let bad = |s: &Self| s.err(ReadErrorKind::BadSparse("bad sparse map"));
         let get = |k: &[u8]| {
@@ -870,73 +1055,60 @@ impl<R: Read> Reader<R> {
         if !size.is_empty() {
             e.size = parse_dec(&size).ok_or_else(|| bad(self))?;
         }
-        let dec = |s: &[u8]| parse_dec(s);
         if is1x0 {
-            // The map is at the start of the data: newline-separated decimal numbers, block-aligned.
-            let mut buf: Vec<u8> = Vec::new();
-            let mut newlines = 0usize;
-            let mut consumed = 0usize;
-            let mut tokens: Vec<Vec<u8>> = Vec::new();
-            let feed = |this: &mut Self, n: usize, buf: &mut Vec<u8>, newlines: &mut usize| {
-                while *newlines < n {
-                    let mut blk = [0u8; BLOCK];
-                    if this.phys_left < BLOCK as u64 {
-                        return Err(this.err(ReadErrorKind::UnexpectedEof));
-                    }
-                    this.must_fill(&mut blk)?;
-                    this.phys_left -= BLOCK as u64;
-                    *newlines += blk.iter().filter(|&&c| c == b'\n').count();
-                    buf.extend_from_slice(&blk);
-                }
-                Ok(())
-            };
-            let next_token = |buf: &Vec<u8>, consumed: &mut usize, newlines: &mut usize| {
-                *newlines -= 1;
-                let rest = &buf[*consumed..];
-                let i = rest.iter().position(|&c| c == b'\n').unwrap_or(rest.len());
-                let tok = rest[..i].to_vec();
-                *consumed += (i + 1).min(rest.len());
-                tok
-            };
-            feed(self, 1, &mut buf, &mut newlines)?;
-            let count =
-                dec(&next_token(&buf, &mut consumed, &mut newlines)).ok_or_else(|| bad(self))?;
-            if !(0..=(1 << 40)).contains(&count) {
-                return Err(bad(self));
-            }
-            feed(self, 2 * count as usize, &mut buf, &mut newlines)?;
-            for _ in 0..2 * count {
-                tokens.push(next_token(&buf, &mut consumed, &mut newlines));
-            }
-            let mut map = Vec::new();
-            for pair in tokens.chunks(2) {
-                let off = dec(&pair[0]).ok_or_else(|| bad(self))?;
-                let len = dec(&pair[1]).ok_or_else(|| bad(self))?;
-                map.push((off, len));
-            }
-            Ok(Some(map))
-        } else {
-            let count = dec(&get(b"GNU.sparse.numblocks")).ok_or_else(|| bad(self))?;
-            if count < 0 {
-                return Err(bad(self));
-            }
-            let raw = get(b"GNU.sparse.map");
-            let parts: Vec<&[u8]> = if raw.is_empty() {
-                Vec::new()
-            } else {
-                raw.split(|&b| b == b',').collect()
-            };
-            if parts.len() as i64 != 2 * count {
-                return Err(bad(self));
-            }
-            let mut map = Vec::new();
-            for pair in parts.chunks(2) {
-                let off = dec(pair[0]).ok_or_else(|| bad(self))?;
-                let len = dec(pair[1]).ok_or_else(|| bad(self))?;
-                map.push((off, len));
-            }
-            Ok(Some(map))
+            return self.sparse_map_1x0().map(Some);
         }
+        let count = parse_dec(&get(b"GNU.sparse.numblocks"))
+            .filter(|&n| (0..1 << 62).contains(&n))
+            .ok_or_else(|| bad(self))?;
+        let raw = get(b"GNU.sparse.map");
+        let mut parts = raw.split(|&b| b == b',');
+        let expected = 2 * count as usize;
+        // An empty record is no numbers at all, not one empty number.
+        let found = if raw.is_empty() {
+            0
+        } else {
+            raw.iter().filter(|&&b| b == b',').count() + 1
+        };
+        if found != expected {
+            return Err(bad(self));
+        }
+        let mut map = Vec::new();
+        for _ in 0..count {
+            let mut next = || parts.next().and_then(parse_dec).ok_or_else(|| bad(self));
+            let (off, len) = (next()?, next()?);
+            self.push_region(&mut map, off, len)?;
+        }
+        Ok(Some(map))
+    }
+
+    /// Reads the GNU 1.0 sparse map at the start of the data: newline-terminated decimal
+    /// numbers (the count, then offset and length pairs), padded to whole blocks.
+    /// Like Go, it reads whole blocks until it has every number, at most 1 MiB of them,
+    /// and parses as it goes, so memory stays within the map's own 1 MiB.
+    fn sparse_map_1x0(&mut self) -> Result<Vec<(i64, i64)>, ReadError> {
+        let mut tok = MapTokens::default();
+        let mut blk = [0u8; BLOCK];
+        let mut total = 0usize;
+        while !tok.complete() {
+            total += BLOCK;
+            if total > MAX_SPECIAL as usize {
+                return Err(self.err(ReadErrorKind::SparseMapTooLong));
+            }
+            if self.phys_left < BLOCK as u64 {
+                return Err(self.err(ReadErrorKind::UnexpectedEof));
+            }
+            self.must_fill(&mut blk)?;
+            self.phys_left -= BLOCK as u64;
+            for line in blk.split_inclusive(|&c| c == b'\n') {
+                if let Some(kind) = tok.feed(line) {
+                    return Err(self.err(kind));
+                }
+            }
+        }
+        // Go parses the regions only once it has read them all, so a bad number is reported
+        // after the block reading above has succeeded.
+        tok.finish().map_err(|kind| self.err(kind))
     }
 
     /// Reads the current entry's logical data into `buf`; `Ok(0)` at its end.
@@ -948,30 +1120,28 @@ impl<R: Read> Reader<R> {
             return Ok(0);
         }
         let want = (buf.len() as u64).min(self.logical_left) as usize;
-        let Some(sp) = self.sparse.as_mut() else {
+        let Some(sp) = self.sparse.as_ref() else {
             let n = self.read_phys(&mut buf[..want])?;
             self.logical_left -= n as u64;
             return Ok(n);
         };
-        let (hole_start, hole_end) = sp.holes[0];
+        // One fragment per call: data up to the next hole, or the zeros of the hole.
+        let (hole_start, hole_end) = sp.hole();
         let pos = sp.pos;
         let n = if pos < hole_start {
-            let take = want.min((hole_start - pos) as usize);
+            let take = want.min(usize::try_from(hole_start - pos).unwrap_or(usize::MAX));
             if self.phys_left < take as u64 {
                 return Err(self.err(ReadErrorKind::BadSparse("less data than the sparse map")));
             }
             self.read_phys(&mut buf[..take])?
         } else {
-            let take = want.min((hole_end - pos) as usize);
+            let take = want.min(usize::try_from(hole_end - pos).unwrap_or(usize::MAX));
             buf[..take].fill(0);
             take
         };
         self.logical_left -= n as u64;
         if let Some(sp) = self.sparse.as_mut() {
-            sp.pos += n as i64;
-            if sp.pos >= sp.holes[0].1 && sp.holes.len() > 1 {
-                sp.holes.remove(0);
-            }
+            sp.advance(n);
         }
         if self.logical_left == 0 && self.phys_left > 0 {
             return Err(self.err(ReadErrorKind::BadSparse("more data than the sparse map")));
@@ -1001,7 +1171,8 @@ impl<R: Read> Reader<R> {
     /// Reads the rest of the current entry's data into a vector (for small members such as JSON).
     pub fn read_to_vec(&mut self, limit: u64) -> Result<Vec<u8>, ReadError> {
         if self.logical_left > limit {
-            return Err(self.err(ReadErrorKind::SpecialTooLong));
+            let size = self.logical_left;
+            return Err(self.err(ReadErrorKind::DataTooLarge { size, limit }));
         }
         let mut out = vec![0u8; self.logical_left as usize];
         let mut n = 0;
@@ -1038,5 +1209,540 @@ impl<R: Read + io::Seek> Reader<R> {
         self.phys_left = 0;
         self.logical_left = 0;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tar::{put_checksum, put_octal};
+
+    /// Header magic and version of the two dialects the tests write.
+    const USTAR: &[u8; 8] = b"ustar\x0000";
+    const GNU: &[u8; 8] = b"ustar  \0";
+
+    /// One header block: `name`, mode 0644, the given size and typeflag, mtime 1.
+    fn block(name: &[u8], size: u64, typeflag: u8, magic: &[u8; 8]) -> [u8; BLOCK] {
+        let mut b = [0u8; BLOCK];
+        b[..name.len()].copy_from_slice(name);
+        put_octal(&mut b[100..108], 0o644);
+        put_octal(&mut b[108..116], 0);
+        put_octal(&mut b[116..124], 0);
+        put_octal(&mut b[124..136], size);
+        put_octal(&mut b[136..148], 1);
+        b[156] = typeflag;
+        b[257..265].copy_from_slice(magic);
+        put_checksum(&mut b);
+        b
+    }
+
+    /// A header followed by its data, padded to whole blocks.
+    fn entry(out: &mut Vec<u8>, name: &[u8], typeflag: u8, magic: &[u8; 8], data: &[u8]) {
+        out.extend_from_slice(&block(name, data.len() as u64, typeflag, magic));
+        data_blocks(out, data);
+    }
+
+    fn data_blocks(out: &mut Vec<u8>, data: &[u8]) {
+        out.extend_from_slice(data);
+        out.resize(out.len() + crate::tar::block_padding(data.len() as u64), 0);
+    }
+
+    /// A PAX payload: `<len> <key>=<value>\n` per record, the length counting itself.
+    fn pax(records: &[(&[u8], &[u8])]) -> Vec<u8> {
+        let mut out = Vec::new();
+        for (k, v) in records {
+            let body = k.len() + v.len() + 3;
+            let mut len = body + body.to_string().len();
+            if len.to_string().len() + body != len {
+                len += 1;
+            }
+            out.extend_from_slice(len.to_string().as_bytes());
+            out.push(b' ');
+            out.extend_from_slice(k);
+            out.push(b'=');
+            out.extend_from_slice(v);
+            out.push(b'\n');
+        }
+        out
+    }
+
+    fn end(mut out: Vec<u8>) -> Vec<u8> {
+        out.resize(out.len() + 2 * BLOCK, 0);
+        out
+    }
+
+    /// Contents of a sparse test file: `n` one-byte regions at odd offsets, zeros elsewhere.
+    fn sparse_regions(n: usize) -> (Vec<(u64, u64)>, Vec<u8>, Vec<u8>) {
+        let regions: Vec<(u64, u64)> = (0..n as u64).map(|i| (2 * i + 1, 1)).collect();
+        let data: Vec<u8> = (0..n).map(|i| b'A' + (i % 26) as u8).collect();
+        let mut logical = vec![0u8; 2 * n + 1];
+        for (i, &d) in data.iter().enumerate() {
+            logical[2 * i + 1] = d;
+        }
+        (regions, data, logical)
+    }
+
+    /// An old GNU sparse entry ('S') with the regions in the header and extension blocks.
+    fn old_gnu_sparse(out: &mut Vec<u8>, name: &[u8], n: usize) -> Vec<u8> {
+        let (regions, data, logical) = sparse_regions(n);
+        let mut b = block(name, data.len() as u64, b'S', GNU);
+        put_octal(&mut b[483..495], logical.len() as u64);
+        let (first, mut rest) = regions.split_at(n.min(4));
+        for (i, &(off, len)) in first.iter().enumerate() {
+            put_octal(&mut b[386 + 24 * i..398 + 24 * i], off);
+            put_octal(&mut b[398 + 24 * i..410 + 24 * i], len);
+        }
+        b[482] = u8::from(!rest.is_empty());
+        put_checksum(&mut b);
+        out.extend_from_slice(&b);
+        while !rest.is_empty() {
+            let (chunk, tail) = rest.split_at(rest.len().min(21));
+            let mut ext = [0u8; BLOCK];
+            for (i, &(off, len)) in chunk.iter().enumerate() {
+                put_octal(&mut ext[24 * i..24 * i + 12], off);
+                put_octal(&mut ext[24 * i + 12..24 * i + 24], len);
+            }
+            ext[504] = u8::from(!tail.is_empty());
+            out.extend_from_slice(&ext);
+            rest = tail;
+        }
+        data_blocks(out, &data);
+        logical
+    }
+
+    /// The GNU 1.0 map text for `regions`: the count, then offset and length, one per line.
+    fn map_1x0(regions: &[(u64, u64)]) -> Vec<u8> {
+        let mut m = format!("{}\n", regions.len()).into_bytes();
+        for (off, len) in regions {
+            m.extend_from_slice(format!("{off}\n{len}\n").as_bytes());
+        }
+        m
+    }
+
+    /// A PAX sparse entry in format 1.0 whose map text is `map` (padded to whole blocks).
+    fn pax_sparse_1x0(out: &mut Vec<u8>, map: &[u8], data: &[u8], real: usize) {
+        let recs = pax(&[
+            (b"GNU.sparse.major", b"1"),
+            (b"GNU.sparse.minor", b"0"),
+            (b"GNU.sparse.name", b"sparse-1.0"),
+            (b"GNU.sparse.realsize", real.to_string().as_bytes()),
+        ]);
+        entry(out, b"PaxHeaders/s", b'x', USTAR, &recs);
+        let mut body = map.to_vec();
+        body.resize(body.len() + crate::tar::block_padding(map.len() as u64), 0);
+        body.extend_from_slice(data);
+        entry(out, b"GNUSparseFile.0/s", b'0', USTAR, &body);
+    }
+
+    /// A PAX sparse entry in format 0.1 (the map in one record) or 0.0 (a record per number).
+    fn pax_sparse_0x(out: &mut Vec<u8>, minor: &[u8], n: usize) -> Vec<u8> {
+        let (regions, data, logical) = sparse_regions(n);
+        let count = n.to_string();
+        let real = logical.len().to_string();
+        let numbers: Vec<(String, String)> = regions
+            .iter()
+            .map(|(o, l)| (o.to_string(), l.to_string()))
+            .collect();
+        let joined = numbers
+            .iter()
+            .map(|(o, l)| format!("{o},{l}"))
+            .collect::<Vec<_>>()
+            .join(",");
+        let mut recs: Vec<(&[u8], &[u8])> = vec![
+            (b"GNU.sparse.major", b"0"),
+            (b"GNU.sparse.minor", minor),
+            (b"GNU.sparse.name", b"sparse-0.x"),
+            (b"GNU.sparse.size", real.as_bytes()),
+            (b"GNU.sparse.numblocks", count.as_bytes()),
+        ];
+        if minor == b"1" {
+            recs.push((b"GNU.sparse.map", joined.as_bytes()));
+        } else {
+            for (o, l) in &numbers {
+                recs.push((b"GNU.sparse.offset", o.as_bytes()));
+                recs.push((b"GNU.sparse.numbytes", l.as_bytes()));
+            }
+        }
+        entry(out, b"PaxHeaders/s", b'x', USTAR, &pax(&recs));
+        entry(out, b"GNUSparseFile.0/s", b'0', USTAR, &data);
+        logical
+    }
+
+    /// Every kind of entry the reader handles, in one archive each.
+    fn archives() -> Vec<(&'static str, Vec<u8>)> {
+        let long = [b'n'; 150];
+        let mut gnu = Vec::new();
+        entry(&mut gnu, b"././@LongLink", b'L', GNU, &long);
+        entry(&mut gnu, b"short", b'0', GNU, &[7u8; 1000]);
+        entry(&mut gnu, b"././@LongLink", b'K', GNU, &[b'k'; 120]);
+        entry(&mut gnu, b"link", b'2', GNU, b"");
+        entry(&mut gnu, b"dir/", b'5', GNU, b"");
+        let mut paxed = Vec::new();
+        let recs = pax(&[
+            (b"path", &[b'p'; 300][..]),
+            (b"uid", b"4242"),
+            (b"SCHILY.xattr.user.a", b"1"),
+            (b"SCHILY.xattr.user.empty", b""),
+        ]);
+        entry(&mut paxed, b"PaxHeaders/x", b'x', USTAR, &recs);
+        entry(&mut paxed, b"x", b'0', USTAR, &[3u8; 5000]);
+        entry(
+            &mut paxed,
+            b"global",
+            b'g',
+            USTAR,
+            &pax(&[(b"comment", b"hi")]),
+        );
+        entry(&mut paxed, b"after-global", b'0', USTAR, b"tail");
+        let mut old = Vec::new();
+        old_gnu_sparse(&mut old, b"old-sparse", 30);
+        let (mut p00, mut p01) = (Vec::new(), Vec::new());
+        pax_sparse_0x(&mut p00, b"0", 9);
+        pax_sparse_0x(&mut p01, b"1", 9);
+        let (regions, data, logical) = sparse_regions(40);
+        let mut p10 = Vec::new();
+        pax_sparse_1x0(&mut p10, &map_1x0(&regions), &data, logical.len());
+        entry(&mut p10, b"after", b'0', USTAR, b"x");
+        [
+            ("gnu", gnu),
+            ("pax", paxed),
+            ("old-gnu-sparse", old),
+            ("pax-sparse-0.0", p00),
+            ("pax-sparse-0.1", p01),
+            ("pax-sparse-1.0", p10),
+        ]
+        .into_iter()
+        .map(|(name, a)| (name, end(a)))
+        .collect()
+    }
+
+    /// A small xorshift generator, so the tests need no dependency.
+    struct Rng(u64);
+
+    impl Rng {
+        fn below(&mut self, n: usize) -> usize {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            (self.0 % n as u64) as usize
+        }
+    }
+
+    /// Returns between 1 and 700 bytes per read, and now and then `Interrupted`.
+    struct RandomReader<'a> {
+        data: &'a [u8],
+        rng: Rng,
+    }
+
+    impl Read for RandomReader<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            if self.rng.below(10) == 0 {
+                return Err(io::ErrorKind::Interrupted.into());
+            }
+            let n = (1 + self.rng.below(700))
+                .min(buf.len())
+                .min(self.data.len());
+            buf[..n].copy_from_slice(&self.data[..n]);
+            self.data = &self.data[n..];
+            Ok(n)
+        }
+    }
+
+    /// Every entry (as text) and its data, read with buffers of `sizes` in turn.
+    fn read_all<R: Read>(r: R, sizes: &[usize]) -> Result<Vec<(String, Vec<u8>)>, ReadError> {
+        let mut reader = Reader::new(r);
+        let mut out = Vec::new();
+        let mut turn = 0;
+        while let Some(e) = reader.next_entry()? {
+            let mut data = Vec::new();
+            loop {
+                let mut buf = vec![0u8; sizes[turn % sizes.len()]];
+                turn += 1;
+                let n = reader.read_data(&mut buf)?;
+                if n == 0 {
+                    break;
+                }
+                data.extend_from_slice(&buf[..n]);
+            }
+            out.push((format!("{e:?}"), data));
+        }
+        Ok(out)
+    }
+
+    fn kind_of(input: &[u8]) -> ReadErrorKind {
+        match read_all(input, &[4096]) {
+            Err(e) => e.kind,
+            Ok(entries) => panic!("expected an error, read {} entries", entries.len()),
+        }
+    }
+
+    #[test]
+    fn short_reads_at_random_give_the_same_entries_and_data() {
+        for (name, archive) in archives() {
+            let plain = read_all(&archive[..], &[1 << 16]).unwrap();
+            assert!(!plain.is_empty(), "{name}");
+            for seed in 1..=20 {
+                let r = RandomReader {
+                    data: &archive,
+                    rng: Rng(seed),
+                };
+                let sizes = [1 + seed as usize, 3, 512, 7000];
+                assert_eq!(read_all(r, &sizes).unwrap(), plain, "{name} seed {seed}");
+            }
+        }
+    }
+
+    #[test]
+    fn entries_and_data_are_read_as_written() {
+        let all: Vec<_> = archives()
+            .into_iter()
+            .map(|(_, a)| read_all(&a[..], &[100]).unwrap())
+            .collect();
+        let [gnu, paxed, old, p00, p01, p10] = &all[..] else {
+            panic!("six archives")
+        };
+        assert_eq!(gnu.len(), 3);
+        assert!(gnu[0].0.contains(&format!("name: {:?}", vec![b'n'; 150])));
+        assert_eq!(gnu[0].1, vec![7u8; 1000]);
+        assert_eq!(paxed.len(), 3);
+        assert!(paxed[0].0.contains("uid: 4242"));
+        assert_eq!(paxed[0].1, vec![3u8; 5000]);
+        assert!(paxed[1].0.contains("typeflag: 103"));
+        assert_eq!(paxed[2].1, b"tail");
+        assert_eq!(old[0].1, sparse_regions(30).2);
+        assert_eq!(p00[0].1, sparse_regions(9).2);
+        assert_eq!(p01[0].1, sparse_regions(9).2);
+        assert_eq!(p10[0].1, sparse_regions(40).2);
+        assert_eq!(p10[1].1, b"x");
+    }
+
+    #[test]
+    fn an_empty_xattr_value_is_kept() {
+        let (_, archive) = &archives()[1];
+        let mut reader = Reader::new(&archive[..]);
+        let e = reader.next_entry().unwrap().unwrap();
+        let want: BTreeMap<Vec<u8>, Vec<u8>> = [
+            (b"user.a".to_vec(), b"1".to_vec()),
+            (b"user.empty".to_vec(), Vec::new()),
+        ]
+        .into();
+        assert_eq!(e.xattrs, want);
+    }
+
+    #[test]
+    fn a_failing_input_is_an_io_error() {
+        struct Broken;
+        impl Read for Broken {
+            fn read(&mut self, _: &mut [u8]) -> io::Result<usize> {
+                Err(io::Error::other("disk on fire"))
+            }
+        }
+        let err = Reader::new(Broken).next_entry().unwrap_err();
+        assert!(matches!(&err.kind, ReadErrorKind::Io(e) if e.to_string() == "disk on fire"));
+    }
+
+    #[test]
+    fn a_truncated_header_or_data_is_unexpected_eof() {
+        let mut a = Vec::new();
+        entry(&mut a, b"f", b'0', USTAR, &[1u8; 1000]);
+        assert!(matches!(kind_of(&a[..300]), ReadErrorKind::UnexpectedEof));
+        assert!(matches!(kind_of(&a[..700]), ReadErrorKind::UnexpectedEof));
+    }
+
+    #[test]
+    fn data_cut_short_while_skipping_is_blamed_on_its_own_entry() {
+        let mut a = Vec::new();
+        entry(&mut a, b"first", b'0', USTAR, b"x");
+        entry(&mut a, b"second", b'0', USTAR, &[1u8; 1000]);
+        let mut r = Reader::new(&a[..1536 + 100]);
+        let _ = r.next_entry().unwrap();
+        let second = r.next_entry().unwrap().unwrap();
+        assert_eq!((second.index, second.offset), (1, 1024));
+        let err = r.next_entry().unwrap_err();
+        assert!(matches!(err.kind, ReadErrorKind::UnexpectedEof));
+        assert_eq!((err.index, err.offset), (1, 1024));
+    }
+
+    #[test]
+    fn a_block_with_a_bad_checksum_is_a_bad_header() {
+        let mut a = block(b"f", 0, b'0', USTAR).to_vec();
+        a[0] = b'g';
+        assert!(matches!(kind_of(&end(a)), ReadErrorKind::BadHeader));
+    }
+
+    #[test]
+    fn a_non_octal_field_is_a_bad_number() {
+        let mut b = block(b"f", 0, b'0', USTAR);
+        b[100..108].copy_from_slice(b"0000x44\0");
+        put_checksum(&mut b);
+        assert!(matches!(
+            kind_of(&end(b.to_vec())),
+            ReadErrorKind::BadNumber("mode")
+        ));
+    }
+
+    #[test]
+    fn a_zero_block_followed_by_a_header_is_an_error() {
+        let mut a = vec![0u8; BLOCK];
+        a.extend_from_slice(&block(b"f", 0, b'0', USTAR));
+        assert!(matches!(kind_of(&end(a)), ReadErrorKind::ZeroThenHeader));
+    }
+
+    #[test]
+    fn a_negative_size_is_an_error() {
+        let mut b = block(b"f", 0, b'0', GNU);
+        b[124..136].fill(0xff);
+        put_checksum(&mut b);
+        assert!(matches!(
+            kind_of(&end(b.to_vec())),
+            ReadErrorKind::NegativeSize
+        ));
+    }
+
+    #[test]
+    fn a_malformed_pax_record_is_an_error() {
+        let mut a = Vec::new();
+        entry(&mut a, b"PaxHeaders/f", b'x', USTAR, b"9 path\n");
+        entry(&mut a, b"f", b'0', USTAR, b"");
+        assert!(matches!(kind_of(&end(a)), ReadErrorKind::BadPax));
+    }
+
+    #[test]
+    fn an_extended_header_over_1_mib_is_an_error() {
+        let mut a = Vec::new();
+        let big = pax(&[(b"comment", &vec![b'c'; 1 << 20][..])]);
+        entry(&mut a, b"PaxHeaders/f", b'x', USTAR, &big);
+        assert!(matches!(kind_of(&end(a)), ReadErrorKind::SpecialTooLong));
+    }
+
+    #[test]
+    fn overlapping_sparse_regions_are_an_error() {
+        let mut a = Vec::new();
+        pax_sparse_1x0(&mut a, b"2\n0\n5\n3\n5\n", &[1u8; 10], 20);
+        assert!(matches!(
+            kind_of(&end(a)),
+            ReadErrorKind::BadSparse("bad sparse map")
+        ));
+    }
+
+    #[test]
+    fn a_bad_record_in_a_global_header_is_ignored_as_go_does() {
+        let mut a = Vec::new();
+        let recs = pax(&[
+            (b"path", b"zz"),
+            (b"uid", b"abc"),
+            (b"SCHILY.xattr.a", b"1"),
+        ]);
+        entry(&mut a, b"pax_global_header", b'g', USTAR, &recs);
+        entry(&mut a, b"f", b'0', USTAR, b"data");
+        let entries = read_all(&end(a)[..], &[4096]).unwrap();
+        assert_eq!(entries.len(), 2);
+        assert!(
+            entries[0].0.contains("name: [122, 122]"),
+            "{}",
+            entries[0].0
+        );
+        assert!(
+            entries[0].0.contains("xattrs: {}, pax: []"),
+            "{}",
+            entries[0].0
+        );
+        assert_eq!(entries[1].1, b"data");
+    }
+
+    #[test]
+    fn a_sparse_map_larger_than_1_mib_is_an_error() {
+        // The map fills exactly 1 MiB: read. One byte more (a 2049th block): refused.
+        let (regions, data, logical) = sparse_regions(3);
+        for (extra, ok) in [(0, true), (1, false)] {
+            let map = map_1x0(&regions);
+            let mut padded = b"3\n".to_vec();
+            padded.resize((1 << 20) + extra - (map.len() - 2), b'0');
+            padded.extend_from_slice(&map[2..]);
+            let mut a = Vec::new();
+            pax_sparse_1x0(&mut a, &padded, &data, logical.len());
+            let got = read_all(&end(a)[..], &[4096]);
+            match got {
+                Ok(entries) if ok => assert_eq!(entries[0].1, logical),
+                Err(e) if !ok => assert!(matches!(e.kind, ReadErrorKind::SparseMapTooLong)),
+                other => panic!("extra {extra}: {:?}", other.map(|v| v.len())),
+            }
+        }
+    }
+
+    #[test]
+    fn a_sparse_bomb_is_refused_after_reading_1_mib() {
+        // A map announcing 2^40 regions, then nothing but zeros: Go stops after 1 MiB.
+        let mut a = Vec::new();
+        let zeros = vec![0u8; 3 << 20];
+        let mut body = b"1099511627776\n".to_vec();
+        body.extend_from_slice(&zeros);
+        pax_sparse_1x0(&mut a, &body, b"", 1 << 30);
+        let mut reader = Reader::new(&a[..]);
+        let err = reader.next_entry().unwrap_err();
+        assert!(matches!(err.kind, ReadErrorKind::SparseMapTooLong));
+        assert!(reader.offset() <= (1 << 20) + 4 * BLOCK as u64);
+    }
+
+    #[test]
+    fn an_old_gnu_sparse_map_larger_than_1_mib_is_an_error() {
+        // 4 regions in the header and 2047 extension blocks of 21 fit in Go's 1 MiB.
+        let most = 4 + 21 * 2047;
+        for (n, ok) in [(most, true), (most + 1, false)] {
+            let mut a = Vec::new();
+            let logical = old_gnu_sparse(&mut a, b"s", n);
+            match read_all(&end(a)[..], &[1 << 16]) {
+                Ok(entries) if ok => assert_eq!(entries[0].1, logical),
+                Err(e) if !ok => assert!(matches!(e.kind, ReadErrorKind::SparseMapTooLong)),
+                other => panic!("{n} regions: {:?}", other.map(|v| v.len())),
+            }
+        }
+    }
+
+    #[test]
+    fn many_sparse_regions_are_read_in_linear_time() {
+        // About the most regions 1 MiB of map can hold; quadratic hole handling took minutes.
+        let (regions, data, logical) = sparse_regions(110_000);
+        let mut a = Vec::new();
+        pax_sparse_1x0(&mut a, &map_1x0(&regions), &data, logical.len());
+        pax_sparse_0x(&mut a, b"1", 90_000);
+        let entries = read_all(&end(a)[..], &[1 << 16]).unwrap();
+        assert_eq!(entries[0].1, logical);
+        assert_eq!(entries[1].1, sparse_regions(90_000).2);
+    }
+
+    #[test]
+    fn many_pax_records_are_read_in_linear_time() {
+        // 100,000 distinct keys in one header; a linear search per record took a minute.
+        let keys: Vec<String> = (0..100_000).map(|i| format!("k{i:x}")).collect();
+        let recs: Vec<(&[u8], &[u8])> = keys.iter().map(|k| (k.as_bytes(), &b""[..])).collect();
+        let mut a = Vec::new();
+        entry(&mut a, b"PaxHeaders/f", b'x', USTAR, &pax(&recs));
+        entry(&mut a, b"f", b'0', USTAR, b"");
+        let e = Reader::new(&end(a)[..]).next_entry().unwrap().unwrap();
+        assert_eq!(e.pax.len(), 100_000);
+        assert_eq!(e.pax[99_999], (b"k1869f".to_vec(), Vec::new()));
+    }
+
+    #[test]
+    fn a_member_over_the_read_limit_names_its_size_and_the_limit() {
+        let mut a = Vec::new();
+        entry(&mut a, b"big.json", b'0', USTAR, &[b' '; 3000]);
+        let mut reader = Reader::new(&a[..]);
+        reader.next_entry().unwrap();
+        let err = reader.read_to_vec(2048).unwrap_err();
+        assert!(matches!(
+            err.kind,
+            ReadErrorKind::DataTooLarge {
+                size: 3000,
+                limit: 2048
+            }
+        ));
+        assert_eq!(
+            err.to_string(),
+            "entry 0 at byte offset 0: entry data of 3000 bytes is larger than the limit of 2 KiB"
+        );
+        assert_eq!(show_size(64 << 20), "64 MiB");
+        assert_eq!(show_size(1000), "1000 bytes");
     }
 }

@@ -1,0 +1,75 @@
+//! merge-images on the s300 and s10 gzip images, against the original's shell steps and against
+//! its floor: compressing the merged tar alone with the same compressor.
+
+use anyhow::Result;
+
+use super::{best_of, compress::gzip_file, in_store, sh, Ctx};
+
+/// Builds `NAME.tar` and `NAME.tar.gz` (pigz) from a fixture store's conf.
+fn image(ctx: &Ctx, store: &str, name: &str) -> Result<()> {
+    let out = ctx.w(&format!("{name}.tar"));
+    sh(&in_store(
+        &ctx.store(store),
+        &format!(
+            "{} {} > {out}",
+            ctx.tool("stream-layered"),
+            ctx.conf(store).display()
+        ),
+    ))?;
+    sh(&format!("pigz -p2 -n < {out} > {out}.gz"))
+}
+
+/// Adds the merge-images rows.
+pub fn bench(ctx: &mut Ctx) -> Result<()> {
+    image(ctx, "s300", "a")?;
+    image(ctx, "s10", "b")?;
+    let original = format!(
+        "cd {0}; rm -rf orig && mkdir -p orig/image orig/in/a orig/in/b && cd orig
+         gzip -dc ../a.tar.gz | tar -xC in/a; gzip -dc ../b.tar.gz | tar -xC in/b
+         cp -R -n in/*/* image/
+         jq -s add in/a/manifest.json in/b/manifest.json > image/manifest.json
+         tar -C image --hard-dereference --sort=name --mtime=@315532800 --owner=0 --group=0 --xform s:'^./':: -c . | pigz -p2 -nT > out.tar.gz",
+        ctx.work.display()
+    );
+    let t_orig = best_of(3, || sh(&original))?;
+    ctx.push(
+        "mergeImages shell steps (untar, cp, jq, tar, pigz -p2)",
+        t_orig,
+        None,
+        String::new(),
+    );
+    let merged = ctx.w("merged.tar.gz");
+    let script = format!(
+        "{} {merged} {} {}",
+        ctx.tool("merge-images"),
+        ctx.w("a.tar.gz"),
+        ctx.w("b.tar.gz")
+    );
+    let t_mi = ctx.scaled(
+        "merge-images s300+s10 gzip (digests verified)",
+        3,
+        &script,
+        Some(&merged),
+    )?;
+    // The floor: the merged tar, compressed alone by the same compressor.
+    let plain = ctx.w("merged.tar");
+    sh(&format!("gzip -dc {merged} > {plain}"))?;
+    let floor = best_of(3, || gzip_file(&plain, &ctx.w("floor.gz"), None).map(drop))?;
+    ctx.push(
+        "gzip of the merged tar alone (merge-images' floor)",
+        floor,
+        Some(super::size_of(&plain)?),
+        String::new(),
+    );
+    ctx.push(
+        "merge-images against the original and its floor",
+        t_mi,
+        None,
+        format!(
+            "{:.1}x faster than the original; {:.2}x its floor",
+            t_orig / t_mi,
+            t_mi / floor
+        ),
+    );
+    Ok(())
+}

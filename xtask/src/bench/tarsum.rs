@@ -1,0 +1,33 @@
+//! tarsum on a 1 GB layer tar, against SHA-256 (the sha2 crate) over the same bytes.
+
+use anyhow::Result;
+
+use super::{best_of, sh, sha_floor, size_of, Ctx};
+
+/// Adds the tarsum rows.
+pub fn bench(ctx: &mut Ctx) -> Result<()> {
+    let tar = ctx.w("s1g-layer.tar");
+    sh(&format!(
+        "tar -C {} --sort=name -cf {tar} .",
+        ctx.store("s1g").display()
+    ))?;
+    let size = size_of(&tar)?;
+    sh(&format!("cat {tar} > /dev/null"))?;
+    let floor = best_of(3, || sha_floor(tar.as_ref()))?;
+    ctx.push(
+        "sha256 floor (sha2 crate, 1 GB layer tar)",
+        floor,
+        Some(size),
+        String::new(),
+    );
+    let script = format!("{} < {tar} > /dev/null", ctx.tool("tarsum"));
+    let t = ctx.scaled("tarsum < 1 GB layer tar", 3, &script, None)?;
+    ctx.push(
+        "tarsum against the floor",
+        t,
+        Some(size),
+        format!("{:.2}x the sha256 floor's speed", floor / t),
+    );
+    std::fs::remove_file(&tar)?;
+    Ok(())
+}
