@@ -1,17 +1,18 @@
 //! The base image of `from_image`: a docker-archive (plain, gzip or zstd) whose layers are copied
 //! into the new image with their headers re-encoded as Python's `tarfile` re-encodes them.
 //!
-//! Loading reads the archive twice at most: once to its end for the member names (the last
-//! member of a name wins, as `tarfile.getmember` finds it) and `manifest.json`, verifying the
-//! compressed stream's checksums; then, when the config comes before `manifest.json` (as in
-//! every docker-archive writer we know), once more up to the config. Only `manifest.json` and
-//! the config it names are kept, each at most [`JSON_LIMIT`] bytes, and the member list is capped
+//! Loading reads the archive once to its end for the member names (the last member of a name
+//! wins, as `tarfile.getmember` finds it) and `manifest.json`, verifying the compressed stream's
+//! checksums. The config comes shortly before `manifest.json` in the docker-archive writers we
+//! know, so the last members that look like JSON objects are held on the way, [`HOLD_LIMIT`]
+//! bytes in all; when the config is not among them, the archive is read a second time up to it. Only `manifest.json` and the config
+//! it names are kept, each at most [`JSON_LIMIT`] bytes, and the member list is capped
 //! ([`MEMBER_LIMIT`] members, [`NAME_BYTES_LIMIT`] bytes of names).
 //! Every layer member is checked against the config's `diff_ids` while it is copied (one SHA-256
 //! pass over bytes that are read anyway).
 //! Memory: the member names, `manifest.json` and the config, never a layer.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 
@@ -29,6 +30,8 @@ pub const JSON_LIMIT: u64 = 16 << 20;
 pub const MEMBER_LIMIT: usize = 1 << 20;
 /// Most bytes all member names together may take.
 pub const NAME_BYTES_LIMIT: usize = 64 << 20;
+/// Most bytes of small members held during the first read (see [`BaseImage::load`]).
+pub const HOLD_LIMIT: u64 = 16 << 20;
 
 /// Problems with the base image.
 #[derive(Debug, thiserror::Error)]
@@ -172,6 +175,33 @@ struct Index {
     members: BTreeMap<Vec<u8>, u64>,
     /// The last `manifest.json`.
     manifest: Option<Vec<u8>>,
+    /// The last JSON-looking members read on the way (name, index, bytes), at most
+    /// [`HOLD_LIMIT`] bytes in all, so that the config, which comes shortly before
+    /// `manifest.json`, needs no second read.
+    held: VecDeque<(Vec<u8>, u64, Vec<u8>)>,
+    /// Bytes in `held`.
+    held_bytes: u64,
+}
+
+impl Index {
+    /// Keeps the member just read, dropping the oldest held ones beyond the budget.
+    fn hold(&mut self, e: &Entry, bytes: Vec<u8>) {
+        self.held_bytes += bytes.len() as u64;
+        self.held.push_back((e.name.clone(), e.index, bytes));
+        while self.held_bytes > HOLD_LIMIT {
+            let Some((_, _, old)) = self.held.pop_front() else {
+                break;
+            };
+            self.held_bytes -= old.len() as u64;
+        }
+    }
+
+    /// The bytes of member `name` if they are held from its last occurrence.
+    fn take_held(&mut self, name: &[u8]) -> Option<Vec<u8>> {
+        let last = *self.members.get(name)?;
+        let at = self.held.iter().position(|(_, index, _)| *index == last)?;
+        self.held.remove(at).map(|(_, _, bytes)| bytes)
+    }
 }
 
 fn open(path: &Path) -> Result<BaseReader, BaseError> {
@@ -190,7 +220,7 @@ impl BaseImage {
             config: Value::Null,
             layers: Vec::new(),
         };
-        let index = base.index()?;
+        let mut index = base.index()?;
         let manifest_bytes = index
             .manifest
             .as_deref()
@@ -201,7 +231,10 @@ impl BaseImage {
             .members
             .get(config_name.as_bytes())
             .ok_or_else(|| base.invalid(Problem::ConfigMissing(config_name.clone())))?;
-        let config_bytes = base.read_member(config_index, &config_name)?;
+        let config_bytes = match index.take_held(config_name.as_bytes()) {
+            Some(bytes) => bytes,
+            None => base.read_member(config_index, &config_name)?,
+        };
         base.config = serde_json::from_slice(&config_bytes).map_err(|source| {
             base.invalid(Problem::ConfigJson {
                 name: config_name.clone(),
@@ -259,12 +292,16 @@ impl BaseImage {
         let mut index = Index {
             members: BTreeMap::new(),
             manifest: None,
+            held: VecDeque::new(),
+            held_bytes: 0,
         };
         let mut name_bytes = 0usize;
         let mut reader = Reader::new(&mut stream);
         while let Some(e) = reader.next_entry().map_err(|e| self.tar_err(e))? {
             if e.name == b"manifest.json" {
                 index.manifest = Some(self.read_json(&mut reader, &e)?);
+            } else if e.size > 0 && e.size as u64 <= HOLD_LIMIT {
+                self.maybe_hold(&mut reader, &e, &mut index)?;
             }
             name_bytes += e.name.len();
             if index.members.len() >= MEMBER_LIMIT || name_bytes > NAME_BYTES_LIMIT {
@@ -276,6 +313,27 @@ impl BaseImage {
         // The archive's end is not the stream's: read it to its end and check it.
         stream.finish().map_err(io_err)?;
         Ok(index)
+    }
+
+    /// Holds the member being read if it looks like a JSON object (a config does; a layer tar
+    /// does not), so that layers are not copied into memory. Its bytes are read anyway, to
+    /// reach the next member.
+    fn maybe_hold<R: Read>(
+        &self,
+        r: &mut Reader<R>,
+        e: &Entry,
+        index: &mut Index,
+    ) -> Result<(), BaseError> {
+        let mut first = [0u8; 1];
+        if r.read_data(&mut first).map_err(|e| self.tar_err(e))? != 1 || first[0] != b'{' {
+            return Ok(());
+        }
+        let rest = r.read_to_vec(HOLD_LIMIT).map_err(|e| self.tar_err(e))?;
+        let mut bytes = Vec::with_capacity(rest.len() + 1);
+        bytes.push(b'{');
+        bytes.extend_from_slice(&rest);
+        index.hold(e, bytes);
+        Ok(())
     }
 
     fn read_json<R: Read>(&self, r: &mut Reader<R>, e: &Entry) -> Result<Vec<u8>, BaseError> {
@@ -486,5 +544,89 @@ impl<R: Read> Read for Verified<R> {
         let n = self.inner.read(buf)?;
         self.hasher.update(&buf[..n]);
         Ok(n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(name: &str, index: u64) -> Entry {
+        Entry {
+            name: name.as_bytes().to_vec(),
+            index,
+            ..Entry::default()
+        }
+    }
+
+    fn index_of(members: &[(&str, u64)]) -> Index {
+        Index {
+            members: members
+                .iter()
+                .map(|(n, i)| (n.as_bytes().to_vec(), *i))
+                .collect(),
+            manifest: None,
+            held: VecDeque::new(),
+            held_bytes: 0,
+        }
+    }
+
+    #[test]
+    fn only_the_last_occurrence_of_a_held_member_counts() {
+        let mut index = index_of(&[("c.json", 2)]);
+        index.hold(&entry("c.json", 0), b"{old}".to_vec());
+        assert_eq!(
+            index.take_held(b"c.json"),
+            None,
+            "a later c.json was not held"
+        );
+        index.hold(&entry("c.json", 2), b"{new}".to_vec());
+        assert_eq!(index.take_held(b"c.json"), Some(b"{new}".to_vec()));
+        assert_eq!(index.take_held(b"other.json"), None);
+    }
+
+    #[test]
+    fn held_members_stay_within_the_budget_oldest_dropped_first() {
+        let mut index = index_of(&[("a", 0), ("b", 1), ("c", 2)]);
+        let half = vec![b'{'; (HOLD_LIMIT / 2) as usize];
+        index.hold(&entry("a", 0), half.clone());
+        index.hold(&entry("b", 1), half.clone());
+        index.hold(&entry("c", 2), half);
+        assert!(index.held_bytes <= HOLD_LIMIT);
+        assert_eq!(index.take_held(b"a"), None);
+        assert!(index.take_held(b"b").is_some() && index.take_held(b"c").is_some());
+    }
+
+    #[test]
+    fn the_manifest_names_a_config_and_layers() -> Result<(), Problem> {
+        let (config, layers) =
+            parse_manifest(br#"[{"Config": "c.json", "Layers": ["a/layer.tar", "b/layer.tar"]}]"#)?;
+        assert_eq!(config, "c.json");
+        assert_eq!(layers, ["a/layer.tar", "b/layer.tar"]);
+        for bad in [
+            &b"{}"[..],
+            b"[]",
+            br#"[{"Layers": []}]"#,
+            br#"[{"Config": "c"}]"#,
+            br#"[{"Config": "c", "Layers": [1]}]"#,
+        ] {
+            assert!(
+                matches!(parse_manifest(bad), Err(Problem::ManifestShape(_))),
+                "{bad:?}"
+            );
+        }
+        assert!(matches!(
+            parse_manifest(b"["),
+            Err(Problem::ManifestJson(_))
+        ));
+        Ok(())
+    }
+
+    #[test]
+    fn diff_ids_must_be_a_list_of_strings() {
+        let ok = serde_json::json!({"rootfs": {"diff_ids": ["sha256:ab"]}});
+        assert_eq!(diff_ids(&ok, "c").ok(), Some(vec!["sha256:ab".to_string()]));
+        let bad = serde_json::json!({"rootfs": {"diff_ids": [1]}});
+        assert!(matches!(diff_ids(&bad, "c"), Err(Problem::NoDiffIds(_))));
     }
 }
