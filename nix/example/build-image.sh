@@ -64,7 +64,7 @@ layer-packer customisation --out "$out/customisation-layer" --mkdir tmp:1777 "${
 printf '{"architecture": "amd64", "config": {"Cmd": ["%s"], "Env": ["PATH=/bin"]}, "os": "linux"}\n' "$entry" > "$out/base.json"
 say "writing conf.json (stream-layered --make-conf)"
 stream-layered --make-conf --base-json "$out/base.json" --store-layers "$out/store-layers.json" \
-  --customisation-layer "$out/customisation-layer" --repo-tag dockertools-demo:latest \
+  --customisation-layer "$out/customisation-layer" --conf-repo-tag dockertools-demo:latest \
   --store-dir "$store_dir" > "$out/conf.json"
 
 say "streaming the image (stream-layered)"

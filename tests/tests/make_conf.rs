@@ -38,7 +38,7 @@ fn make_conf_equals_the_jq_conf() {
             .args([
                 "--customisation-layer",
                 &s("customisation_layer"),
-                "--repo-tag",
+                "--conf-repo-tag",
                 &s("repo_tag"),
             ])
             .args([

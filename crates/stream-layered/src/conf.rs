@@ -1,10 +1,25 @@
 //! The conf.json that nixpkgs' `streamLayeredImage` writes, read as `stream_layered_image.py` reads it.
+//!
+//! Confs written by older nixpkgs releases are read as the script of their time read them:
+//! - without `mtime`, files get the `created` time;
+//! - without `uid`, `gid`, `uname` and `gname` (all four were added together, with nixpkgs'
+//!   non-root store images in 2024), files belong to 0:0 `root:root` and `/nix` and `/nix/store`
+//!   have mode 0555, which is what the script wrote before those keys existed.
 
 use std::path::PathBuf;
 
 use serde_json::{Map, Value};
 
 use crate::isotime::{self, DateTime};
+
+/// Mode of `/nix` and `/nix/store` in a layer (the script's `nix_root`).
+pub const NIX_ROOT_MODE: u32 = 0o755;
+
+/// Mode of `/nix` and `/nix/store` written by the script before confs had an owner.
+pub const LEGACY_NIX_ROOT_MODE: u32 = 0o555;
+
+/// The owner keys: a conf has all of them or, from before they existed, none.
+const OWNER_KEYS: [&str; 4] = ["uid", "gid", "uname", "gname"];
 
 /// A conf problem: malformed JSON, a missing key or a value of the wrong kind.
 #[derive(Debug, thiserror::Error)]
@@ -18,6 +33,9 @@ pub enum ConfError {
     /// A required key is absent.
     #[error("missing key {0:?}")]
     Missing(&'static str),
+    /// Some owner keys are present and others are not.
+    #[error("missing key {0:?} (a conf has all of uid, gid, uname and gname, or none of them)")]
+    OwnerIncomplete(&'static str),
     /// A key has a value of the wrong kind.
     #[error("key {key:?}: {why}")]
     Bad {
@@ -25,6 +43,14 @@ pub enum ConfError {
         key: &'static str,
         /// What is wrong.
         why: String,
+    },
+    /// An id that is not between 0 and 2^64-1.
+    #[error("key {key:?}: {value} is out of range (an id is from 0 to 18446744073709551615)")]
+    OutOfRange {
+        /// The key.
+        key: &'static str,
+        /// The value as written in the conf.
+        value: String,
     },
 }
 
@@ -35,11 +61,11 @@ pub struct Conf {
     pub architecture: Value,
     /// `config`, the image config.
     pub config: Value,
-    /// `store_dir`: every store path must start with it.
+    /// `store_dir`: every store path must be below it.
     pub store_dir: String,
     /// `from_image`: a base docker-archive, if any.
     pub from_image: Option<PathBuf>,
-    /// `store_layers`: the paths of each layer, in order.
+    /// `store_layers`: the paths of each layer, in order, as written in the conf.
     pub store_layers: Vec<Vec<String>>,
     /// `customisation_layer`: a folder with `layer.tar` and `checksum`.
     pub customisation_layer: String,
@@ -57,6 +83,9 @@ pub struct Conf {
     pub uname: String,
     /// `gname`.
     pub gname: String,
+    /// Mode of `/nix` and `/nix/store` in each store layer ([`NIX_ROOT_MODE`], or
+    /// [`LEGACY_NIX_ROOT_MODE`] for a conf without owner keys).
+    pub nix_root_mode: u32,
 }
 
 fn get<'a>(m: &'a Map<String, Value>, key: &'static str) -> Result<&'a Value, ConfError> {
@@ -84,30 +113,111 @@ fn time(m: &Map<String, Value>, key: &'static str, now: DateTime) -> Result<Date
     })
 }
 
-/// Python's `int(x)` for an id given as a number or a string.
+/// Python's `int(x)` for an id given as a number, a string or a boolean, in u64's range.
 fn id(m: &Map<String, Value>, key: &'static str) -> Result<u64, ConfError> {
-    let bad = |why: String| ConfError::Bad { key, why };
-    let v = get(m, key)?;
-    let n: i128 = match v {
+    let out_of_range = |value: String| ConfError::OutOfRange { key, value };
+    let n: i128 = match get(m, key)? {
         Value::Number(n) => {
             let text = n.to_string();
-            if let Ok(i) = text.parse::<i128>() {
-                i
-            } else {
-                text.parse::<f64>()
-                    .map(|f| f.trunc() as i128)
-                    .map_err(|_| bad(format!("{text} is not a number")))?
+            match text.parse::<i128>() {
+                Ok(i) => i,
+                Err(_) => {
+                    // A float, truncated toward zero as `int()` does; one beyond u64's range
+                    // (1e400 included, which Python reads as infinity) is out of range.
+                    let f = text.parse::<f64>().map_err(|_| ConfError::Bad {
+                        key,
+                        why: format!("{text} is not a number"),
+                    })?;
+                    if !(f > -1.0 && f < 18_446_744_073_709_551_616.0) {
+                        return Err(out_of_range(text));
+                    }
+                    f.trunc() as i128
+                }
             }
         }
         Value::Bool(b) => i128::from(*b),
         Value::String(s) => {
             let t = s.trim().replace('_', "");
-            t.parse::<i128>()
-                .map_err(|_| bad(format!("{s:?} is not an integer")))?
+            t.parse::<i128>().map_err(|_| ConfError::Bad {
+                key,
+                why: format!("{s:?} is not an integer"),
+            })?
         }
-        other => return Err(bad(format!("expected an integer, found {other}"))),
+        other => {
+            return Err(ConfError::Bad {
+                key,
+                why: format!("expected an integer, found {other}"),
+            })
+        }
     };
-    u64::try_from(n).map_err(|_| bad(format!("{n} is out of range")))
+    u64::try_from(n).map_err(|_| out_of_range(n.to_string()))
+}
+
+fn from_image(m: &Map<String, Value>) -> Result<Option<PathBuf>, ConfError> {
+    match m.get("from_image") {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => Ok(Some(PathBuf::from(s))),
+        Some(other) => Err(ConfError::Bad {
+            key: "from_image",
+            why: format!("expected a path or null, found {other}"),
+        }),
+    }
+}
+
+fn store_layers(m: &Map<String, Value>) -> Result<Vec<Vec<String>>, ConfError> {
+    let bad = |why: &str| ConfError::Bad {
+        key: "store_layers",
+        why: why.into(),
+    };
+    let Value::Array(layers) = get(m, "store_layers")? else {
+        return Err(bad("expected a list of lists of store paths"));
+    };
+    layers
+        .iter()
+        .map(|layer| {
+            let Value::Array(paths) = layer else {
+                return Err(bad("expected a list of lists of store paths"));
+            };
+            paths
+                .iter()
+                .map(|p| match p {
+                    Value::String(s) => Ok(s.clone()),
+                    _ => Err(bad("store paths must be strings")),
+                })
+                .collect()
+        })
+        .collect()
+}
+
+/// The owner of every file and the mode of `/nix` and `/nix/store`.
+struct Ownership {
+    uid: u64,
+    gid: u64,
+    uname: String,
+    gname: String,
+    nix_root_mode: u32,
+}
+
+fn ownership(m: &Map<String, Value>) -> Result<Ownership, ConfError> {
+    if let Some(missing) = OWNER_KEYS.iter().find(|k| !m.contains_key(**k)) {
+        if OWNER_KEYS.iter().any(|k| m.contains_key(*k)) {
+            return Err(ConfError::OwnerIncomplete(missing));
+        }
+        return Ok(Ownership {
+            uid: 0,
+            gid: 0,
+            uname: "root".into(),
+            gname: "root".into(),
+            nix_root_mode: LEGACY_NIX_ROOT_MODE,
+        });
+    }
+    Ok(Ownership {
+        uid: id(m, "uid")?,
+        gid: id(m, "gid")?,
+        uname: string(m, "uname")?,
+        gname: string(m, "gname")?,
+        nix_root_mode: NIX_ROOT_MODE,
+    })
 }
 
 impl Conf {
@@ -124,51 +234,203 @@ impl Conf {
             created
         }
         .timestamp();
-        let from_image = match m.get("from_image") {
-            None | Some(Value::Null) => None,
-            Some(Value::String(s)) => Some(PathBuf::from(s)),
-            Some(other) => {
-                return Err(ConfError::Bad {
-                    key: "from_image",
-                    why: format!("expected a path or null, found {other}"),
-                })
-            }
-        };
-        let layers_bad = |why: &str| ConfError::Bad {
-            key: "store_layers",
-            why: why.into(),
-        };
-        let Value::Array(layers) = get(&m, "store_layers")? else {
-            return Err(layers_bad("expected a list of lists of store paths"));
-        };
-        let mut store_layers = Vec::with_capacity(layers.len());
-        for layer in layers {
-            let Value::Array(paths) = layer else {
-                return Err(layers_bad("expected a list of lists of store paths"));
-            };
-            let mut out = Vec::with_capacity(paths.len());
-            for p in paths {
-                let Value::String(s) = p else {
-                    return Err(layers_bad("store paths must be strings"));
-                };
-                out.push(s.clone());
-            }
-            store_layers.push(out);
-        }
+        let owner = ownership(&m)?;
         Ok(Conf {
             architecture: get(&m, "architecture")?.clone(),
             config: get(&m, "config")?.clone(),
             store_dir: string(&m, "store_dir")?,
-            from_image,
-            store_layers,
+            from_image: from_image(&m)?,
+            store_layers: store_layers(&m)?,
             customisation_layer: string(&m, "customisation_layer")?,
             repo_tag: m.get("repo_tag").cloned(),
             created,
             mtime,
-            uid: id(&m, "uid")?,
-            gid: id(&m, "gid")?,
-            uname: string(&m, "uname")?,
-            gname: string(&m, "gname")?,
+            uid: owner.uid,
+            gid: owner.gid,
+            uname: owner.uname,
+            gname: owner.gname,
+            nix_root_mode: owner.nix_root_mode,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const NOW: DateTime = DateTime {
+        year: 2001,
+        month: 2,
+        day: 3,
+        hour: 4,
+        minute: 5,
+        second: 6,
+        micro: 7,
+        offset_us: Some(0),
+    };
+
+    /// A conf as nixpkgs writes it today, with `edit` applied to its object.
+    fn conf_with(edit: impl FnOnce(&mut Map<String, Value>)) -> Result<Conf, ConfError> {
+        let mut v = serde_json::json!({
+            "architecture": "amd64", "config": {"Env": ["A=1"]}, "os": "linux",
+            "store_dir": "/nix/store", "from_image": null,
+            "store_layers": [["/nix/store/a-x"], ["/nix/store/b-y", "/nix/store/c-z"]],
+            "customisation_layer": "/nix/store/d-customisation-layer", "repo_tag": "x:y",
+            "created": "1970-01-01T00:00:01+00:00", "mtime": "1970-01-01T00:00:02+00:00",
+            "uid": "1000", "gid": "100", "uname": "alice", "gname": "users"
+        });
+        if let Value::Object(m) = &mut v {
+            edit(m);
+        }
+        Conf::parse(v.to_string().as_bytes(), NOW)
+    }
+
+    #[test]
+    fn a_current_conf_is_read_key_by_key() -> Result<(), ConfError> {
+        let c = conf_with(|_| {})?;
+        assert_eq!(c.store_dir, "/nix/store");
+        assert_eq!(c.store_layers.len(), 2);
+        assert_eq!(c.store_layers[1], ["/nix/store/b-y", "/nix/store/c-z"]);
+        assert_eq!(c.mtime, 2);
+        assert_eq!(c.created.timestamp(), 1);
+        assert_eq!((c.uid, c.gid), (1000, 100));
+        assert_eq!((c.uname.as_str(), c.gname.as_str()), ("alice", "users"));
+        assert_eq!(c.nix_root_mode, 0o755);
+        assert_eq!(c.from_image, None);
+        assert_eq!(c.repo_tag, Some(Value::String("x:y".into())));
+        Ok(())
+    }
+
+    #[test]
+    fn a_conf_without_mtime_uses_created() -> Result<(), ConfError> {
+        let c = conf_with(|m| {
+            m.remove("mtime");
+        })?;
+        assert_eq!(c.mtime, 1);
+        let c = conf_with(|m| {
+            m.insert("mtime".into(), "now".into());
+        })?;
+        assert_eq!(c.mtime, NOW.timestamp());
+        Ok(())
+    }
+
+    #[test]
+    fn a_conf_from_before_owner_keys_is_root_with_0555_store_folders() -> Result<(), ConfError> {
+        let c = conf_with(|m| {
+            for k in OWNER_KEYS {
+                m.remove(k);
+            }
+        })?;
+        assert_eq!((c.uid, c.gid), (0, 0));
+        assert_eq!((c.uname.as_str(), c.gname.as_str()), ("root", "root"));
+        assert_eq!(c.nix_root_mode, 0o555);
+        Ok(())
+    }
+
+    #[test]
+    fn a_conf_with_some_owner_keys_names_the_missing_one() {
+        let e = conf_with(|m| {
+            m.remove("gname");
+        });
+        assert!(
+            matches!(e, Err(ConfError::OwnerIncomplete("gname"))),
+            "{e:?}"
+        );
+    }
+
+    #[test]
+    fn ids_are_read_as_python_int_reads_them() -> Result<(), ConfError> {
+        for (v, want) in [
+            (serde_json::json!(5), 5u64),
+            (serde_json::json!("7"), 7),
+            (serde_json::json!(" 1_000 "), 1000),
+            (serde_json::json!(2.9), 2),
+            (serde_json::json!(true), 1),
+            (serde_json::json!(-0.5), 0),
+            (serde_json::json!("18446744073709551615"), u64::MAX),
+        ] {
+            let c = conf_with(|m| {
+                m.insert("uid".into(), v.clone());
+            })?;
+            assert_eq!(c.uid, want, "{v}");
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn an_id_out_of_range_says_so_with_the_conf_text() {
+        for (text, shown) in [
+            ("1e400", "1e+400"),
+            ("-1", "-1"),
+            ("18446744073709551616", "18446744073709551616"),
+            ("1e20", "1e+20"),
+        ] {
+            let bytes = format!(
+                r#"{{"architecture": "amd64", "config": {{}}, "store_dir": "/s", "store_layers": [],
+                "customisation_layer": "/c", "created": "now", "uid": {text}, "gid": 0, "uname": "", "gname": ""}}"#
+            );
+            match Conf::parse(bytes.as_bytes(), NOW) {
+                Err(ConfError::OutOfRange { key: "uid", value }) => assert_eq!(value, shown),
+                other => panic!("{text}: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn values_of_the_wrong_kind_name_their_key() {
+        let cases: [(&str, Value); 6] = [
+            ("uid", serde_json::json!("abc")),
+            ("uid", serde_json::json!([1])),
+            ("uname", serde_json::json!(5)),
+            ("created", serde_json::json!("yesterday")),
+            ("from_image", serde_json::json!(3)),
+            ("store_layers", serde_json::json!([["/nix/store/a", 5]])),
+        ];
+        for (key, v) in cases {
+            let e = conf_with(|m| {
+                m.insert(key.into(), v.clone());
+            });
+            assert!(
+                matches!(&e, Err(ConfError::Bad { key: k, .. }) if *k == key),
+                "{key}: {e:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn required_keys_and_shapes_are_checked() {
+        for key in [
+            "store_layers",
+            "store_dir",
+            "customisation_layer",
+            "created",
+            "config",
+        ] {
+            let e = conf_with(|m| {
+                m.remove(key);
+            });
+            assert!(
+                matches!(&e, Err(ConfError::Missing(k)) if *k == key),
+                "{key}: {e:?}"
+            );
+        }
+        assert!(matches!(
+            Conf::parse(b"[1]", NOW),
+            Err(ConfError::NotObject)
+        ));
+        assert!(matches!(Conf::parse(b"{", NOW), Err(ConfError::Json(_))));
+    }
+
+    #[test]
+    fn from_image_may_be_absent_null_or_a_path() -> Result<(), ConfError> {
+        assert_eq!(
+            conf_with(|m| drop(m.remove("from_image")))?.from_image,
+            None
+        );
+        let c = conf_with(|m| {
+            m.insert("from_image".into(), "/b.tar".into());
+        })?;
+        assert_eq!(c.from_image, Some(PathBuf::from("/b.tar")));
+        Ok(())
     }
 }

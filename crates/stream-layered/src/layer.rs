@@ -2,17 +2,24 @@
 //! `/nix/` and `/nix/store/` first, then each store path and everything below it, sorted by path
 //! component in Python's string order, symlinks never followed, hard links as full files.
 //! Memory: one directory listing per level of the walk and one copy buffer, never a whole file.
+//!
+//! [`check_layer`] walks the same tree before the first byte of the image is written: every path
+//! exists, no socket, every folder can be listed and every regular file can be opened. What it
+//! cannot see is a file that changes or goes away between that walk and the copy; the copy then
+//! fails naming the file.
 
 use std::cmp::Ordering;
 use std::ffi::OsStr;
 use std::fs;
 use std::io::{self, Write};
-use std::os::unix::ffi::OsStrExt;
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
 use dockertools_common::tar::writer::{DataError, TarWriter};
 use dockertools_common::tar::{self, pax, Header};
+
+use crate::store::StorePath;
 
 /// Errors while writing a layer.
 #[derive(Debug, thiserror::Error)]
@@ -41,9 +48,6 @@ pub enum LayerError {
     /// Writing the output failed.
     #[error("writing output: {0}")]
     Write(#[source] io::Error),
-    /// Reading a layer of the base image failed (OCI output hashes base layers too).
-    #[error(transparent)]
-    Base(Box<crate::base::BaseError>),
 }
 
 impl LayerError {
@@ -59,6 +63,16 @@ impl LayerError {
 
 pub use dockertools_common::tar::Owner;
 
+/// What every entry of a store layer gets: the conf's owner and mtime, and the mode of the
+/// `/nix` and `/nix/store` entries that open each layer.
+#[derive(Clone, Debug)]
+pub struct LayerOwner {
+    /// Owner, group and mtime of every entry.
+    pub owner: Owner,
+    /// Mode of `/nix` and `/nix/store`.
+    pub nix_root_mode: u32,
+}
+
 /// Python's string order on file names: code points, a non-UTF-8 byte as `U+DC00 + byte`.
 pub fn py_name_cmp(a: &[u8], b: &[u8]) -> Ordering {
     match (std::str::from_utf8(a), std::str::from_utf8(b)) {
@@ -68,30 +82,9 @@ pub fn py_name_cmp(a: &[u8], b: &[u8]) -> Ordering {
     }
 }
 
-/// `pathlib.PurePosixPath(p)` as a string: repeated and trailing slashes and `.` components dropped
-/// (exactly two leading slashes are kept, as POSIX allows).
-pub fn pathlib_normalize(p: &[u8]) -> Vec<u8> {
-    let leading = p.iter().take_while(|&&b| b == b'/').count();
-    let root: &[u8] = match leading {
-        0 => b"",
-        2 => b"//",
-        _ => b"/",
-    };
-    let parts: Vec<&[u8]> = p
-        .split(|&b| b == b'/')
-        .filter(|s| !s.is_empty() && *s != b".")
-        .collect();
-    let mut out = root.to_vec();
-    out.extend_from_slice(&parts.join(&b"/"[..]));
-    if out.is_empty() {
-        out.push(b'.');
-    }
-    out
-}
-
 struct Walk<'a, W: Write> {
     tar: TarWriter<W>,
-    owner: &'a Owner,
+    owner: &'a LayerOwner,
     buf: Vec<u8>,
 }
 
@@ -99,7 +92,7 @@ impl<W: Write> Walk<'_, W> {
     fn dir_entry(&mut self, name: &[u8]) -> Result<(), LayerError> {
         let h = Header {
             name: name.to_vec(),
-            mode: 0o755,
+            mode: self.owner.nix_root_mode,
             typeflag: tar::DIR,
             ..self.base_header()
         };
@@ -109,17 +102,11 @@ impl<W: Write> Walk<'_, W> {
     }
 
     fn base_header(&self) -> Header {
-        self.owner.header()
+        self.owner.owner.header()
     }
 
-    /// Adds `path` (named `name` in the archive, without a trailing slash) and, for a real
-    /// directory, everything below it.
-    fn add(&mut self, path: &Path, name: &[u8], descend: bool) -> Result<(), LayerError> {
-        let io_err = |source| LayerError::Io {
-            path: path.to_path_buf(),
-            source,
-        };
-        let md = fs::symlink_metadata(path).map_err(io_err)?;
+    /// The entry header of `path` (named `name` in the archive, without a trailing slash).
+    fn header(&self, path: &Path, md: &fs::Metadata, name: &[u8]) -> Result<Header, LayerError> {
         let ft = md.file_type();
         let mut h = Header {
             name: name.to_vec(),
@@ -135,10 +122,12 @@ impl<W: Write> Walk<'_, W> {
         } else if ft.is_symlink() {
             h.typeflag = tar::SYMLINK;
             h.linkname = fs::read_link(path)
-                .map_err(io_err)?
+                .map_err(|source| LayerError::Io {
+                    path: path.to_path_buf(),
+                    source,
+                })?
                 .into_os_string()
-                .as_bytes()
-                .to_vec();
+                .into_vec();
         } else if ft.is_fifo() {
             h.typeflag = tar::FIFO;
         } else if ft.is_char_device() || ft.is_block_device() {
@@ -152,6 +141,18 @@ impl<W: Write> Walk<'_, W> {
         } else {
             return Err(LayerError::Socket(path.to_path_buf()));
         }
+        Ok(h)
+    }
+
+    /// Adds `path` (named `name` in the archive, without a trailing slash) and, for a real
+    /// directory, everything below it. A symlink is never followed.
+    fn add(&mut self, path: &Path, name: &[u8]) -> Result<(), LayerError> {
+        let io_err = |source| LayerError::Io {
+            path: path.to_path_buf(),
+            source,
+        };
+        let md = fs::symlink_metadata(path).map_err(io_err)?;
+        let h = self.header(path, &md, name)?;
         self.buf.clear();
         pax::encode(&h, &mut self.buf);
         if h.typeflag == tar::REGULAR {
@@ -166,31 +167,41 @@ impl<W: Write> Walk<'_, W> {
         } else {
             self.tar.raw(&self.buf).map_err(LayerError::Write)?;
         }
-        if ft.is_dir() && descend {
-            let mut children: Vec<Vec<u8>> = Vec::new();
-            for entry in fs::read_dir(path).map_err(io_err)? {
-                let entry = entry.map_err(io_err)?;
-                children.push(entry.file_name().as_bytes().to_vec());
-            }
-            children.sort_by(|a, b| py_name_cmp(a, b));
-            let mut child_name = name.to_vec();
-            child_name.push(b'/');
-            let base_len = child_name.len();
-            for child in children {
-                child_name.truncate(base_len);
-                child_name.extend_from_slice(&child);
-                let child_path = path.join(OsStr::from_bytes(&child));
-                self.add(&child_path, &child_name.clone(), true)?;
-            }
+        if md.file_type().is_dir() {
+            self.add_children(path, name)?;
+        }
+        Ok(())
+    }
+
+    /// Adds the entries of folder `path` in Python's name order.
+    fn add_children(&mut self, path: &Path, name: &[u8]) -> Result<(), LayerError> {
+        let io_err = |source| LayerError::Io {
+            path: path.to_path_buf(),
+            source,
+        };
+        let mut children: Vec<Vec<u8>> = Vec::new();
+        for entry in fs::read_dir(path).map_err(io_err)? {
+            let entry = entry.map_err(io_err)?;
+            children.push(entry.file_name().into_vec());
+        }
+        children.sort_by(|a, b| py_name_cmp(a, b));
+        let mut child_name = name.to_vec();
+        child_name.push(b'/');
+        let base_len = child_name.len();
+        for child in children {
+            child_name.truncate(base_len);
+            child_name.extend_from_slice(&child);
+            self.add(&path.join(OsStr::from_bytes(&child)), &child_name)?;
         }
         Ok(())
     }
 }
 
-/// Checks, from metadata alone, that the layer can be written: every path exists, no socket,
-/// every directory readable. (A file that then changes size is caught while it is copied.)
-pub fn check_layer(paths: &[String]) -> Result<(), LayerError> {
-    fn walk(path: &Path, descend: bool) -> Result<(), LayerError> {
+/// Checks that the layer can be written: every path exists, no socket, every folder can be
+/// listed and every regular file can be opened (opening is what the copy does, so a file the
+/// process may not read is found here and not half way through the image).
+pub fn check_layer(paths: &[StorePath]) -> Result<(), LayerError> {
+    fn walk(path: &Path) -> Result<(), LayerError> {
         let io_err = |source| LayerError::Io {
             path: path.to_path_buf(),
             source,
@@ -200,22 +211,29 @@ pub fn check_layer(paths: &[String]) -> Result<(), LayerError> {
         if ft.is_socket() {
             return Err(LayerError::Socket(path.to_path_buf()));
         }
-        if ft.is_dir() && descend {
+        if ft.is_file() {
+            fs::File::open(path).map_err(io_err)?;
+        }
+        if ft.is_dir() {
             for entry in fs::read_dir(path).map_err(io_err)? {
                 let entry = entry.map_err(io_err)?;
-                walk(&entry.path(), true)?;
+                walk(&entry.path())?;
             }
         }
         Ok(())
     }
     for p in paths {
-        walk(Path::new(p), true)?;
+        walk(&p.path)?;
     }
     Ok(())
 }
 
 /// Writes the layer tar of `paths` to `out` and returns `out`.
-pub fn write_layer<W: Write>(paths: &[String], owner: &Owner, out: W) -> Result<W, LayerError> {
+pub fn write_layer<W: Write>(
+    paths: &[StorePath],
+    owner: &LayerOwner,
+    out: W,
+) -> Result<W, LayerError> {
     let mut walk = Walk {
         tar: TarWriter::new(out),
         owner,
@@ -224,11 +242,7 @@ pub fn write_layer<W: Write>(paths: &[String], owner: &Owner, out: W) -> Result<
     walk.dir_entry(b"/nix")?;
     walk.dir_entry(b"/nix/store")?;
     for p in paths {
-        let norm = pathlib_normalize(p.as_bytes());
-        let start = norm.iter().take_while(|&&b| b == b'/').count();
-        let mut name = vec![b'/'];
-        name.extend_from_slice(&norm[start..]);
-        walk.add(Path::new(p), &name, true)?;
+        walk.add(&p.path, &p.name)?;
     }
     walk.tar.finish().map_err(LayerError::Write)
 }
@@ -242,13 +256,5 @@ mod tests {
         let mut names: Vec<&[u8]> = vec![b"a0", b"a.b", b"a-b", b"a"];
         names.sort_by(|a, b| py_name_cmp(a, b));
         assert_eq!(names, vec![&b"a"[..], b"a-b", b"a.b", b"a0"]);
-    }
-
-    #[test]
-    fn normalizes_like_pathlib() {
-        assert_eq!(pathlib_normalize(b"/nix/store/x/"), b"/nix/store/x");
-        assert_eq!(pathlib_normalize(b"/nix//store/./x"), b"/nix/store/x");
-        assert_eq!(pathlib_normalize(b"//nix"), b"//nix");
-        assert_eq!(pathlib_normalize(b"///nix"), b"/nix");
     }
 }

@@ -5,10 +5,14 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use clap::{CommandFactory, Parser};
+use clap::Parser;
+use dockertools_common::atomic::AtomicDir;
+use dockertools_common::cli::UsageError;
 use dockertools_common::compress::{Compression, Compressor};
 use dockertools_common::names::Names;
-use stream_layered::{DateTime, Error, Options};
+use stream_layered::makeconf::{ConfArgs, MakeConfError};
+use stream_layered::oci::LayerCompression;
+use stream_layered::{docker_archive, oci, DateTime, Error, Options};
 
 /// Write the docker-archive image described by a streamLayeredImage conf.json to stdout.
 ///
@@ -17,6 +21,8 @@ use stream_layered::{DateTime, Error, Options};
 ///
 /// With --make-conf it instead writes the conf.json itself, as streamLayeredImage's jq step does
 /// (base JSON + store layers + the image settings), so no jq is needed.
+///
+/// An option that does not apply to the chosen mode or format is a usage error (exit 2).
 #[derive(Parser)]
 #[command(version)]
 struct Args {
@@ -26,24 +32,26 @@ struct Args {
     /// Override the RepoTags from the configuration.
     #[arg(short = 't', long = "repo_tag", value_name = "REPO_TAG")]
     repo_tag: Option<String>,
-    /// Output format: docker-archive (the original's), oci-archive (on stdout) or oci-dir (into --output).
-    #[arg(long, value_enum, default_value = "docker-archive")]
-    format: Format,
-    /// oci-dir: the folder to create.
+    /// Output format: docker-archive (the original's, the default), oci-archive (on stdout) or
+    /// oci-dir (into --output).
+    #[arg(long, value_enum)]
+    format: Option<Format>,
+    /// oci-dir: the folder to create (missing, or an empty folder; its parent must exist).
     #[arg(long, value_name = "DIR", required_if_eq("format", "oci-dir"))]
     output: Option<PathBuf>,
-    /// Compress the whole stream on stdout (docker-archive, oci-archive), like piping it to pigz or zstd.
-    #[arg(long, value_enum, default_value = "none")]
-    compress: Comp,
-    /// OCI layer blob compression.
-    #[arg(long, value_enum, default_value = "none")]
-    layer_compression: Comp,
+    /// docker-archive, oci-archive: compress the whole stream on stdout, like piping it to pigz
+    /// or zstd (default none).
+    #[arg(long, value_enum)]
+    compress: Option<Comp>,
+    /// oci-archive, oci-dir: compression of the layer blobs (default none).
+    #[arg(long, value_enum)]
+    layer_compression: Option<Comp>,
     /// Compression level (gzip 0-9, default 6; zstd 1-19, default 3).
     #[arg(long, value_parser = clap::value_parser!(i32).range(0..=19))]
     level: Option<i32>,
     /// Write the conf.json to stdout instead of an image (needs --base-json, --store-layers,
-    /// --customisation-layer and --repo-tag).
-    #[arg(long, requires_all = ["base_json", "store_layers", "customisation_layer", "repo_tag_conf"])]
+    /// --customisation-layer and --conf-repo-tag).
+    #[arg(long, requires_all = ["base_json", "store_layers", "customisation_layer", "conf_repo_tag"])]
     make_conf: bool,
     /// make-conf: the image's base JSON (architecture, config, os).
     #[arg(long, value_name = "FILE")]
@@ -55,33 +63,33 @@ struct Args {
     /// make-conf: the customisation layer's path.
     #[arg(long, value_name = "PATH")]
     customisation_layer: Option<String>,
-    /// make-conf: the image's name:tag.
-    #[arg(long = "repo-tag", value_name = "NAME:TAG")]
-    repo_tag_conf: Option<String>,
+    /// make-conf: the repo_tag written into the conf (the image's name:tag).
+    #[arg(long, value_name = "NAME:TAG")]
+    conf_repo_tag: Option<String>,
     /// make-conf: the base image archive.
     #[arg(long, value_name = "PATH")]
     from_image: Option<String>,
-    /// make-conf: the store folder.
-    #[arg(long, default_value = "/nix/store")]
-    store_dir: String,
-    /// make-conf: creation time (`now` or ISO 8601).
-    #[arg(long, default_value = "1970-01-01T00:00:01Z")]
-    created: String,
-    /// make-conf: file mtime (`now` or ISO 8601).
-    #[arg(long, default_value = "1970-01-01T00:00:01Z")]
-    mtime: String,
-    /// make-conf: owner id of the files.
-    #[arg(long, default_value_t = 0)]
-    uid: u64,
-    /// make-conf: group id of the files.
-    #[arg(long, default_value_t = 0)]
-    gid: u64,
-    /// make-conf: owner name.
-    #[arg(long, default_value = "root")]
-    uname: String,
-    /// make-conf: group name.
-    #[arg(long, default_value = "root")]
-    gname: String,
+    /// make-conf: the store folder (default /nix/store).
+    #[arg(long)]
+    store_dir: Option<String>,
+    /// make-conf: creation time (`now` or ISO 8601; default 1970-01-01T00:00:01Z).
+    #[arg(long)]
+    created: Option<String>,
+    /// make-conf: file mtime (`now` or ISO 8601; default 1970-01-01T00:00:01Z).
+    #[arg(long)]
+    mtime: Option<String>,
+    /// make-conf: owner id of the files (default 0).
+    #[arg(long)]
+    uid: Option<u64>,
+    /// make-conf: group id of the files (default 0).
+    #[arg(long)]
+    gid: Option<u64>,
+    /// make-conf: owner name (default root).
+    #[arg(long)]
+    uname: Option<String>,
+    /// make-conf: group name (default root).
+    #[arg(long)]
+    gname: Option<String>,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -108,122 +116,256 @@ impl Comp {
     }
 }
 
-fn level_for(kind: Compression, level: Option<i32>) -> i32 {
-    let level = level.unwrap_or_else(|| kind.default_level());
-    let ok = match kind {
-        Compression::Gzip => (0..=9).contains(&level),
-        Compression::Zstd => (1..=19).contains(&level),
-        Compression::None => true,
-    };
-    if !ok {
-        Args::command()
-            .error(
-                clap::error::ErrorKind::ValueValidation,
-                format!("--level {level} is out of range for {}", kind.name()),
-            )
-            .exit();
+const EPOCH_ONE: &str = "1970-01-01T00:00:01Z";
+
+impl Args {
+    fn format(&self) -> Format {
+        self.format.unwrap_or(Format::DockerArchive)
     }
-    level
+
+    /// The given options of `--make-conf` mode, by flag name.
+    fn make_conf_options(&self) -> Vec<&'static str> {
+        let given = [
+            ("--base-json", self.base_json.is_some()),
+            ("--store-layers", self.store_layers.is_some()),
+            ("--customisation-layer", self.customisation_layer.is_some()),
+            ("--conf-repo-tag", self.conf_repo_tag.is_some()),
+            ("--from-image", self.from_image.is_some()),
+            ("--store-dir", self.store_dir.is_some()),
+            ("--created", self.created.is_some()),
+            ("--mtime", self.mtime.is_some()),
+            ("--uid", self.uid.is_some()),
+            ("--gid", self.gid.is_some()),
+            ("--uname", self.uname.is_some()),
+            ("--gname", self.gname.is_some()),
+        ];
+        given.iter().filter(|(_, g)| *g).map(|(n, _)| *n).collect()
+    }
+
+    /// The given options of image mode, by flag name.
+    fn image_options(&self) -> Vec<&'static str> {
+        let given = [
+            ("CONF", self.conf.is_some()),
+            ("--repo_tag", self.repo_tag.is_some()),
+            ("--format", self.format.is_some()),
+            ("--output", self.output.is_some()),
+            ("--compress", self.compress.is_some()),
+            ("--layer-compression", self.layer_compression.is_some()),
+            ("--level", self.level.is_some()),
+        ];
+        given.iter().filter(|(_, g)| *g).map(|(n, _)| *n).collect()
+    }
+}
+
+fn list(flags: &[&str]) -> String {
+    flags.join(", ")
+}
+
+fn verb<'a>(flags: &[&str], one: &'a str, many: &'a str) -> &'a str {
+    if flags.len() == 1 {
+        one
+    } else {
+        many
+    }
+}
+
+/// Refuses an option that does not apply to the mode and format asked for.
+fn check_usage(args: &Args) -> Result<(), UsageError> {
+    let refuse = |msg: String| Err(UsageError(msg));
+    if args.make_conf {
+        let given = args.image_options();
+        if !given.is_empty() {
+            return refuse(format!(
+                "{} {} not apply to --make-conf",
+                list(&given),
+                verb(&given, "does", "do")
+            ));
+        }
+        return Ok(());
+    }
+    let given = args.make_conf_options();
+    if !given.is_empty() {
+        let hint = if given.contains(&"--conf-repo-tag") {
+            " (to override the image's tag, use --repo_tag/-t)"
+        } else {
+            ""
+        };
+        return refuse(format!(
+            "{} only {} with --make-conf{hint}",
+            list(&given),
+            verb(&given, "applies", "apply")
+        ));
+    }
+    let format = args.format();
+    if args.output.is_some() && format != Format::OciDir {
+        return refuse("--output only applies to --format oci-dir".into());
+    }
+    if args.layer_compression.is_some() && format == Format::DockerArchive {
+        return refuse(
+            "--layer-compression does not apply to --format docker-archive (it compresses the layer blobs of an OCI layout; --compress compresses the stream)".into(),
+        );
+    }
+    if args.compress.is_some() && format == Format::OciDir {
+        return refuse(
+            "--compress does not apply to --format oci-dir (it writes no stream; --layer-compression compresses its blobs)".into(),
+        );
+    }
+    Ok(())
+}
+
+/// The stream's and the layer blobs' compression with their levels; `--level` must fit every
+/// compressor it applies to.
+fn compression(args: &Args) -> Result<(LayerCompression, LayerCompression), UsageError> {
+    let stream = args.compress.unwrap_or(Comp::None).kind();
+    let layers = args.layer_compression.unwrap_or(Comp::None).kind();
+    let used: Vec<Compression> = [stream, layers]
+        .into_iter()
+        .filter(|k| *k != Compression::None)
+        .collect();
+    if args.level.is_some() && used.is_empty() {
+        return Err(UsageError(
+            "--level only applies with --compress or --layer-compression gz or zstd".into(),
+        ));
+    }
+    for kind in used {
+        let level = args.level.unwrap_or_else(|| kind.default_level());
+        let range = if kind == Compression::Gzip {
+            0..=9
+        } else {
+            1..=19
+        };
+        if !range.contains(&level) {
+            return Err(UsageError(format!(
+                "--level {level} is out of range for {} ({}-{})",
+                kind.name(),
+                range.start(),
+                range.end()
+            )));
+        }
+    }
+    let with_level = |kind: Compression| LayerCompression {
+        kind,
+        level: args.level.unwrap_or_else(|| kind.default_level()),
+    };
+    Ok((with_level(stream), with_level(layers)))
 }
 
 #[derive(Debug, thiserror::Error)]
 enum MainError {
+    #[error("{0}")]
+    Usage(#[source] UsageError),
     #[error("{}: {source}", .path.display())]
-    ReadConf { path: PathBuf, source: io::Error },
+    Read { path: PathBuf, source: io::Error },
+    #[error("{}: {source}", .path.display())]
+    Json {
+        path: PathBuf,
+        source: serde_json::Error,
+    },
     #[error(transparent)]
     Build(#[from] Error),
     #[error("{0}")]
-    Conf(String),
+    MakeConf(#[from] MakeConfError),
+    #[error("output {}: {source}", .path.display())]
+    Output { path: PathBuf, source: io::Error },
     #[error("writing output: {0}")]
     Out(#[from] io::Error),
 }
 
 fn read(path: &Path) -> Result<Vec<u8>, MainError> {
-    dockertools_common::cli::read_input(path).map_err(|source| MainError::ReadConf {
+    dockertools_common::cli::read_input(path).map_err(|source| MainError::Read {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+fn read_json(path: &Path) -> Result<serde_json::Value, MainError> {
+    serde_json::from_slice(&read(path)?).map_err(|source| MainError::Json {
         path: path.to_path_buf(),
         source,
     })
 }
 
 fn make_conf(args: &Args) -> Result<(), MainError> {
-    let json = |p: &Option<PathBuf>| -> Result<serde_json::Value, MainError> {
-        let p = p.clone().unwrap_or_default();
-        let bytes = read(&p)?;
-        serde_json::from_slice(&bytes).map_err(|e| MainError::Conf(format!("{}: {e}", p.display())))
-    };
-    let base = json(&args.base_json)?;
-    let layers = json(&args.store_layers)?;
-    let conf_args = stream_layered::makeconf::ConfArgs {
-        store_dir: args.store_dir.clone(),
+    let base = read_json(args.base_json.as_deref().unwrap_or(Path::new("")))?;
+    let layers = read_json(args.store_layers.as_deref().unwrap_or(Path::new("")))?;
+    let or = |v: &Option<String>, default: &str| v.clone().unwrap_or_else(|| default.into());
+    let conf_args = ConfArgs {
+        store_dir: or(&args.store_dir, "/nix/store"),
         from_image: args.from_image.clone(),
-        customisation_layer: args.customisation_layer.clone().unwrap_or_default(),
-        repo_tag: args.repo_tag_conf.clone().unwrap_or_default(),
-        created: args.created.clone(),
-        mtime: args.mtime.clone(),
-        uid: args.uid,
-        gid: args.gid,
-        uname: args.uname.clone(),
-        gname: args.gname.clone(),
+        customisation_layer: or(&args.customisation_layer, ""),
+        repo_tag: or(&args.conf_repo_tag, ""),
+        created: or(&args.created, EPOCH_ONE),
+        mtime: or(&args.mtime, EPOCH_ONE),
+        uid: args.uid.unwrap_or(0),
+        gid: args.gid.unwrap_or(0),
+        uname: or(&args.uname, "root"),
+        gname: or(&args.gname, "root"),
     };
-    let text =
-        stream_layered::makeconf::make_conf(&base, &layers, &conf_args).map_err(MainError::Conf)?;
+    let text = stream_layered::makeconf::make_conf(&base, &layers, &conf_args)?;
     let mut out = dockertools_common::cli::stdout()?;
     out.write_all(text.as_bytes())?;
     Ok(out.flush()?)
 }
 
-fn run(args: Args) -> Result<(), MainError> {
-    if args.make_conf {
-        return make_conf(&args);
+/// Where the image goes: stdout (docker-archive, oci-archive) or a folder (oci-dir).
+enum Target {
+    Stdout(io::BufWriter<io::StdoutLock<'static>>),
+    Dir(AtomicDir),
+}
+
+/// Opens the output before any work: a closed stdout, or an output folder that cannot work
+/// (not empty, not a folder, no parent), is refused at once.
+fn target(args: &Args) -> Result<Target, MainError> {
+    if args.format() != Format::OciDir {
+        return Ok(Target::Stdout(dockertools_common::cli::stdout()?));
     }
-    // Usage errors (a level out of range) come before any input is read.
-    let stream = args.compress.kind();
-    let stream_level = level_for(stream, args.level);
-    let layer_kind = args.layer_compression.kind();
-    let layer_level = level_for(layer_kind, args.level);
-    let conf_path = args.conf.clone().unwrap_or_default();
-    let conf = read(&conf_path)?;
+    let Some(path) = &args.output else {
+        return Err(MainError::Usage(UsageError(
+            "--format oci-dir needs --output DIR".into(),
+        )));
+    };
+    let dir = AtomicDir::create(path).map_err(|source| MainError::Output {
+        path: path.clone(),
+        source,
+    })?;
+    Ok(Target::Dir(dir))
+}
+
+fn options(args: &Args) -> Options {
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap_or_default();
-    let opts = Options {
-        repo_tag: args.repo_tag,
+    Options {
+        repo_tag: args.repo_tag.clone(),
         now: DateTime::from_unix(now.as_secs() as i64, now.subsec_micros()),
         names: Names::system(),
-    };
-    let mut stderr = io::stderr().lock();
-    let broken = |e: &Error| e.is_broken_pipe();
-    let result = match args.format {
-        Format::DockerArchive => {
-            let out = Compressor::new(dockertools_common::cli::stdout()?, stream, stream_level)?;
-            stream_layered::build(&conf_path, &conf, &opts, out, &mut stderr).map(Some)
-        }
-        Format::OciArchive | Format::OciDir => {
-            let prep = stream_layered::prepare(&conf_path, &conf, &opts)?;
-            let comp = stream_layered::oci::LayerCompression {
-                kind: layer_kind,
-                level: layer_level,
-            };
-            let target = match (args.format, args.output) {
-                (Format::OciDir, Some(dir)) => stream_layered::oci::Target::Dir(dir),
-                _ => stream_layered::oci::Target::Archive(Compressor::new(
-                    dockertools_common::cli::stdout()?,
-                    stream,
-                    stream_level,
-                )?),
-            };
-            stream_layered::oci::build(prep, comp, target, &mut stderr)
-        }
-    };
-    match result {
-        Ok(Some(out)) => {
-            let mut inner = out.finish()?;
-            Ok(inner.flush()?)
-        }
-        Ok(None) => Ok(()),
-        Err(e) if broken(&e) => Ok(()),
-        Err(e) => Err(e.into()),
     }
+}
+
+fn run(args: Args) -> Result<(), MainError> {
+    // Usage errors come before any input is read.
+    check_usage(&args).map_err(MainError::Usage)?;
+    if args.make_conf {
+        return make_conf(&args);
+    }
+    let (stream, layers) = compression(&args).map_err(MainError::Usage)?;
+    let target = target(&args)?;
+    let conf_path = args.conf.clone().unwrap_or_default();
+    let conf = read(&conf_path)?;
+    let prep = stream_layered::prepare(&conf_path, &conf, &options(&args))?;
+    let mut stderr = io::stderr().lock();
+    match target {
+        Target::Dir(dir) => oci::write_dir(&prep, layers, dir, &mut stderr)?,
+        Target::Stdout(out) => {
+            let out = Compressor::new(out, stream.kind, stream.level)?;
+            if args.format() == Format::OciArchive {
+                oci::write_archive(&prep, layers, out, &mut stderr)?;
+            } else {
+                docker_archive::write(&prep, out, &mut stderr)?;
+            }
+        }
+    }
+    Ok(())
 }
 
 fn main() -> ExitCode {

@@ -9,6 +9,25 @@ use serde_json::{Map, Value};
 
 use crate::isotime::{self, DateTime};
 
+/// Inputs the conf cannot be made from.
+#[derive(Debug, thiserror::Error)]
+pub enum MakeConfError {
+    /// The base JSON is not an object.
+    #[error("the base JSON is not an object")]
+    BaseNotObject,
+    /// `store_layers` is not a list of lists of strings.
+    #[error("store_layers is not a list of lists of store paths")]
+    LayersShape,
+    /// `created` or `mtime` is neither `now` nor an ISO 8601 time.
+    #[error("{what} {value:?} is not an ISO 8601 time")]
+    BadTime {
+        /// `created` or `mtime`.
+        what: &'static str,
+        /// The value given.
+        value: String,
+    },
+}
+
 /// The values the conf derivation passes to jq.
 #[derive(Clone, Debug)]
 pub struct ConfArgs {
@@ -34,19 +53,26 @@ pub struct ConfArgs {
     pub gname: String,
 }
 
-fn normalise(what: &str, t: &str) -> Result<String, String> {
+fn normalise(what: &'static str, t: &str) -> Result<String, MakeConfError> {
     if t == "now" {
         return Ok(t.to_string());
     }
-    let dt = isotime::parse(t).ok_or_else(|| format!("{what} {t:?} is not an ISO 8601 time"))?;
+    let dt = isotime::parse(t).ok_or_else(|| MakeConfError::BadTime {
+        what,
+        value: t.to_string(),
+    })?;
     let utc = DateTime::from_unix(dt.timestamp(), 0);
     Ok(utc.isoformat())
 }
 
 /// Builds the conf text; `base` must be a JSON object, `store_layers` a list of lists of paths.
-pub fn make_conf(base: &Value, store_layers: &Value, args: &ConfArgs) -> Result<String, String> {
+pub fn make_conf(
+    base: &Value,
+    store_layers: &Value,
+    args: &ConfArgs,
+) -> Result<String, MakeConfError> {
     let Value::Object(base) = base else {
-        return Err("the base JSON is not an object".into());
+        return Err(MakeConfError::BaseNotObject);
     };
     let ok_layers = store_layers.as_array().is_some_and(|ls| {
         ls.iter().all(|l| {
@@ -55,7 +81,7 @@ pub fn make_conf(base: &Value, store_layers: &Value, args: &ConfArgs) -> Result<
         })
     });
     if !ok_layers {
-        return Err("store_layers is not a list of lists of store paths".into());
+        return Err(MakeConfError::LayersShape);
     }
     let mut m: Map<String, Value> = base.clone();
     let s = |v: &str| Value::String(v.to_string());

@@ -3,34 +3,31 @@
 //! `org.opencontainers.image.ref.name`), and `blobs/sha256/` with the config, the manifest and
 //! the layers, uncompressed, gzip or zstd. The config is the same image JSON as in the
 //! docker-archive, so `rootfs.diff_ids` are always the uncompressed digests. With `from_image`,
-//! the base image's layers come first, read from its archive.
+//! the base image's layers come first, read from its archive and checked against its diff_ids.
 //!
 //! A tar member is named by its digest before its bytes are written, so oci-archive hashes
-//! (and compresses) every layer once to learn its digest and size, then streams it again;
-//! oci-dir writes each blob once under a temporary name. Memory stays flat either way.
+//! (and compresses) every layer once to learn its digest and size, then streams it again and
+//! checks that it did not change; oci-dir writes each blob once, under a temporary name inside
+//! an [`AtomicDir`] that is renamed into place only when complete. Memory stays flat either way.
 
-use std::fs;
-use std::io::{self, Write};
+use std::fs::{self, File};
+use std::io::{self, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 
+use dockertools_common::atomic::AtomicDir;
 use dockertools_common::compress::{Compression, Compressor};
 use dockertools_common::hash::{sha256_hex, HashingWriter};
-use dockertools_common::tar::writer::TarWriter;
+use dockertools_common::pyjson::{bytes_code_points, str_code_points};
+use dockertools_common::tar::writer::{DataError, TarWriter};
 use dockertools_common::tar::{self as tarfmt, pax, Header};
 use rayon::prelude::*;
-use serde_json::{json, Value};
+use serde_json::json;
 
-use crate::base::{BaseError, BaseImage, CopyError};
-use crate::layer::{self, LayerError, Owner};
-use crate::{image_config, Error, LayerInfo, Prepared};
-
-/// Where the OCI layout goes.
-pub enum Target<W: Write> {
-    /// An oci-archive tar on this writer.
-    Archive(W),
-    /// An oci layout folder (written under a temporary name, then renamed).
-    Dir(PathBuf),
-}
+use crate::base::{BaseImage, CopyError};
+use crate::image::{self, LayerInfo};
+use crate::layer::{self, LayerError};
+use crate::prepare::{CustomisationError, Prepared, StoreLayer};
+use crate::{Changed, Error};
 
 /// Layer blob compression and level.
 #[derive(Clone, Copy, Debug)]
@@ -51,13 +48,15 @@ impl LayerCompression {
     }
 }
 
+/// Where a layer's bytes come from.
 enum Source<'a> {
-    /// Layer `1` of the base image.
+    /// Layer `i` of the base image.
     Base(&'a BaseImage, usize),
-    Store(&'a [String]),
-    File(&'a Path),
+    Store(&'a StoreLayer),
+    Customisation(&'a Path),
 }
 
+/// A layer blob: the uncompressed digest, the blob's digest and its size.
 #[derive(Clone, Debug)]
 struct Blob {
     diff_id: String,
@@ -65,359 +64,378 @@ struct Blob {
     size: u64,
 }
 
-fn emit(source: &Source<'_>, owner: &Owner, out: &mut dyn Write) -> Result<(), LayerError> {
-    match source {
-        Source::Base(base, i) => base.layer_to(*i, out).map_err(|e| match e {
-            CopyError::Write(e) => LayerError::Write(e),
-            CopyError::Base(e) => LayerError::Base(Box::new(e)),
-        }),
-        Source::Store(paths) => layer::write_layer(paths, owner, out).map(drop),
-        Source::File(path) => {
-            let mut f = fs::File::open(path).map_err(|source| LayerError::Io {
-                path: path.to_path_buf(),
-                source,
-            })?;
-            io::copy(&mut f, out).map(drop).map_err(LayerError::Write)
-        }
-    }
+/// Why writing a blob failed: reading its layer, or writing the blob.
+enum BlobError {
+    Source(Error),
+    Write(io::Error),
 }
 
-/// Writes the (compressed) blob of `source` to `out`, hashing both the layer and the blob.
-fn blob_to<W: Write>(
-    source: &Source<'_>,
-    owner: &Owner,
+/// The image as an OCI layout: the prepared conf, its layer sources in image order, and how
+/// their blobs are compressed.
+struct Plan<'a> {
+    prep: &'a Prepared,
+    sources: Vec<Source<'a>>,
     comp: LayerCompression,
-    out: W,
-) -> Result<(W, Blob), LayerError> {
-    let inner = HashingWriter::new(out);
-    let compressor = Compressor::new(inner, comp.kind, comp.level).map_err(LayerError::Write)?;
-    let mut outer = HashingWriter::new(compressor);
-    emit(source, owner, &mut outer)?;
-    let (compressor, diff_id, _) = outer.finish();
-    let inner = compressor.finish().map_err(LayerError::Write)?;
-    let (out, digest, size) = inner.finish();
-    Ok((
-        out,
-        Blob {
-            diff_id,
-            digest,
-            size,
-        },
-    ))
 }
 
-fn manifest_and_index(
-    config: &[u8],
-    layers: &[Blob],
-    comp: LayerCompression,
-    tag: &Value,
-) -> (Vec<u8>, Vec<u8>) {
-    let manifest = json!({
-        "schemaVersion": 2,
-        "mediaType": "application/vnd.oci.image.manifest.v1+json",
-        "config": {
-            "mediaType": "application/vnd.oci.image.config.v1+json",
-            "digest": format!("sha256:{}", sha256_hex(config)),
-            "size": config.len(),
-        },
-        "layers": layers.iter().map(|b| json!({
-            "mediaType": comp.media_type(),
-            "digest": format!("sha256:{}", b.digest),
-            "size": b.size,
-        })).collect::<Vec<_>>(),
-    });
-    let manifest = serde_json::to_vec(&manifest).unwrap_or_default();
-    let index = json!({
-        "schemaVersion": 2,
-        "mediaType": "application/vnd.oci.image.index.v1+json",
-        "manifests": [{
-            "mediaType": "application/vnd.oci.image.manifest.v1+json",
-            "digest": format!("sha256:{}", sha256_hex(&manifest)),
-            "size": manifest.len(),
-            "annotations": { "org.opencontainers.image.ref.name": tag },
-        }],
-    });
-    (manifest, serde_json::to_vec(&index).unwrap_or_default())
+/// The layout's JSON: the config, the manifest and `index.json`.
+struct Documents {
+    config: Vec<u8>,
+    manifest: Vec<u8>,
+    index: Vec<u8>,
 }
 
 const OCI_LAYOUT: &[u8] = br#"{"imageLayoutVersion":"1.0.0"}"#;
 
-/// Writes the image of `prep` as an OCI layout.
-pub fn build<W: Write>(
-    prep: Prepared,
-    comp: LayerCompression,
-    target: Target<W>,
-    progress: &mut dyn Write,
-) -> Result<Option<W>, Error> {
-    let Prepared {
-        conf,
-        repo_tag,
-        base,
-        config,
-        custom,
-        owner,
-        ..
-    } = prep;
-    let mut sources: Vec<Source<'_>> = match &base {
-        Some(b) => (0..b.layers.len()).map(|i| Source::Base(b, i)).collect(),
-        None => Vec::new(),
-    };
-    sources.extend(conf.store_layers.iter().map(|p| Source::Store(p)));
-    sources.push(Source::File(&custom.path));
-    let layer_err = |i: usize| {
-        move |source| Error::Layer {
-            layer: i + 1,
-            source,
+impl<'a> Plan<'a> {
+    fn new(prep: &'a Prepared, comp: LayerCompression) -> Self {
+        let mut sources: Vec<Source<'a>> = match &prep.base {
+            Some(b) => (0..b.layers.len()).map(|i| Source::Base(b, i)).collect(),
+            None => Vec::new(),
+        };
+        sources.extend(prep.layers.iter().map(Source::Store));
+        sources.push(Source::Customisation(&prep.custom.path));
+        Plan {
+            prep,
+            sources,
+            comp,
         }
-    };
-    let _ = writeln!(progress, "Hashing {} layers...", sources.len());
-    match target {
-        Target::Dir(dir) => {
-            let name = dir
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_else(|| "oci".into());
-            let parent = match dir.parent() {
-                Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-                _ => PathBuf::from("."),
-            };
-            let temp = parent.join(format!(".{name}.tmp-{}", std::process::id()));
-            let result = write_dir(
-                &temp,
-                &dir,
-                &sources,
-                &owner,
-                comp,
-                &conf,
-                base.as_ref(),
-                config,
-                &repo_tag,
-                &custom.checksum,
-            );
-            if result.is_err() {
-                let _ = fs::remove_dir_all(&temp);
-            }
-            result.map(|()| None)
-        }
-        Target::Archive(out) => {
-            let blobs: Vec<Result<Blob, Error>> = sources
-                .par_iter()
-                .enumerate()
-                .map(|(i, s)| {
-                    blob_to(s, &owner, comp, io::sink())
-                        .map(|(_, b)| b)
-                        .map_err(layer_err(i))
-                })
-                .collect();
-            let blobs = blobs.into_iter().collect::<Result<Vec<_>, _>>()?;
-            check_customisation(&blobs, &custom.checksum, &custom.path)?;
-            let infos = layer_infos(&conf, base.as_ref(), &blobs)?;
-            let config_json = image_config(&conf, config, &infos);
-            let (manifest, index) = manifest_and_index(&config_json, &blobs, comp, &repo_tag);
-            let mut tar = TarWriter::new(out);
-            let mut head = Vec::new();
-            let mut entry = |tar: &mut TarWriter<W>,
-                             name: &str,
-                             typeflag: u8,
-                             size: u64|
-             -> Result<(), Error> {
-                head.clear();
-                let mode = if typeflag == tarfmt::DIR {
-                    0o755
-                } else {
-                    0o644
-                };
-                pax::encode(
-                    &Header {
-                        name: name.as_bytes().to_vec(),
-                        mode,
-                        size,
-                        mtime: conf.mtime,
-                        typeflag,
-                        ..Header::default()
-                    },
-                    &mut head,
-                );
-                tar.raw(&head).map_err(Error::Write)
-            };
-            entry(
-                &mut tar,
-                "oci-layout",
-                tarfmt::REGULAR,
-                OCI_LAYOUT.len() as u64,
-            )?;
-            tar.data_bytes(OCI_LAYOUT).map_err(Error::Write)?;
-            entry(&mut tar, "blobs/", tarfmt::DIR, 0)?;
-            entry(&mut tar, "blobs/sha256/", tarfmt::DIR, 0)?;
-            entry(
-                &mut tar,
-                &format!("blobs/sha256/{}", sha256_hex(&config_json)),
-                tarfmt::REGULAR,
-                config_json.len() as u64,
-            )?;
-            tar.data_bytes(&config_json).map_err(Error::Write)?;
-            for (i, (source, blob)) in sources.iter().zip(&blobs).enumerate() {
-                let _ = writeln!(progress, "Writing layer {} of {}...", i + 1, blobs.len());
-                entry(
-                    &mut tar,
-                    &format!("blobs/sha256/{}", blob.digest),
-                    tarfmt::REGULAR,
-                    blob.size,
-                )?;
-                let mut w = tar.entry_writer();
-                let again = blob_to(source, &owner, comp, &mut w).map_err(|e| match e {
-                    LayerError::Write(io) => Error::Write(io),
-                    other => layer_err(i)(other),
-                })?;
-                if again.1.digest != blob.digest {
-                    return Err(Error::Config(format!(
-                        "layer {} changed while it was streamed",
-                        i + 1
-                    )));
+    }
+
+    /// Writes layer `i`'s bytes to `out`.
+    fn emit(&self, i: usize, out: &mut dyn Write) -> Result<(), BlobError> {
+        let layer_err = |source| {
+            BlobError::Source(Error::Layer {
+                layer: i + 1,
+                source,
+            })
+        };
+        match self.sources.get(i) {
+            Some(Source::Base(base, n)) => base.layer_to(*n, out).map_err(|e| match e {
+                CopyError::Write(e) => BlobError::Write(e),
+                CopyError::Base(e) => BlobError::Source(Error::Base(e)),
+            }),
+            Some(Source::Store(layer)) => {
+                match layer::write_layer(&layer.paths, &self.prep.owner, out) {
+                    Ok(_) => Ok(()),
+                    Err(LayerError::Write(e))
+                    | Err(LayerError::Data {
+                        source: DataError::Write(e),
+                        ..
+                    }) => Err(BlobError::Write(e)),
+                    Err(e) => Err(layer_err(e)),
                 }
-                w.finish(blob.size).map_err(|source| Error::Changed {
-                    layer: i + 1,
-                    source,
-                })?;
             }
-            entry(
-                &mut tar,
-                &format!("blobs/sha256/{}", sha256_hex(&manifest)),
-                tarfmt::REGULAR,
-                manifest.len() as u64,
-            )?;
-            tar.data_bytes(&manifest).map_err(Error::Write)?;
-            entry(&mut tar, "index.json", tarfmt::REGULAR, index.len() as u64)?;
-            tar.data_bytes(&index).map_err(Error::Write)?;
-            let out = tar.finish().map_err(Error::Write)?;
-            let _ = writeln!(progress, "Done.");
-            Ok(Some(out))
+            Some(Source::Customisation(path)) => copy_file(path, out),
+            None => Ok(()),
         }
     }
-}
 
-/// The config's layer list: base layers (whose bytes must hash to the diff_ids the base
-/// config names), store layers, then the customisation layer.
-fn layer_infos(
-    conf: &crate::Conf,
-    base: Option<&BaseImage>,
-    blobs: &[Blob],
-) -> Result<Vec<LayerInfo>, Error> {
-    let mut infos: Vec<LayerInfo> = Vec::new();
-    let base_layers = base.map_or(&[][..], |b| &b.layers[..]);
-    for (l, b) in base_layers.iter().zip(blobs) {
-        if !b.diff_id.eq_ignore_ascii_case(&l.checksum) {
-            return Err(Error::Base(BaseError::NotDockerArchive {
-                path: base.map(|b| b.path().to_path_buf()).unwrap_or_default(),
-                why: format!(
-                    "layer {} has sha256 {} but the config's diff_id is {} (a compressed layer member cannot go into an OCI layout as is)",
-                    String::from_utf8_lossy(&l.member),
-                    b.diff_id,
-                    l.checksum
-                ),
-            }));
-        }
-        infos.push(LayerInfo {
-            checksum: b.diff_id.clone(),
-            path: Vec::new(),
-            comment_paths: vec![dockertools_common::pyjson::bytes_code_points(&l.member)],
-        });
+    /// Writes the (compressed) blob of layer `i` to `out`, hashing both the layer and the blob.
+    fn blob_to<W: Write>(&self, i: usize, out: W) -> Result<(W, Blob), BlobError> {
+        let inner = HashingWriter::new(out);
+        let compressor =
+            Compressor::new(inner, self.comp.kind, self.comp.level).map_err(BlobError::Write)?;
+        let mut outer = HashingWriter::new(compressor);
+        self.emit(i, &mut outer)?;
+        let (compressor, diff_id, _) = outer.finish();
+        let inner = compressor.finish().map_err(BlobError::Write)?;
+        let (out, digest, size) = inner.finish();
+        let blob = Blob {
+            diff_id,
+            digest,
+            size,
+        };
+        Ok((out, blob))
     }
-    let blobs = &blobs[base_layers.len().min(blobs.len())..];
-    infos.extend(conf.store_layers.iter().zip(blobs).map(|(paths, b)| {
-        LayerInfo {
-            checksum: b.diff_id.clone(),
-            path: Vec::new(),
-            comment_paths: paths
-                .iter()
-                .map(|p| dockertools_common::pyjson::str_code_points(p))
-                .collect(),
-        }
-    }));
-    if let Some(b) = blobs.last() {
-        infos.push(LayerInfo {
-            checksum: b.diff_id.clone(),
-            path: Vec::new(),
-            comment_paths: vec![dockertools_common::pyjson::str_code_points(
-                &conf.customisation_layer,
-            )],
-        });
-    }
-    Ok(infos)
-}
 
-/// The customisation layer's `checksum` file must be its real sha256, or the image is broken.
-fn check_customisation(blobs: &[Blob], checksum: &str, path: &Path) -> Result<(), Error> {
-    match blobs.last() {
-        Some(b) if !b.diff_id.eq_ignore_ascii_case(checksum) => Err(Error::Customisation {
-            path: path.to_path_buf(),
-            why: format!(
-                "checksum file says {checksum} but layer.tar has sha256 {}",
-                b.diff_id
-            ),
-        }),
-        _ => Ok(()),
+    /// Hashes every blob (on rayon's threads) without keeping it.
+    fn hash_blobs(&self) -> Result<Vec<Blob>, Error> {
+        (0..self.sources.len())
+            .into_par_iter()
+            .map(|i| match self.blob_to(i, io::sink()) {
+                Ok((_, blob)) => Ok(blob),
+                Err(BlobError::Source(e)) => Err(e),
+                Err(BlobError::Write(e)) => Err(Error::Write(e)),
+            })
+            .collect()
     }
-}
 
-#[allow(clippy::too_many_arguments)]
-fn write_dir(
-    temp: &Path,
-    dir: &Path,
-    sources: &[Source<'_>],
-    owner: &Owner,
-    comp: LayerCompression,
-    conf: &crate::Conf,
-    base: Option<&BaseImage>,
-    config: Value,
-    tag: &Value,
-    checksum: &str,
-) -> Result<(), Error> {
-    let layer_err = |i: usize| {
-        move |source| Error::Layer {
-            layer: i + 1,
-            source,
+    /// Checks the blobs' diff_ids against the base config and the customisation checksum, and
+    /// writes the layout's JSON.
+    fn documents(&self, blobs: &[Blob]) -> Result<Documents, Error> {
+        let mut infos: Vec<LayerInfo> = Vec::with_capacity(blobs.len());
+        for (source, blob) in self.sources.iter().zip(blobs) {
+            let comment_paths = match source {
+                Source::Base(base, n) => {
+                    let Some(layer) = base.layers.get(*n) else {
+                        continue;
+                    };
+                    base.verify(layer, blob.diff_id.clone())?;
+                    vec![bytes_code_points(&layer.member)]
+                }
+                Source::Store(layer) => layer.given.iter().map(|p| str_code_points(p)).collect(),
+                Source::Customisation(path) => {
+                    self.check_customisation(path, blob)?;
+                    vec![str_code_points(&self.prep.conf.customisation_layer)]
+                }
+            };
+            infos.push(LayerInfo {
+                checksum: blob.diff_id.clone(),
+                path: Vec::new(),
+                comment_paths,
+            });
         }
-    };
-    let io_err = |path: PathBuf| {
-        move |source| Error::Customisation {
-            path,
-            why: format!("{source}"),
-        }
-    };
-    let blobs_dir = temp.join("blobs/sha256");
-    fs::create_dir_all(&blobs_dir).map_err(io_err(blobs_dir.clone()))?;
-    let blobs: Vec<Result<Blob, Error>> = sources
-        .par_iter()
-        .enumerate()
-        .map(|(i, s)| {
-            let tmp = blobs_dir.join(format!("layer-{i}.tmp"));
-            let file = fs::File::create(&tmp).map_err(io_err(tmp.clone()))?;
-            let (w, blob) = blob_to(s, owner, comp, io::BufWriter::with_capacity(1 << 20, file))
-                .map_err(layer_err(i))?;
-            w.into_inner()
-                .map_err(|e| io_err(tmp.clone())(e.into_error()))?;
-            fs::rename(&tmp, blobs_dir.join(&blob.digest)).map_err(io_err(tmp.clone()))?;
-            Ok(blob)
+        let config = image::config_json(&self.prep.conf, self.prep.config.clone(), &infos);
+        let (manifest, index) = self.manifest_and_index(&config, blobs);
+        Ok(Documents {
+            config,
+            manifest,
+            index,
         })
-        .collect();
-    let blobs = blobs.into_iter().collect::<Result<Vec<_>, _>>()?;
-    if let Some(Source::File(p)) = sources.last() {
-        check_customisation(&blobs, checksum, p)?;
     }
-    let infos = layer_infos(conf, base, &blobs)?;
-    let config_json = image_config(conf, config, &infos);
-    let (manifest, index) = manifest_and_index(&config_json, &blobs, comp, tag);
+
+    /// The customisation layer's `checksum` file must be its real sha256, or the image is broken.
+    fn check_customisation(&self, path: &Path, blob: &Blob) -> Result<(), Error> {
+        let expected = &self.prep.custom.checksum;
+        if blob.diff_id.eq_ignore_ascii_case(expected) {
+            return Ok(());
+        }
+        Err(Error::Customisation(CustomisationError::Mismatch {
+            path: path.to_path_buf(),
+            expected: expected.clone(),
+            found: blob.diff_id.clone(),
+        }))
+    }
+
+    fn manifest_and_index(&self, config: &[u8], layers: &[Blob]) -> (Vec<u8>, Vec<u8>) {
+        let manifest = json!({
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "config": {
+                "mediaType": "application/vnd.oci.image.config.v1+json",
+                "digest": format!("sha256:{}", sha256_hex(config)),
+                "size": config.len(),
+            },
+            "layers": layers.iter().map(|b| json!({
+                "mediaType": self.comp.media_type(),
+                "digest": format!("sha256:{}", b.digest),
+                "size": b.size,
+            })).collect::<Vec<_>>(),
+        });
+        let manifest = serde_json::to_vec(&manifest).unwrap_or_default();
+        let index = json!({
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.oci.image.index.v1+json",
+            "manifests": [{
+                "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                "digest": format!("sha256:{}", sha256_hex(&manifest)),
+                "size": manifest.len(),
+                "annotations": { "org.opencontainers.image.ref.name": self.prep.repo_tag },
+            }],
+        });
+        (manifest, serde_json::to_vec(&index).unwrap_or_default())
+    }
+}
+
+/// Copies a file to `out`, telling read errors (the file's) from write errors (the blob's).
+fn copy_file(path: &Path, out: &mut dyn Write) -> Result<(), BlobError> {
+    let read_err = |source| {
+        BlobError::Source(Error::Customisation(CustomisationError::Io {
+            path: path.to_path_buf(),
+            source,
+        }))
+    };
+    let mut f = File::open(path).map_err(read_err)?;
+    let mut buf = vec![0u8; 1 << 16];
+    loop {
+        let n = match f.read(&mut buf) {
+            Ok(0) => return Ok(()),
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(read_err(e)),
+        };
+        out.write_all(&buf[..n]).map_err(BlobError::Write)?;
+    }
+}
+
+fn say(progress: &mut dyn Write, line: &str) {
+    // Progress is best effort: a closed stderr must not stop the image.
+    let _ = writeln!(progress, "{line}");
+}
+
+/// Writes the image of `prep` as an oci-archive to `out`, finishes the compression and flushes,
+/// and only then prints `Done.`; returns the inner writer.
+pub fn write_archive<W: Write>(
+    prep: &Prepared,
+    comp: LayerCompression,
+    out: Compressor<W>,
+    progress: &mut dyn Write,
+) -> Result<W, Error> {
+    let plan = Plan::new(prep, comp);
+    say(
+        progress,
+        &format!("Hashing {} layers...", plan.sources.len()),
+    );
+    let blobs = plan.hash_blobs()?;
+    let docs = plan.documents(&blobs)?;
+    let mut tar = TarWriter::new(out);
+    let mtime = prep.conf.mtime;
+    bytes_member(&mut tar, "oci-layout", OCI_LAYOUT, mtime)?;
+    dir_member(&mut tar, "blobs/", mtime)?;
+    dir_member(&mut tar, "blobs/sha256/", mtime)?;
+    let config_name = format!("blobs/sha256/{}", sha256_hex(&docs.config));
+    bytes_member(&mut tar, &config_name, &docs.config, mtime)?;
+    for (i, blob) in blobs.iter().enumerate() {
+        say(
+            progress,
+            &format!("Writing layer {} of {}...", i + 1, blobs.len()),
+        );
+        stream_blob(&plan, i, blob, &mut tar)?;
+    }
+    let manifest_name = format!("blobs/sha256/{}", sha256_hex(&docs.manifest));
+    bytes_member(&mut tar, &manifest_name, &docs.manifest, mtime)?;
+    bytes_member(&mut tar, "index.json", &docs.index, mtime)?;
+    let compressor = tar.finish().map_err(Error::Write)?;
+    let mut inner = compressor.finish().map_err(Error::Write)?;
+    inner.flush().map_err(Error::Write)?;
+    say(progress, "Done.");
+    Ok(inner)
+}
+
+/// Writes layer `i`'s blob as a member named by the digest of its first pass, checking that the
+/// second pass gives the same bytes.
+fn stream_blob<W: Write>(
+    plan: &Plan<'_>,
+    i: usize,
+    blob: &Blob,
+    tar: &mut TarWriter<W>,
+) -> Result<(), Error> {
+    let name = format!("blobs/sha256/{}", blob.digest);
+    member(tar, &name, tarfmt::REGULAR, blob.size, plan.prep.conf.mtime)?;
+    let mut w = tar.entry_writer();
+    let (_, again) = plan.blob_to(i, &mut w).map_err(|e| match e {
+        BlobError::Source(e) => e,
+        BlobError::Write(e) => Error::Write(e),
+    })?;
+    let changed = |source| Error::Changed {
+        layer: i + 1,
+        source,
+    };
+    if again.digest != blob.digest {
+        return Err(changed(Changed::Digest {
+            before: blob.digest.clone(),
+            after: again.digest,
+        }));
+    }
+    w.finish(blob.size).map_err(|e| changed(Changed::Size(e)))
+}
+
+fn member<W: Write>(
+    tar: &mut TarWriter<W>,
+    name: &str,
+    typeflag: u8,
+    size: u64,
+    mtime: i64,
+) -> Result<(), Error> {
+    let mode = if typeflag == tarfmt::DIR {
+        0o755
+    } else {
+        0o644
+    };
+    let h = Header {
+        name: name.as_bytes().to_vec(),
+        mode,
+        size,
+        mtime,
+        typeflag,
+        ..Header::default()
+    };
+    let mut head = Vec::new();
+    pax::encode(&h, &mut head);
+    tar.raw(&head).map_err(Error::Write)
+}
+
+fn dir_member<W: Write>(tar: &mut TarWriter<W>, name: &str, mtime: i64) -> Result<(), Error> {
+    member(tar, name, tarfmt::DIR, 0, mtime)
+}
+
+fn bytes_member<W: Write>(
+    tar: &mut TarWriter<W>,
+    name: &str,
+    bytes: &[u8],
+    mtime: i64,
+) -> Result<(), Error> {
+    member(tar, name, tarfmt::REGULAR, bytes.len() as u64, mtime)?;
+    tar.data_bytes(bytes).map_err(Error::Write)
+}
+
+/// Writes the image of `prep` as an OCI layout into `dir` (created by the caller before any
+/// work, so that an unusable target is refused at once), renames it into place, and only then
+/// prints `Done.`.
+pub fn write_dir(
+    prep: &Prepared,
+    comp: LayerCompression,
+    dir: AtomicDir,
+    progress: &mut dyn Write,
+) -> Result<(), Error> {
+    let plan = Plan::new(prep, comp);
+    let target = dir.target().to_path_buf();
+    let out_err = |source| Error::Output {
+        path: target.clone(),
+        source,
+    };
+    say(
+        progress,
+        &format!("Hashing {} layers...", plan.sources.len()),
+    );
+    let blobs_dir = PathBuf::from("blobs/sha256");
+    fs::create_dir(dir.path().join("blobs")).map_err(out_err)?;
+    fs::create_dir(dir.path().join(&blobs_dir)).map_err(out_err)?;
+    let blobs = (0..plan.sources.len())
+        .into_par_iter()
+        .map(|i| write_blob(&plan, i, &dir, &blobs_dir))
+        .collect::<Result<Vec<_>, _>>()?;
+    let docs = plan.documents(&blobs)?;
     for (name, bytes) in [
-        (blobs_dir.join(sha256_hex(&config_json)), &config_json[..]),
-        (blobs_dir.join(sha256_hex(&manifest)), &manifest[..]),
-        (temp.join("index.json"), &index[..]),
-        (temp.join("oci-layout"), OCI_LAYOUT),
+        (blobs_dir.join(sha256_hex(&docs.config)), &docs.config[..]),
+        (
+            blobs_dir.join(sha256_hex(&docs.manifest)),
+            &docs.manifest[..],
+        ),
+        (PathBuf::from("index.json"), &docs.index[..]),
+        (PathBuf::from("oci-layout"), OCI_LAYOUT),
     ] {
-        fs::write(&name, bytes).map_err(io_err(name.clone()))?;
+        dir.create_file(&name)
+            .and_then(|mut f| f.write_all(bytes))
+            .map_err(out_err)?;
     }
-    if dir.exists() {
-        fs::remove_dir(dir).map_err(io_err(dir.to_path_buf()))?;
-    }
-    fs::rename(temp, dir).map_err(io_err(dir.to_path_buf()))
+    dir.commit().map_err(out_err)?;
+    say(progress, "Done.");
+    Ok(())
+}
+
+/// Writes layer `i`'s blob into the folder under a new temporary name, then renames it to its
+/// digest.
+fn write_blob(plan: &Plan<'_>, i: usize, dir: &AtomicDir, blobs: &Path) -> Result<Blob, Error> {
+    let out_err = |source| Error::Output {
+        path: dir.target().to_path_buf(),
+        source,
+    };
+    let tmp = blobs.join(format!("layer-{i}.tmp"));
+    let file = dir.create_file(&tmp).map_err(out_err)?;
+    let (w, blob) = plan
+        .blob_to(i, BufWriter::with_capacity(1 << 20, file))
+        .map_err(|e| match e {
+            BlobError::Source(e) => e,
+            BlobError::Write(e) => out_err(e),
+        })?;
+    w.into_inner().map_err(|e| out_err(e.into_error()))?;
+    let blobs = dir.path().join(blobs);
+    fs::rename(
+        blobs.join(format!("layer-{i}.tmp")),
+        blobs.join(&blob.digest),
+    )
+    .map_err(out_err)?;
+    Ok(blob)
 }
