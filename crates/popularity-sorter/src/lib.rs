@@ -15,6 +15,7 @@ mod fastjson;
 pub mod graph;
 pub mod pipeline;
 pub mod popularity;
+pub mod size;
 
 use std::collections::HashSet;
 
