@@ -268,7 +268,10 @@ mod tests {
     fn sums_keep_the_sign_and_any_size() {
         let sum = |items: &[&str]| {
             let mut t = Total::default();
-            items.iter().all(|s| t.add(&n(s))).then(|| t.value().clone())
+            items
+                .iter()
+                .all(|s| t.add(&n(s)))
+                .then(|| t.value().clone())
         };
         assert_eq!(
             sum(&["-5", "3", "170141183460469231731687303715884105727", "1"]),
@@ -282,9 +285,19 @@ mod tests {
             sum(&["0.0", "9007199254740992", "1"]),
             Some(Size::Float(9007199254740992.0))
         );
-        assert_eq!(sum(&["9007199254740992", "1", "0.0"]), Some(Size::Float(9007199254740992.0)));
-        assert_eq!(sum(&["9007199254740992", "1"]), Some(Size::Int(9007199254740993)));
-        assert_eq!(sum(&["1.5", &format!("1{}", "0".repeat(400))]), None, "OverflowError");
+        assert_eq!(
+            sum(&["9007199254740992", "1", "0.0"]),
+            Some(Size::Float(9007199254740992.0))
+        );
+        assert_eq!(
+            sum(&["9007199254740992", "1"]),
+            Some(Size::Int(9007199254740993))
+        );
+        assert_eq!(
+            sum(&["1.5", &format!("1{}", "0".repeat(400))]),
+            None,
+            "OverflowError"
+        );
         let mut t = Total::default();
         assert!(!t.add(&Size::Text("x".into())), "TypeError");
     }

@@ -3,7 +3,6 @@
 //! component in Python's string order, symlinks never followed, hard links as full files.
 //! Memory: one directory listing per level of the walk and one copy buffer, never a whole file.
 
-use std::cmp::Ordering;
 use std::ffi::OsStr;
 use std::fs;
 use std::io::{self, Write};
@@ -60,13 +59,7 @@ impl LayerError {
 pub use dockertools_common::tar::Owner;
 
 /// Python's string order on file names: code points, a non-UTF-8 byte as `U+DC00 + byte`.
-pub fn py_name_cmp(a: &[u8], b: &[u8]) -> Ordering {
-    match (std::str::from_utf8(a), std::str::from_utf8(b)) {
-        // For valid UTF-8, byte order is code point order.
-        (Ok(_), Ok(_)) => a.cmp(b),
-        _ => pax::py_chars(a).cmp(pax::py_chars(b)),
-    }
-}
+pub use dockertools_common::py::name_cmp as py_name_cmp;
 
 /// `pathlib.PurePosixPath(p)` as a string: repeated and trailing slashes and `.` components dropped
 /// (exactly two leading slashes are kept, as POSIX allows).

@@ -26,7 +26,8 @@ use std::path::{Path, PathBuf};
 
 use dockertools_common::hash::{sha256_hex, HashingWriter};
 use dockertools_common::names::Names;
-use dockertools_common::pyjson::{self, bytes_code_points, repr_str_list, str_code_points};
+use dockertools_common::py::{bytes_code_points, repr_str_list, str_code_points};
+use dockertools_common::pyjson;
 use dockertools_common::tar::writer::{DataError, TarWriter};
 use dockertools_common::tar::{self as tarfmt, pax, Header};
 use serde_json::{Map, Value};

@@ -320,7 +320,7 @@ fn layer_infos(
         infos.push(LayerInfo {
             checksum: b.diff_id.clone(),
             path: Vec::new(),
-            comment_paths: vec![dockertools_common::pyjson::bytes_code_points(&l.member)],
+            comment_paths: vec![dockertools_common::py::bytes_code_points(&l.member)],
         });
     }
     let blobs = &blobs[base_layers.len().min(blobs.len())..];
@@ -330,7 +330,7 @@ fn layer_infos(
             path: Vec::new(),
             comment_paths: paths
                 .iter()
-                .map(|p| dockertools_common::pyjson::str_code_points(p))
+                .map(|p| dockertools_common::py::str_code_points(p))
                 .collect(),
         }
     }));
@@ -338,7 +338,7 @@ fn layer_infos(
         infos.push(LayerInfo {
             checksum: b.diff_id.clone(),
             path: Vec::new(),
-            comment_paths: vec![dockertools_common::pyjson::str_code_points(
+            comment_paths: vec![dockertools_common::py::str_code_points(
                 &conf.customisation_layer,
             )],
         });
