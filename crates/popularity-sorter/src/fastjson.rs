@@ -7,6 +7,10 @@
 //! On anything else it gives up (`None`) and the caller parses with serde_json, which gives
 //! the same result on the same input or the error message. So it never decides an outcome
 //! serde_json would decide differently.
+//!
+//! Why it exists: on a 100,000-node graph (57 MB) it reads the node list in about 55 ms of CPU
+//! where serde_json takes about 80 ms; that is about 15% of auto-layer's whole run, and about
+//! 1% of closure-graph's and the pipeline's, which spend their time on the popularity walk.
 
 use std::borrow::Cow;
 
