@@ -1,14 +1,21 @@
-//! JSON printed the way `jq` 1.6 pretty-prints it (`jq -s add`): 2-space indent, raw UTF-8,
-//! control characters and DEL as `\uXXXX`, a newline at the end; and, through [`Pretty`],
-//! the other pretty printers of the originals (jansson's, for jshon).
+//! JSON printed the way `jq` 1.6 pretty-prints it (`jq .`, `jq -s add`): 2-space indent, raw
+//! UTF-8, control characters and DEL as `\uXXXX`, a newline at the end; and, through
+//! [`Pretty`], the other C pretty printer of the originals (jansson's, for jshon).
+//!
+//! The text is laid out by serde_json's own serializer walker and `PrettyFormatter`;
+//! [`JqFormatter`] adds what the dialects change: string escapes and number text.
 
+use std::io::{self, Write};
+
+use serde::Serialize;
+use serde_json::ser::{CharEscape, Formatter, PrettyFormatter};
 use serde_json::Value;
 
 /// How a pretty JSON printer writes its text: jq 1.6 and jansson (jshon) differ only here.
 #[derive(Clone, Copy)]
 pub struct Pretty {
-    /// Spaces per nesting level.
-    pub indent: usize,
+    /// One level of indentation.
+    pub indent: &'static [u8],
     /// Escape `/` as `\/` (jansson's `JSON_ESCAPE_SLASH`).
     pub escape_slash: bool,
     /// Escape DEL (0x7f) too (jq does, jansson does not).
@@ -21,36 +28,130 @@ pub struct Pretty {
 
 /// jq 1.6's `.` output.
 pub const JQ: Pretty = Pretty {
-    indent: 2,
+    indent: b"  ",
     escape_slash: false,
     escape_del: true,
     upper_hex: false,
     number,
 };
 
-fn string(out: &mut String, s: &str, style: &Pretty) {
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '/' if style.escape_slash => out.push_str("\\/"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            '\u{8}' => out.push_str("\\b"),
-            '\u{c}' => out.push_str("\\f"),
-            c if (c as u32) < 0x20 || (c as u32 == 0x7f && style.escape_del) => {
-                if style.upper_hex {
-                    out.push_str(&format!("\\u{:04X}", c as u32))
-                } else {
-                    out.push_str(&format!("\\u{:04x}", c as u32))
-                }
-            }
-            c => out.push(c),
+/// A [`Formatter`] writing the dialect `style` describes.
+pub struct JqFormatter<'a> {
+    layout: PrettyFormatter<'a>,
+    style: &'a Pretty,
+}
+
+impl<'a> JqFormatter<'a> {
+    /// A formatter for `style`.
+    pub fn new(style: &'a Pretty) -> Self {
+        JqFormatter {
+            layout: PrettyFormatter::with_indent(style.indent),
+            style,
         }
     }
-    out.push('"');
+
+    fn number<W: ?Sized + Write>(&self, w: &mut W, text: &str) -> io::Result<()> {
+        w.write_all((self.style.number)(text).as_bytes())
+    }
+}
+
+impl Formatter for JqFormatter<'_> {
+    /// serde_json reads numbers with `arbitrary_precision`, so they arrive here as their text.
+    fn write_number_str<W: ?Sized + Write>(&mut self, w: &mut W, text: &str) -> io::Result<()> {
+        self.number(w, text)
+    }
+
+    fn write_i64<W: ?Sized + Write>(&mut self, w: &mut W, value: i64) -> io::Result<()> {
+        self.number(w, &value.to_string())
+    }
+
+    fn write_u64<W: ?Sized + Write>(&mut self, w: &mut W, value: u64) -> io::Result<()> {
+        self.number(w, &value.to_string())
+    }
+
+    fn write_f64<W: ?Sized + Write>(&mut self, w: &mut W, value: f64) -> io::Result<()> {
+        self.number(w, &format!("{value:?}"))
+    }
+
+    /// serde_json has escaped quotes, backslashes and control characters already (through
+    /// [`Self::write_char_escape`]); `/` and DEL are the dialect's own.
+    fn write_string_fragment<W: ?Sized + Write>(
+        &mut self,
+        w: &mut W,
+        fragment: &str,
+    ) -> io::Result<()> {
+        let bytes = fragment.as_bytes();
+        let mut start = 0;
+        for (i, &b) in bytes.iter().enumerate() {
+            let escape: &[u8] = match b {
+                b'/' if self.style.escape_slash => b"\\/",
+                0x7f if self.style.escape_del => b"\\u007f",
+                _ => continue,
+            };
+            w.write_all(&bytes[start..i])?;
+            w.write_all(escape)?;
+            start = i + 1;
+        }
+        w.write_all(&bytes[start..])
+    }
+
+    fn write_char_escape<W: ?Sized + Write>(
+        &mut self,
+        w: &mut W,
+        escape: CharEscape,
+    ) -> io::Result<()> {
+        let short: &[u8] = match escape {
+            CharEscape::Quote => b"\\\"",
+            CharEscape::ReverseSolidus => b"\\\\",
+            CharEscape::Solidus => b"\\/",
+            CharEscape::Backspace => b"\\b",
+            CharEscape::FormFeed => b"\\f",
+            CharEscape::LineFeed => b"\\n",
+            CharEscape::CarriageReturn => b"\\r",
+            CharEscape::Tab => b"\\t",
+            CharEscape::AsciiControl(c) if self.style.upper_hex => {
+                return write!(w, "\\u{:04X}", c);
+            }
+            CharEscape::AsciiControl(c) => return write!(w, "\\u{:04x}", c),
+        };
+        w.write_all(short)
+    }
+
+    fn begin_array<W: ?Sized + Write>(&mut self, w: &mut W) -> io::Result<()> {
+        self.layout.begin_array(w)
+    }
+
+    fn end_array<W: ?Sized + Write>(&mut self, w: &mut W) -> io::Result<()> {
+        self.layout.end_array(w)
+    }
+
+    fn begin_array_value<W: ?Sized + Write>(&mut self, w: &mut W, first: bool) -> io::Result<()> {
+        self.layout.begin_array_value(w, first)
+    }
+
+    fn end_array_value<W: ?Sized + Write>(&mut self, w: &mut W) -> io::Result<()> {
+        self.layout.end_array_value(w)
+    }
+
+    fn begin_object<W: ?Sized + Write>(&mut self, w: &mut W) -> io::Result<()> {
+        self.layout.begin_object(w)
+    }
+
+    fn end_object<W: ?Sized + Write>(&mut self, w: &mut W) -> io::Result<()> {
+        self.layout.end_object(w)
+    }
+
+    fn begin_object_key<W: ?Sized + Write>(&mut self, w: &mut W, first: bool) -> io::Result<()> {
+        self.layout.begin_object_key(w, first)
+    }
+
+    fn begin_object_value<W: ?Sized + Write>(&mut self, w: &mut W) -> io::Result<()> {
+        self.layout.begin_object_value(w)
+    }
+
+    fn end_object_value<W: ?Sized + Write>(&mut self, w: &mut W) -> io::Result<()> {
+        self.layout.end_object_value(w)
+    }
 }
 
 /// jq 1.6 turns every number into a double and prints the shortest form that reads back.
@@ -107,45 +208,15 @@ fn number(text: &str) -> String {
     out
 }
 
-fn value(out: &mut String, v: &Value, level: usize, style: &Pretty) {
-    let indent = |out: &mut String, level: usize| {
-        out.push('\n');
-        out.extend(std::iter::repeat_n(' ', style.indent * level));
-    };
-    match v {
-        Value::Null => out.push_str("null"),
-        Value::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
-        Value::Number(n) => out.push_str(&(style.number)(&n.to_string())),
-        Value::String(s) => string(out, s, style),
-        Value::Array(items) if items.is_empty() => out.push_str("[]"),
-        Value::Object(map) if map.is_empty() => out.push_str("{}"),
-        Value::Array(items) => {
-            out.push('[');
-            for (i, item) in items.iter().enumerate() {
-                if i > 0 {
-                    out.push(',');
-                }
-                indent(out, level + 1);
-                value(out, item, level + 1, style);
-            }
-            indent(out, level);
-            out.push(']');
-        }
-        Value::Object(map) => {
-            out.push('{');
-            for (i, (k, item)) in map.iter().enumerate() {
-                if i > 0 {
-                    out.push(',');
-                }
-                indent(out, level + 1);
-                string(out, k, style);
-                out.push_str(": ");
-                value(out, item, level + 1, style);
-            }
-            indent(out, level);
-            out.push('}');
-        }
-    }
+/// Writes `value` in `style`, with the final newline.
+pub fn write_with<W: Write, T: Serialize + ?Sized>(
+    mut out: W,
+    value: &T,
+    style: &Pretty,
+) -> io::Result<()> {
+    let mut ser = serde_json::Serializer::with_formatter(&mut out, JqFormatter::new(style));
+    value.serialize(&mut ser)?;
+    out.write_all(b"\n")
 }
 
 /// `jq .` output of `v`, with the final newline.
@@ -155,10 +226,10 @@ pub fn pretty(v: &Value) -> String {
 
 /// `v` printed in `style`, with a final newline.
 pub fn pretty_with(v: &Value, style: &Pretty) -> String {
-    let mut out = String::new();
-    value(&mut out, v, 0, style);
-    out.push('\n');
-    out
+    let mut out = Vec::new();
+    // Writing into a Vec cannot fail, nor can serializing a Value (its keys are strings).
+    let _ = write_with(&mut out, v, style);
+    String::from_utf8(out).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
 }
 
 #[cfg(test)]
@@ -173,5 +244,23 @@ mod tests {
         assert_eq!(number("1.5"), "1.5");
         assert_eq!(number("1e-5"), "1e-05");
         Ok(())
+    }
+
+    /// Every control character and DEL, as `jq .` 1.6 prints them (recorded with /usr/bin/jq).
+    #[test]
+    fn escapes_every_control_character_and_del_as_jq_does() {
+        let s: String = (0u8..0x20)
+            .chain([b' ', b'"', b'/', b'\\', 0x7f])
+            .map(char::from)
+            .chain(['\u{80}', '\u{2028}', '😀'])
+            .collect();
+        let want = concat!(
+            "[\n  \"",
+            r#"\u0000\u0001\u0002\u0003\u0004\u0005\u0006\u0007\b\t\n\u000b\f\r\u000e\u000f"#,
+            r#"\u0010\u0011\u0012\u0013\u0014\u0015\u0016\u0017\u0018\u0019\u001a\u001b\u001c\u001d\u001e\u001f"#,
+            r#" \"/\\\u007f"#,
+            "\u{80}\u{2028}😀\"\n]\n"
+        );
+        assert_eq!(pretty(&Value::Array(vec![Value::String(s)])), want);
     }
 }

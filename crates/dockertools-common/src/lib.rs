@@ -5,8 +5,9 @@
 //! - [`cli`]: the `main` wrapper (error printing, exit codes, quiet exit on a closed pipe).
 //! - [`hash`]: a writer that counts and SHA-256-hashes what passes through it.
 //! - [`names`]: user and group name tables read from `passwd`/`group` files.
-//! - [`jq`]: JSON printed the way jq 1.6 pretty-prints it.
-//! - [`pyjson`]: JSON and `repr` written the way CPython writes them.
+//! - [`jq`]: JSON printed the way jq 1.6 (and jansson, for jshon) pretty-prints it, as a serde_json `Formatter`.
+//! - [`pyjson`]: JSON written the way CPython's `json.dumps` writes it, as a serde_json `Formatter`.
+//! - [`py`]: Python's view of strings: `surrogateescape` code points, their order, `repr()`.
 //! - [`compress`]: format detection by magic bytes and in-process (de)compression.
 
 pub mod atomic;
@@ -16,5 +17,6 @@ pub mod deflate;
 pub mod hash;
 pub mod jq;
 pub mod names;
+pub mod py;
 pub mod pyjson;
 pub mod tar;

@@ -1,12 +1,15 @@
-//! JSON text and string `repr` exactly as CPython writes them (`json.dumps`, `repr(list)`),
-//! for the tools that replace Python programs.
+//! JSON text exactly as CPython's `json.dumps` writes it, for the tools that replace Python
+//! programs: [`PyFormatter`] on serde_json's own serializer walker.
 //!
 //! Values are `serde_json` values read with `preserve_order` (key order and Python's
 //! "last duplicate wins, first position kept") and `arbitrary_precision` (numbers keep their text,
 //! so integers of any size print as Python prints them; floats print as Python's `repr(float)`).
-//! Strings are sequences of code points; a byte that is not UTF-8 (a file name read with
-//! `surrogateescape`) is the lone surrogate `U+DC00 + byte`, as in Python.
+//! Python's other string helpers (`repr`, `surrogateescape`) are in [`crate::py`].
 
+use std::io::{self, Write};
+
+use serde::Serialize;
+use serde_json::ser::{CharEscape, Formatter, PrettyFormatter};
 use serde_json::Value;
 
 /// How to lay out the text (`json.dumps` arguments).
@@ -24,43 +27,159 @@ pub const COMPACT: Style = Style {
     ensure_ascii: true,
 };
 
-/// Code points of a UTF-8 string.
-fn code_points(s: &str) -> impl Iterator<Item = u32> + '_ {
-    s.chars().map(u32::from)
+/// A [`Formatter`] writing `json.dumps`'s text. With an indent the layout is serde_json's
+/// pretty one (Python 3 writes `,` at line ends and `: ` after keys, as it does); without,
+/// items are separated by `, `.
+pub struct PyFormatter<'a> {
+    pretty: Option<PrettyFormatter<'a>>,
+    ensure_ascii: bool,
 }
 
-/// Appends a JSON string literal for the code points `cps`.
-pub fn json_string(out: &mut String, cps: impl Iterator<Item = u32>, ensure_ascii: bool) {
-    out.push('"');
-    for c in cps {
-        match c {
-            0x22 => out.push_str("\\\""),
-            0x5c => out.push_str("\\\\"),
-            0x0a => out.push_str("\\n"),
-            0x0d => out.push_str("\\r"),
-            0x09 => out.push_str("\\t"),
-            0x08 => out.push_str("\\b"),
-            0x0c => out.push_str("\\f"),
-            c if c < 0x20 => out.push_str(&format!("\\u{c:04x}")),
-            // Python escapes DEL only when ensure_ascii is on.
-            0x7f if ensure_ascii => out.push_str("\\u007f"),
-            c if c <= 0x7f => out.push(char::from(c as u8)),
-            c if !ensure_ascii => match char::from_u32(c) {
-                Some(ch) => out.push(ch),
-                None => out.push_str(&format!("\\u{c:04x}")),
-            },
-            c if c >= 0x10000 => {
-                let v = c - 0x10000;
-                out.push_str(&format!(
-                    "\\u{:04x}\\u{:04x}",
-                    0xd800 + (v >> 10),
-                    0xdc00 + (v & 0x3ff)
-                ));
-            }
-            c => out.push_str(&format!("\\u{c:04x}")),
+impl<'a> PyFormatter<'a> {
+    /// `indent` is one level of indentation (`None`: the single-line form).
+    pub fn new(indent: Option<&'a [u8]>, ensure_ascii: bool) -> Self {
+        PyFormatter {
+            pretty: indent.map(PrettyFormatter::with_indent),
+            ensure_ascii,
         }
     }
-    out.push('"');
+
+    fn number<W: ?Sized + Write>(w: &mut W, text: &str) -> io::Result<()> {
+        w.write_all(number_text(text).as_bytes())
+    }
+}
+
+/// A non-ASCII character as `ensure_ascii` writes it: `\uXXXX`, a surrogate pair above the BMP.
+fn write_u_escape<W: ?Sized + Write>(w: &mut W, c: char) -> io::Result<()> {
+    let mut units = [0u16; 2];
+    for unit in c.encode_utf16(&mut units) {
+        write!(w, "\\u{:04x}", unit)?;
+    }
+    Ok(())
+}
+
+impl Formatter for PyFormatter<'_> {
+    /// serde_json reads numbers with `arbitrary_precision`, so they arrive here as their text.
+    fn write_number_str<W: ?Sized + Write>(&mut self, w: &mut W, text: &str) -> io::Result<()> {
+        Self::number(w, text)
+    }
+
+    fn write_i64<W: ?Sized + Write>(&mut self, w: &mut W, value: i64) -> io::Result<()> {
+        write!(w, "{value}")
+    }
+
+    fn write_u64<W: ?Sized + Write>(&mut self, w: &mut W, value: u64) -> io::Result<()> {
+        write!(w, "{value}")
+    }
+
+    fn write_f64<W: ?Sized + Write>(&mut self, w: &mut W, value: f64) -> io::Result<()> {
+        w.write_all(float_repr(value).as_bytes())
+    }
+
+    /// serde_json has escaped quotes, backslashes and control characters already (through
+    /// [`Self::write_char_escape`]); with `ensure_ascii`, DEL and every non-ASCII character
+    /// are escaped too.
+    fn write_string_fragment<W: ?Sized + Write>(
+        &mut self,
+        w: &mut W,
+        fragment: &str,
+    ) -> io::Result<()> {
+        // Store paths, most of what is printed, are printable ASCII: one write.
+        if !self.ensure_ascii || fragment.bytes().all(|b| b < 0x7f) {
+            return w.write_all(fragment.as_bytes());
+        }
+        let mut start = 0;
+        for (i, c) in fragment.char_indices() {
+            if c < '\u{7f}' {
+                continue;
+            }
+            w.write_all(&fragment.as_bytes()[start..i])?;
+            write_u_escape(w, c)?;
+            start = i + c.len_utf8();
+        }
+        w.write_all(&fragment.as_bytes()[start..])
+    }
+
+    fn write_char_escape<W: ?Sized + Write>(
+        &mut self,
+        w: &mut W,
+        escape: CharEscape,
+    ) -> io::Result<()> {
+        let short: &[u8] = match escape {
+            CharEscape::Quote => b"\\\"",
+            CharEscape::ReverseSolidus => b"\\\\",
+            CharEscape::Solidus => b"/",
+            CharEscape::Backspace => b"\\b",
+            CharEscape::FormFeed => b"\\f",
+            CharEscape::LineFeed => b"\\n",
+            CharEscape::CarriageReturn => b"\\r",
+            CharEscape::Tab => b"\\t",
+            CharEscape::AsciiControl(c) => return write!(w, "\\u{:04x}", c),
+        };
+        w.write_all(short)
+    }
+
+    fn begin_array<W: ?Sized + Write>(&mut self, w: &mut W) -> io::Result<()> {
+        match &mut self.pretty {
+            Some(p) => p.begin_array(w),
+            None => w.write_all(b"["),
+        }
+    }
+
+    fn end_array<W: ?Sized + Write>(&mut self, w: &mut W) -> io::Result<()> {
+        match &mut self.pretty {
+            Some(p) => p.end_array(w),
+            None => w.write_all(b"]"),
+        }
+    }
+
+    fn begin_array_value<W: ?Sized + Write>(&mut self, w: &mut W, first: bool) -> io::Result<()> {
+        match &mut self.pretty {
+            Some(p) => p.begin_array_value(w, first),
+            None if first => Ok(()),
+            None => w.write_all(b", "),
+        }
+    }
+
+    fn end_array_value<W: ?Sized + Write>(&mut self, w: &mut W) -> io::Result<()> {
+        match &mut self.pretty {
+            Some(p) => p.end_array_value(w),
+            None => Ok(()),
+        }
+    }
+
+    fn begin_object<W: ?Sized + Write>(&mut self, w: &mut W) -> io::Result<()> {
+        match &mut self.pretty {
+            Some(p) => p.begin_object(w),
+            None => w.write_all(b"{"),
+        }
+    }
+
+    fn end_object<W: ?Sized + Write>(&mut self, w: &mut W) -> io::Result<()> {
+        match &mut self.pretty {
+            Some(p) => p.end_object(w),
+            None => w.write_all(b"}"),
+        }
+    }
+
+    fn begin_object_key<W: ?Sized + Write>(&mut self, w: &mut W, first: bool) -> io::Result<()> {
+        match &mut self.pretty {
+            Some(p) => p.begin_object_key(w, first),
+            None if first => Ok(()),
+            None => w.write_all(b", "),
+        }
+    }
+
+    fn begin_object_value<W: ?Sized + Write>(&mut self, w: &mut W) -> io::Result<()> {
+        w.write_all(b": ")
+    }
+
+    fn end_object_value<W: ?Sized + Write>(&mut self, w: &mut W) -> io::Result<()> {
+        match &mut self.pretty {
+            Some(p) => p.end_object_value(w),
+            None => Ok(()),
+        }
+    }
 }
 
 /// Python's `repr(float)` of `f` (`json.dumps` writes floats this way; inf and nan as JSON extensions).
@@ -104,173 +223,20 @@ pub fn number_text(text: &str) -> String {
     }
 }
 
+/// Writes `json.dumps(value, indent=..., ensure_ascii=...)`, without a final newline.
+pub fn write<W: Write, T: Serialize + ?Sized>(out: W, value: &T, style: Style) -> io::Result<()> {
+    let spaces = style.indent.map(|n| vec![b' '; n]);
+    let formatter = PyFormatter::new(spaces.as_deref(), style.ensure_ascii);
+    value.serialize(&mut serde_json::Serializer::with_formatter(out, formatter))?;
+    Ok(())
+}
+
 /// `json.dumps(value, indent=..., ensure_ascii=...)`.
 pub fn dumps(value: &Value, style: Style) -> String {
-    let mut out = String::new();
-    write_value(&mut out, value, style, 0);
-    out
-}
-
-/// A string as `json.dumps` writes it; printable ASCII without quotes or backslashes (store
-/// paths, for one) is copied as it is.
-fn write_str(out: &mut String, s: &str, ensure_ascii: bool) {
-    if s.bytes()
-        .all(|b| (0x20..0x7f).contains(&b) && b != b'"' && b != b'\\')
-    {
-        out.reserve(s.len() + 2);
-        out.push('"');
-        out.push_str(s);
-        out.push('"');
-    } else {
-        json_string(out, code_points(s), ensure_ascii);
-    }
-}
-
-fn newline(out: &mut String, style: Style, level: usize) {
-    if let Some(n) = style.indent {
-        out.push('\n');
-        out.extend(std::iter::repeat_n(' ', n * level));
-    }
-}
-
-/// A JSON array of `items` at nesting `level`, each written by `item` (at `level + 1`).
-fn write_array<T>(
-    out: &mut String,
-    items: &[T],
-    style: Style,
-    level: usize,
-    mut item: impl FnMut(&mut String, &T, usize),
-) {
-    if items.is_empty() {
-        out.push_str("[]");
-        return;
-    }
-    let item_sep = if style.indent.is_some() { "," } else { ", " };
-    out.push('[');
-    for (i, x) in items.iter().enumerate() {
-        if i > 0 {
-            out.push_str(item_sep);
-        }
-        newline(out, style, level + 1);
-        item(out, x, level + 1);
-    }
-    newline(out, style, level);
-    out.push(']');
-}
-
-/// `json.dumps` of a list of lists of strings (layers of store paths), without building a
-/// JSON tree first.
-pub fn dumps_str_lists<S: AsRef<str>>(lists: &[Vec<S>], style: Style) -> String {
-    let chars: usize = lists
-        .iter()
-        .flat_map(|l| l.iter().map(|p| p.as_ref().len() + 4))
-        .sum();
-    let mut out = String::with_capacity(chars + 16 * lists.len() + 16);
-    write_array(&mut out, lists, style, 0, |out, list, level| {
-        write_array(out, list, style, level, |out, p, _| {
-            write_str(out, p.as_ref(), style.ensure_ascii)
-        })
-    });
-    out
-}
-
-fn write_value(out: &mut String, value: &Value, style: Style, level: usize) {
-    let item_sep = if style.indent.is_some() { "," } else { ", " };
-    match value {
-        Value::Null => out.push_str("null"),
-        Value::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
-        Value::Number(n) => out.push_str(&number_text(&n.to_string())),
-        Value::String(s) => write_str(out, s, style.ensure_ascii),
-        Value::Array(items) => write_array(out, items, style, level, |out, item, level| {
-            write_value(out, item, style, level)
-        }),
-        Value::Object(map) => {
-            if map.is_empty() {
-                out.push_str("{}");
-                return;
-            }
-            out.push('{');
-            for (i, (k, v)) in map.iter().enumerate() {
-                if i > 0 {
-                    out.push_str(item_sep);
-                }
-                newline(out, style, level + 1);
-                write_str(out, k, style.ensure_ascii);
-                out.push_str(": ");
-                write_value(out, v, style, level + 1);
-            }
-            newline(out, style, level);
-            out.push('}');
-        }
-    }
-}
-
-/// Whether Python's `str.isprintable()` holds for the character `c` (an approximation of the
-/// Unicode tables for the rarely used non-ASCII ranges: controls, separators, format
-/// characters, surrogates, private use and noncharacters count as not printable).
-fn is_printable(c: u32) -> bool {
-    match c {
-        0x20..=0x7e => true,
-        0..=0x1f | 0x7f..=0xa0 | 0xad => false,
-        0x600..=0x605 | 0x61c | 0x6dd | 0x70f | 0x890 | 0x891 | 0x8e2 | 0x180e | 0x1680 => false,
-        0x2000..=0x200f | 0x2028..=0x202f | 0x205f..=0x2064 | 0x2066..=0x206f | 0x3000 => false,
-        0xd800..=0xf8ff | 0xfdd0..=0xfdef | 0xfeff | 0xfff9..=0xfffb => false,
-        c if c & 0xfffe == 0xfffe => false,
-        0x110bd | 0x110cd | 0x13430..=0x1343f | 0x1bca0..=0x1bca3 | 0x1d173..=0x1d17a => false,
-        0xe0000..=0xe0fff | 0xf0000..=0x10ffff => false,
-        _ => char::from_u32(c).is_some(),
-    }
-}
-
-/// Python's `repr()` of a string given as code points.
-pub fn repr_str(out: &mut String, cps: &[u32]) {
-    let has_single = cps.contains(&0x27);
-    let has_double = cps.contains(&0x22);
-    let quote = if has_single && !has_double { '"' } else { '\'' };
-    out.push(quote);
-    for &c in cps {
-        match c {
-            0x5c => out.push_str("\\\\"),
-            0x09 => out.push_str("\\t"),
-            0x0a => out.push_str("\\n"),
-            0x0d => out.push_str("\\r"),
-            c if c == u32::from(quote) => {
-                out.push('\\');
-                out.push(quote);
-            }
-            c if is_printable(c) => match char::from_u32(c) {
-                Some(ch) => out.push(ch),
-                None => out.push_str(&format!("\\u{c:04x}")),
-            },
-            c if c < 0x100 => out.push_str(&format!("\\x{c:02x}")),
-            c if c < 0x10000 => out.push_str(&format!("\\u{c:04x}")),
-            c => out.push_str(&format!("\\U{c:08x}")),
-        }
-    }
-    out.push(quote);
-}
-
-/// Python's `repr()` of a list of strings (`['a', 'b']`); items are code-point sequences.
-pub fn repr_str_list(items: &[Vec<u32>]) -> String {
-    let mut out = String::from("[");
-    for (i, item) in items.iter().enumerate() {
-        if i > 0 {
-            out.push_str(", ");
-        }
-        repr_str(&mut out, item);
-    }
-    out.push(']');
-    out
-}
-
-/// Code points of a byte string as Python decodes it with `surrogateescape`.
-pub fn bytes_code_points(bytes: &[u8]) -> Vec<u32> {
-    crate::tar::pax::py_chars(bytes).collect()
-}
-
-/// Code points of a string.
-pub fn str_code_points(s: &str) -> Vec<u32> {
-    code_points(s).collect()
+    let mut out = Vec::new();
+    // Writing into a Vec cannot fail, nor can serializing a Value (its keys are strings).
+    let _ = write(&mut out, value, style);
+    String::from_utf8(out).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
 }
 
 #[cfg(test)]
@@ -312,15 +278,32 @@ mod tests {
         Ok(())
     }
 
+    /// What `json.dumps` writes for every control character, DEL and characters beyond
+    /// ASCII and the BMP, with and without `ensure_ascii` (recorded with CPython 3.11).
     #[test]
-    fn repr_quotes() {
-        assert_eq!(
-            repr_str_list(&[str_code_points("/nix/store/a"), str_code_points("it's")]),
-            "['/nix/store/a', \"it's\"]"
+    fn escapes_like_python() {
+        let s: String = (0u8..0x20)
+            .chain([b' ', b'"', b'/', b'\\', 0x7f])
+            .map(char::from)
+            .chain(['\u{80}', 'é', '\u{2028}', '😀'])
+            .collect();
+        let v = Value::String(s);
+        let controls = concat!(
+            r#"\u0000\u0001\u0002\u0003\u0004\u0005\u0006\u0007\b\t\n\u000b\f\r\u000e\u000f"#,
+            r#"\u0010\u0011\u0012\u0013\u0014\u0015\u0016\u0017\u0018\u0019\u001a\u001b\u001c\u001d\u001e\u001f"#,
+            r#" \"/\\"#,
         );
         assert_eq!(
-            repr_str_list(&[bytes_code_points(b"a\xffb")]),
-            "['a\\udcffb']"
+            dumps(&v, COMPACT),
+            format!("\"{controls}\\u007f\\u0080\\u00e9\\u2028\\ud83d\\ude00\"")
+        );
+        let raw = Style {
+            indent: None,
+            ensure_ascii: false,
+        };
+        assert_eq!(
+            dumps(&v, raw),
+            format!("\"{controls}\u{7f}\u{80}é\u{2028}😀\"")
         );
     }
 }

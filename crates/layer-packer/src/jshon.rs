@@ -47,7 +47,7 @@ fn format_g17(f: f64) -> String {
 
 /// jansson's `JSON_INDENT(1) | JSON_ESCAPE_SLASH` output, as jshon prints it.
 const JSHON: jq::Pretty = jq::Pretty {
-    indent: 1,
+    indent: b" ",
     escape_slash: true,
     escape_del: false,
     upper_hex: true,

@@ -84,9 +84,11 @@ impl Digests {
             let key = normalised(layer).ok_or_else(|| format!("layer {layer:?}: bad name"))?;
             let expected = (diff_id, Source::DiffId(config.to_string()));
             match self.0.get(&key) {
-                Some((other, _)) if *other != diff_id => return Err(format!(
+                Some((other, _)) if *other != diff_id => {
+                    return Err(format!(
                     "layer {layer:?} has two different diff_ids (in {config} and another config)"
-                )),
+                ))
+                }
                 _ => {
                     self.0.insert(key, expected);
                 }

@@ -1,16 +1,21 @@
 //! `auto-layer.py`: streamLayeredImage's default split of a closure into at most N layers.
 //!
-//! Candidates are taken biggest `narSize` first (ties: the later node in the input first).
+//! Candidates are taken biggest `narSize` first (ties: the later node in the input first),
+//! sizes compared as Python compares them (negative ones, floats and integers of any size).
 //! Each candidate `P` becomes a layer of its own; every path `P` depends on drops the primary
 //! paths that depend on `P`, and joins `P`'s layer set unless one of its primaries is itself a
 //! dependency of `P`. The split stops at the last one within the limit. Layer identities (sets
 //! of primary paths) are interned, so a step costs O(nodes + edges).
+//!
+//! tidy: lookup only (the ignore set is only looked up).
 
-use std::collections::{HashMap, HashSet};
+use std::cmp::Ordering;
+use std::collections::{BTreeMap, HashSet};
 
 use rayon::prelude::*;
 
 use crate::graph::Node;
+use crate::size::{order_by_size, Size, Total};
 use crate::Error;
 
 fn closure(start: &[u32], adj: &[Vec<u32>], seen: &mut [u32], mark: u32, out: &mut Vec<u32>) {
@@ -50,6 +55,54 @@ impl Interner {
     }
 }
 
+/// A string size, which auto-layer.py cannot add up (`TypeError`), refused before the work.
+fn only_numbers(nodes: &[Node<'_>]) -> Result<(), Error> {
+    match nodes.iter().find(|n| !n.nar_size.is_number()) {
+        Some(n) => Err(Error::Input(format!(
+            "node {}: narSize is a string, which auto-layer.py cannot add up",
+            n.path
+        ))),
+        None => Ok(()),
+    }
+}
+
+/// The sum of the sizes of `paths`, as auto-layer.py adds them.
+fn sum_of(nodes: &[Node<'_>], paths: &[u32]) -> Result<Size<'static>, Error> {
+    let mut total = Total::default();
+    for &v in paths {
+        let node = &nodes[v as usize];
+        if !total.add(&node.nar_size) {
+            return Err(Error::Input(format!(
+                "node {}: narSize cannot be added to the others (an integer too large for a float)",
+                node.path
+            )));
+        }
+    }
+    Ok(total.value().clone())
+}
+
+/// auto-layer.py's last check: the layers' sizes add up to the sum over the input list. With
+/// integers they do unless a repeated path's earlier nodes, which its dict by path drops, do
+/// not add up to 0; with floats rounding can break it, which is why it is redone here in
+/// Python's order of additions (in a layer, the order of its sorted paths).
+fn check_total(nodes: &[Node<'_>], layers: &[(Size<'_>, Vec<u32>)]) -> Result<(), Error> {
+    let all: Vec<u32> = (0..nodes.len() as u32).collect();
+    let listed = sum_of(nodes, &all)?;
+    let mut layered = Total::default();
+    for (_, paths) in layers {
+        if !layered.add(&sum_of(nodes, paths)?) {
+            return Err(Error::Input("the layer sizes cannot be added up".into()));
+        }
+    }
+    if listed.py_cmp(layered.value()) != Some(Ordering::Equal) {
+        return Err(Error::Input(format!(
+            "the layer sizes add up to {}, not to the sum of narSize over the list, {listed} (auto-layer.py asserts they are equal; is a path listed twice?)",
+            layered.value()
+        )));
+    }
+    Ok(())
+}
+
 /// Splits the graph into layers; returns each layer's paths (ignored ones removed, empty layers dropped).
 pub fn auto_layer<'n>(
     nodes: &'n [Node<'_>],
@@ -71,20 +124,7 @@ pub fn auto_layer<'n>(
     // done on all cores, then the lists are filled in order.
     let resolved: Vec<Result<Vec<u32>, Error>> = live
         .par_iter()
-        .map(|&i| {
-            let node = &nodes[i as usize];
-            let mut out: Vec<u32> = Vec::with_capacity(node.references.len());
-            for r in &node.references {
-                let &j = idx.get(r.as_ref()).ok_or_else(|| Error::MissingRef {
-                    node: node.path.to_string(),
-                    reference: r.to_string(),
-                })?;
-                if !out.contains(&j) {
-                    out.push(j);
-                }
-            }
-            Ok(out)
-        })
+        .map(|&i| crate::graph::resolve(&nodes[i as usize], &idx))
         .collect();
     for (&i, list) in live.iter().zip(resolved) {
         let list = list?;
@@ -93,9 +133,9 @@ pub fn auto_layer<'n>(
         }
         deps[i as usize] = list;
     }
+    only_numbers(nodes)?;
     // Candidates: stable sort by narSize over the input list, taken from the end.
-    let mut by_size: Vec<u32> = (0..n as u32).collect();
-    by_size.sort_by_key(|&i| nodes[i as usize].nar_size);
+    let mut by_size = order_by_size(nodes)?;
 
     let mut interner = Interner {
         ids: Default::default(),
@@ -161,7 +201,7 @@ pub fn auto_layer<'n>(
     }
 
     // Group paths by layer; order layers by closure size, ties by their sorted paths.
-    let mut groups: HashMap<u32, Vec<u32>> = HashMap::new();
+    let mut groups: BTreeMap<u32, Vec<u32>> = BTreeMap::new();
     for &v in &live {
         groups.entry(split[v as usize]).or_default().push(v);
     }
@@ -177,22 +217,20 @@ pub fn auto_layer<'n>(
         keys[v as usize] = (name, hash);
     }
     let path_key = |v: &u32| keys[*v as usize];
-    let mut layers: Vec<(u128, Vec<u32>)> = Vec::new();
+    let mut layers: Vec<(Size<'_>, Vec<u32>)> = Vec::new();
     for (_, mut paths) in groups {
         paths.sort_by_key(path_key);
         mark += 1;
         let mut all = Vec::new();
         closure(&paths, &deps, &mut seen, mark, &mut all);
-        let size: u128 = all
-            .iter()
-            .map(|&v| u128::from(nodes[v as usize].nar_size))
-            .sum();
-        layers.push((size, paths));
+        layers.push((sum_of(nodes, &all)?, paths));
     }
     layers.sort_by(|a, b| {
-        a.0.cmp(&b.0)
+        a.0.py_cmp(&b.0)
+            .unwrap_or(Ordering::Equal)
             .then_with(|| a.1.iter().map(path_key).cmp(b.1.iter().map(path_key)))
     });
+    check_total(nodes, &layers)?;
     let mut out = Vec::new();
     for (_, paths) in layers {
         let kept: Vec<&str> = paths

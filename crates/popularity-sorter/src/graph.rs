@@ -1,8 +1,13 @@
 //! The references graph Nix writes with `exportReferencesGraph`: nodes with `path`,
 //! `references` and `narSize`, read into index-based adjacency lists.
+//!
+//! tidy: lookup only (the path-to-index map is only looked up; iteration is over vectors).
 
 use std::borrow::Cow;
 
+use serde_json::value::RawValue;
+
+use crate::size::Size;
 use crate::Error;
 
 /// One node as read from JSON; strings are borrowed from the input text unless they hold
@@ -13,8 +18,8 @@ pub struct Node<'a> {
     pub path: Cow<'a, str>,
     /// Referenced paths as written (self-references included).
     pub references: Vec<Cow<'a, str>>,
-    /// `narSize` (0 when absent and not needed).
-    pub nar_size: u64,
+    /// `narSize` (0 when it is not needed: closure-graph never reads it).
+    pub nar_size: Size<'a>,
 }
 
 fn bad(what: impl Into<String>) -> Error {
@@ -27,21 +32,36 @@ struct RawNode<'a> {
     path: Cow<'a, str>,
     #[serde(borrow)]
     references: Vec<Cow<'a, str>>,
-    #[serde(rename = "narSize")]
-    nar_size: Option<serde_json::Number>,
+    /// `null` too is kept as its text, to be refused by name.
+    #[serde(rename = "narSize", borrow, default, deserialize_with = "present")]
+    nar_size: Option<&'a RawValue>,
 }
 
-fn size_of(n: &serde_json::Number, path: &str, key: &str) -> Result<u64, Error> {
-    let text = n.to_string();
-    text.parse::<u64>()
-        .or_else(|_| text.parse::<f64>().map(|f| f as u64))
-        .map_err(|_| bad(format!("node {path}: {key} {text} is not a size")))
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<&'de RawValue>, D::Error> {
+    serde::Deserialize::deserialize(d).map(Some)
+}
+
+/// The size a `narSize` value stands for: a number, `true`/`false` or a string (see
+/// [`Size`]); `null`, lists and objects are refused, as the originals fail on them when
+/// they sort or add the sizes (flatten-references-graph would sort lists; they are refused too).
+fn size_of<'a>(raw: &'a RawValue, path: &str) -> Result<Size<'a>, Error> {
+    let text = raw.get();
+    let size = match text.as_bytes().first() {
+        Some(b'"') => serde_json::from_str::<Cow<'a, str>>(text)
+            .ok()
+            .map(Size::Text),
+        Some(b't') => Some(Size::Int(1)),
+        Some(b'f') => Some(Size::Int(0)),
+        Some(b'-' | b'0'..=b'9') => Size::from_number(text),
+        _ => None,
+    };
+    size.ok_or_else(|| bad(format!("node {path}: narSize {text} is not a number")))
 }
 
 /// Parses JSON text that is a list of nodes, without building a generic JSON tree
 /// (fields other than `path`, `references` and `narSize` are skipped unread, as the
-/// originals never look at them). The plain shape Nix writes goes through a one-pass scanner
-/// (`fastjson`); anything else through serde_json.
+/// originals never look at them; so is `narSize` unless `need_size`). The plain shape Nix
+/// writes goes through a one-pass scanner (`fastjson`); anything else through serde_json.
 pub fn parse_nodes(text: &str, need_size: bool) -> Result<Vec<Node<'_>>, Error> {
     match crate::fastjson::parse_nodes(text, need_size) {
         Some(nodes) => Ok(nodes),
@@ -56,12 +76,10 @@ pub fn parse_nodes_serde(text: &str, need_size: bool) -> Result<Vec<Node<'_>>, E
         serde_json::from_str(text).map_err(|e| bad(format!("the node list: {e}")))?;
     raw.into_iter()
         .map(|r| {
-            let nar_size = match &r.nar_size {
-                Some(n) => size_of(n, &r.path, "narSize")?,
-                None if need_size => {
-                    return Err(bad(format!("node {} has no \"narSize\"", r.path)))
-                }
-                None => 0,
+            let nar_size = match r.nar_size {
+                _ if !need_size => Size::default(),
+                Some(n) => size_of(n, &r.path)?,
+                None => return Err(bad(format!("node {} has no \"narSize\"", r.path))),
             };
             Ok(Node {
                 path: r.path,
@@ -121,22 +139,49 @@ pub fn adjacency(nodes: &[Node<'_>], idx: &FastMap<&str, u32>) -> Result<Adjacen
         .par_iter()
         .enumerate()
         .map(|(i, n)| {
-            let mut out: Vec<u32> = Vec::with_capacity(n.references.len());
-            for r in &n.references {
-                let Some(&j) = idx.get(r.as_ref()) else {
-                    return Err(Error::MissingRef {
-                        node: n.path.to_string(),
-                        reference: r.to_string(),
-                    });
-                };
-                if j as usize != i && !out.contains(&j) {
-                    out.push(j);
-                }
-            }
+            let mut out = resolve(n, idx)?;
+            out.retain(|&j| j as usize != i);
             Ok(out)
         })
         .collect::<Result<Vec<_>, Error>>()?;
     Ok(Adjacency { succ })
+}
+
+/// The node indices of `node`'s references, each once, in first-reference order.
+pub fn resolve(node: &Node<'_>, idx: &FastMap<&str, u32>) -> Result<Vec<u32>, Error> {
+    let mut out = Vec::with_capacity(node.references.len());
+    for r in &node.references {
+        let Some(&j) = idx.get(r.as_ref()) else {
+            return Err(Error::MissingRef {
+                node: node.path.to_string(),
+                reference: r.to_string(),
+            });
+        };
+        out.push(j);
+    }
+    dedup_in_order(&mut out);
+    Ok(out)
+}
+
+/// Drops repeated items, keeping each first occurrence where it is, in time linear in the
+/// list: a short list (almost every node's) by a scan of what was kept, a long one through
+/// a hash set.
+pub fn dedup_in_order(list: &mut Vec<u32>) {
+    const SCAN: usize = 16;
+    if list.len() <= SCAN {
+        let mut kept: usize = 0;
+        for i in 0..list.len() {
+            let x = list[i];
+            if !list[..kept].contains(&x) {
+                list[kept] = x;
+                kept += 1;
+            }
+        }
+        list.truncate(kept);
+    } else {
+        let mut seen = FastSet::with_capacity_and_hasher(list.len(), Default::default());
+        list.retain(|&x| seen.insert(x));
+    }
 }
 
 /// The sort key of `closure-graph.py`'s ties: the path split on `-`, its first piece moved last.
@@ -147,32 +192,10 @@ pub fn package_name_key(path: &str) -> String {
     }
 }
 
-/// A fast, non-cryptographic hasher for path and id maps (the inputs are trusted build
-/// metadata, so hash flooding is not a concern; iteration order is never used for output).
-#[derive(Default, Clone, Copy)]
-pub struct FxHasher(u64);
+/// A HashMap with foldhash's fast hasher and its fixed seed: the inputs are trusted build
+/// metadata, so hash flooding is not a concern, and no state of the process goes in (iteration
+/// order is never used for output either).
+pub type FastMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::FixedState>;
 
-impl std::hash::Hasher for FxHasher {
-    fn write(&mut self, bytes: &[u8]) {
-        const K: u64 = 0x517c_c1b7_2722_0a95;
-        let mut chunks = bytes.chunks_exact(8);
-        for c in &mut chunks {
-            let mut w = [0u8; 8];
-            w.copy_from_slice(c);
-            self.0 = (self.0.rotate_left(5) ^ u64::from_le_bytes(w)).wrapping_mul(K);
-        }
-        for &b in chunks.remainder() {
-            self.0 = (self.0.rotate_left(5) ^ u64::from(b)).wrapping_mul(K);
-        }
-    }
-    fn finish(&self) -> u64 {
-        // The multiply leaves the low bits depending only on the low input bits, and the table
-        // picks buckets by the low bits: fold the high bits down (murmur3's finaliser step), or
-        // paths that end alike would share buckets.
-        let h = self.0 ^ (self.0 >> 33);
-        h.wrapping_mul(0xff51_afd7_ed55_8ccd) ^ (h >> 29)
-    }
-}
-
-/// A HashMap with [`FxHasher`].
-pub type FastMap<K, V> = std::collections::HashMap<K, V, std::hash::BuildHasherDefault<FxHasher>>;
+/// A HashSet with the hasher of [`FastMap`].
+pub type FastSet<T> = std::collections::HashSet<T, foldhash::fast::FixedState>;

@@ -9,17 +9,19 @@
 //! and the pipeline ops, O(steps x graph) for auto-layer. Memory linear in the graph.
 //! Exit codes (through `main`): 0 ok, 1 bad input (malformed JSON, missing key or reference,
 //! cycle, bad op or argument), 2 usage.
+//!
+//! tidy: lookup only (hash maps and sets here are only looked up: top-level JSON keys, seen and ignored paths).
 
 pub mod autolayer;
 mod fastjson;
 pub mod graph;
 pub mod pipeline;
 pub mod popularity;
+pub mod size;
 
 use std::collections::HashSet;
 
-use dockertools_common::pyjson;
-use serde_json::Value;
+use dockertools_common::{jq, pyjson};
 
 /// Errors of popularity-sorter.
 #[derive(Debug, thiserror::Error)]
@@ -41,6 +43,9 @@ pub enum Error {
     /// A reference cycle where the originals assume a DAG.
     #[error("reference cycle through {0}")]
     Cycle(String),
+    /// Printing the result failed (it is printed into memory, so this does not happen).
+    #[error("printing the result: {0}")]
+    Print(std::io::Error),
     /// A pipeline op that is unknown or has wrong arguments.
     #[error("pipeline op {op:?}: {why}")]
     Op {
@@ -82,24 +87,39 @@ pub fn closure_graph(input: &[u8], key: &str) -> Result<Vec<String>, Error> {
         .collect())
 }
 
-/// The `store_layers` JSON older streamLayeredImage built from the sorted paths with jq:
+/// The `store_layers` older streamLayeredImage built from the sorted paths with jq:
 /// the first `max_layers - 1` paths one per layer, the rest in one last layer, empty layers dropped.
-pub fn store_layers(paths: &[String], max_layers: u64) -> Value {
+pub fn store_layers(paths: &[String], max_layers: u64) -> Vec<&[String]> {
     let first = (max_layers.saturating_sub(1) as usize).min(paths.len());
-    let mut layers: Vec<Value> = paths[..first]
-        .iter()
-        .map(|p| Value::Array(vec![Value::String(p.clone())]))
-        .collect();
-    if paths.len() > first {
-        layers.push(Value::Array(
-            paths[first..].iter().cloned().map(Value::String).collect(),
-        ));
+    let (single, rest) = paths.split_at(first);
+    let mut layers: Vec<&[String]> = single.chunks(1).collect();
+    if !rest.is_empty() {
+        layers.push(rest);
     }
-    Value::Array(layers)
+    layers
+}
+
+/// [`store_layers`] as jq 1.6 prints it (2-space indent, a newline at the end).
+pub fn store_layers_json(paths: &[String], max_layers: u64) -> Result<Vec<u8>, Error> {
+    let mut out = Vec::with_capacity(paths.iter().map(|p| p.len() + 12).sum::<usize>() + 16);
+    jq::write_with(&mut out, &store_layers(paths, max_layers), &jq::JQ).map_err(Error::Print)?;
+    Ok(out)
+}
+
+/// `json.dumps(layers, ...)` and the newline `print` adds.
+fn dumps_layers<S: AsRef<str> + serde::Serialize>(
+    layers: &[Vec<S>],
+    style: pyjson::Style,
+) -> Result<Vec<u8>, Error> {
+    let chars: usize = layers.iter().flatten().map(|p| p.as_ref().len() + 8).sum();
+    let mut out = Vec::with_capacity(chars + 16 * layers.len() + 16);
+    pyjson::write(&mut out, layers, style).map_err(Error::Print)?;
+    out.push(b'\n');
+    Ok(out)
 }
 
 /// `auto-layer.py GRAPH_LIST IGNORE_FILE LAYER_LIMIT`: the layers as one line of JSON.
-pub fn auto_layer(graph_list: &[u8], ignore: &[u8], limit: i64) -> Result<String, Error> {
+pub fn auto_layer(graph_list: &[u8], ignore: &[u8], limit: i64) -> Result<Vec<u8>, Error> {
     let text =
         std::str::from_utf8(graph_list).map_err(|e| Error::Input(format!("not UTF-8: {e}")))?;
     let nodes = graph::parse_nodes(text, true)?;
@@ -109,17 +129,20 @@ pub fn auto_layer(graph_list: &[u8], ignore: &[u8], limit: i64) -> Result<String
         .map(|l| l.trim_matches(|c: char| c.is_whitespace()).to_string())
         .collect();
     let layers = autolayer::auto_layer(&nodes, &ignore, limit)?;
-    Ok(pyjson::dumps_str_lists(&layers, pyjson::COMPACT) + "\n")
+    dumps_layers(&layers, pyjson::COMPACT)
 }
 
 /// `python -m flatten_references_graph FILE`: the layers as indented JSON.
-pub fn pipeline(input: &[u8]) -> Result<String, Error> {
+pub fn pipeline(input: &[u8]) -> Result<Vec<u8>, Error> {
     let layers = pipeline::run(input)?;
-    Ok(pyjson::dumps_str_lists(
+    dumps_layers(
         &layers,
         pyjson::Style {
             indent: Some(2),
             ensure_ascii: true,
         },
-    ) + "\n")
+    )
 }
+
+#[cfg(test)]
+mod tests;

@@ -62,26 +62,30 @@ fn read(path: &Path) -> Result<Vec<u8>, MainError> {
     })
 }
 
+/// Names the input file a library error came from.
+fn in_file(path: &Path) -> impl FnOnce(Error) -> MainError + '_ {
+    move |source| MainError::Input {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
 fn run(args: Args) -> Result<(), MainError> {
     let mut out = dockertools_common::cli::stdout()?;
-    let (path, text) = match args.cmd {
+    let text = match args.cmd {
         Cmd::ClosureGraph {
             file,
             key,
             max_layers,
         } => {
-            let bytes = read(&file)?;
-            let paths = popularity_sorter::closure_graph(&bytes, &key).map_err(|source| {
-                MainError::Input {
-                    path: file.clone(),
-                    source,
+            let paths =
+                popularity_sorter::closure_graph(&read(&file)?, &key).map_err(in_file(&file))?;
+            match max_layers {
+                Some(n) => {
+                    popularity_sorter::store_layers_json(&paths, n).map_err(in_file(&file))?
                 }
-            })?;
-            let text = match max_layers {
-                Some(n) => json_pretty(&popularity_sorter::store_layers(&paths, n)),
-                None => paths.join("\n") + "\n",
-            };
-            (file, text)
+                None => (paths.join("\n") + "\n").into_bytes(),
+            }
         }
         Cmd::AutoLayer {
             graph_list,
@@ -90,39 +94,16 @@ fn run(args: Args) -> Result<(), MainError> {
         } => {
             let bytes = read(&graph_list)?;
             let ignore = read(&ignore_file)?;
-            let text =
-                popularity_sorter::auto_layer(&bytes, &ignore, layer_limit).map_err(|source| {
-                    MainError::Input {
-                        path: graph_list.clone(),
-                        source,
-                    }
-                })?;
-            (graph_list, text)
+            popularity_sorter::auto_layer(&bytes, &ignore, layer_limit)
+                .map_err(in_file(&graph_list))?
         }
         Cmd::Pipeline { file } => {
-            let bytes = read(&file)?;
-            let text = popularity_sorter::pipeline(&bytes).map_err(|source| MainError::Input {
-                path: file.clone(),
-                source,
-            })?;
-            (file, text)
+            popularity_sorter::pipeline(&read(&file)?).map_err(in_file(&file))?
         }
     };
-    let _ = path;
-    out.write_all(text.as_bytes())?;
+    out.write_all(&text)?;
     out.flush()?;
     Ok(())
-}
-
-/// jq's pretty form (2-space indent, newline at the end) of a list of lists of strings.
-fn json_pretty(v: &serde_json::Value) -> String {
-    dockertools_common::pyjson::dumps(
-        v,
-        dockertools_common::pyjson::Style {
-            indent: Some(2),
-            ensure_ascii: false,
-        },
-    ) + "\n"
 }
 
 fn main() -> ExitCode {

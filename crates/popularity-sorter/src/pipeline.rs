@@ -3,6 +3,8 @@
 //! Graphs are lists of vertices (node indices) with their own edges, as igraph holds them:
 //! every op keeps the vertex order of its input graph, and graphs joined by `limit_layers`
 //! are concatenated (a disjoint union: no edges between the parts).
+//!
+//! tidy: lookup only (hash maps and sets here are only looked up: top-level JSON keys, excluded paths, seen paths).
 
 use std::collections::{HashMap, HashSet};
 
@@ -39,13 +41,13 @@ fn op_err(op: &str, why: impl Into<String>) -> Error {
 }
 
 impl Graph {
+    /// Successors of each vertex, each once (a repeated reference is a second edge).
     fn succ(&self) -> Vec<Vec<u32>> {
         let mut s = vec![Vec::new(); self.verts.len()];
         for &(a, b) in &self.edges {
-            if !s[a as usize].contains(&b) {
-                s[a as usize].push(b);
-            }
+            s[a as usize].push(b);
         }
+        s.iter_mut().for_each(crate::graph::dedup_in_order);
         s
     }
 
@@ -105,15 +107,18 @@ impl Graph {
     }
 }
 
-/// Builds the pipeline's input graph: nodes sorted by narSize (stable), edges to each reference.
+/// Builds the pipeline's input graph: nodes sorted by narSize (stable, compared as Python
+/// compares them), edges to each reference.
 fn build_graph(nodes: &[Node<'_>]) -> Result<Graph, Error> {
-    let mut order: Vec<u32> = (0..nodes.len() as u32).collect();
-    order.sort_by_key(|&i| nodes[i as usize].nar_size);
+    let order = crate::size::order_by_size(nodes)?;
     let mut pos: crate::graph::FastMap<&str, u32> =
         crate::graph::FastMap::with_capacity_and_hasher(nodes.len(), Default::default());
     for (p, &i) in order.iter().enumerate() {
-        pos.entry(nodes[i as usize].path.as_ref())
-            .or_insert(p as u32);
+        let path = nodes[i as usize].path.as_ref();
+        if pos.insert(path, p as u32).is_some() {
+            // igraph refuses a graph whose vertex names repeat.
+            return Err(Error::Input(format!("path {path} is listed twice")));
+        }
     }
     let mut edges = Vec::new();
     for (p, &i) in order.iter().enumerate() {

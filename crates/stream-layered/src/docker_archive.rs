@@ -11,7 +11,7 @@ use std::sync::{Arc, Condvar, Mutex, PoisonError};
 
 use dockertools_common::compress::Compressor;
 use dockertools_common::hash::{sha256_hex, HashingWriter};
-use dockertools_common::pyjson::{bytes_code_points, repr_str_list, str_code_points};
+use dockertools_common::py::{bytes_code_points, repr_str_list, str_code_points};
 use dockertools_common::tar::writer::{DataError, TarWriter};
 use dockertools_common::tar::{self as tarfmt, pax, Header};
 

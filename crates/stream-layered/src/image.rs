@@ -2,7 +2,8 @@
 //! image's `Env` merged in, as `overlay_base_config` does) and docker-archive's `manifest.json`,
 //! printed as Python's `json.dumps(..., indent=4)` prints them.
 
-use dockertools_common::pyjson::{self, repr_str_list};
+use dockertools_common::py::repr_str_list;
+use dockertools_common::pyjson;
 use serde_json::{Map, Value};
 
 use crate::conf::Conf;

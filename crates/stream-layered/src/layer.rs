@@ -8,7 +8,6 @@
 //! cannot see is a file that changes or goes away between that walk and the copy; the copy then
 //! fails naming the file.
 
-use std::cmp::Ordering;
 use std::ffi::OsStr;
 use std::fs;
 use std::io::{self, Write};
@@ -74,13 +73,7 @@ pub struct LayerOwner {
 }
 
 /// Python's string order on file names: code points, a non-UTF-8 byte as `U+DC00 + byte`.
-pub fn py_name_cmp(a: &[u8], b: &[u8]) -> Ordering {
-    match (std::str::from_utf8(a), std::str::from_utf8(b)) {
-        // For valid UTF-8, byte order is code point order.
-        (Ok(_), Ok(_)) => a.cmp(b),
-        _ => pax::py_chars(a).cmp(pax::py_chars(b)),
-    }
-}
+pub use dockertools_common::py::name_cmp as py_name_cmp;
 
 struct Walk<'a, W: Write> {
     tar: TarWriter<W>,

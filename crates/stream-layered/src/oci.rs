@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use dockertools_common::atomic::AtomicDir;
 use dockertools_common::compress::{Compression, Compressor};
 use dockertools_common::hash::{sha256_hex, HashingWriter};
-use dockertools_common::pyjson::{bytes_code_points, str_code_points};
+use dockertools_common::py::{bytes_code_points, str_code_points};
 use dockertools_common::tar::writer::{DataError, TarWriter};
 use dockertools_common::tar::{self as tarfmt, pax, Header};
 use rayon::prelude::*;

@@ -10,22 +10,11 @@
 //! Lengths are counted in characters as Python sees them: a byte that is not valid UTF-8 is one character.
 
 use super::{put_bytes, put_checksum, put_octal, Header, BLOCK};
+use crate::py;
 
-/// Iterates the characters of `bytes` the way Python's `surrogateescape` decoding does:
-/// valid UTF-8 characters as themselves, every other byte as one "escaped" unit.
-/// Yields `(code point, is_escaped_byte)`; an escaped byte `b` has code point `0xDC00 + b`.
-pub fn py_chars(bytes: &[u8]) -> impl Iterator<Item = u32> + '_ {
-    bytes.utf8_chunks().flat_map(|chunk| {
-        chunk
-            .valid()
-            .chars()
-            .map(u32::from)
-            .chain(chunk.invalid().iter().map(|&b| 0xDC00 + u32::from(b)))
-    })
-}
-
+/// A length as Python counts characters (see [`crate::py::chars`]).
 fn py_len(bytes: &[u8]) -> usize {
-    py_chars(bytes).count()
+    py::chars(bytes).count()
 }
 
 /// The ustar field form of a string: each non-ASCII character becomes `?` (`encode("ascii", "replace")`).
@@ -33,7 +22,7 @@ fn ascii_replace(bytes: &[u8]) -> Vec<u8> {
     if bytes.is_ascii() {
         return bytes.to_vec();
     }
-    py_chars(bytes)
+    py::chars(bytes)
         .map(|c| if c < 0x80 { c as u8 } else { b'?' })
         .collect()
 }

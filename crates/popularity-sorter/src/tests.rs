@@ -1,0 +1,245 @@
+//! The three entry points on odd and large inputs; every expected output was printed by the
+//! original Python program on the same input (auto-layer.py, flatten-references-graph with
+//! igraph 0.11.8, closure-graph.py).
+
+use super::*;
+
+/// A node of `/nix/store/<name>` with `narSize` written as `size` (any JSON).
+fn node(name: &str, refs: &[&str], size: &str) -> String {
+    let refs: Vec<String> = refs.iter().map(|r| format!("\"/nix/store/{r}\"")).collect();
+    format!(
+        r#"{{"path": "/nix/store/{name}", "references": [{}], "narSize": {size}}}"#,
+        refs.join(", ")
+    )
+}
+
+fn list(nodes: &[String]) -> String {
+    format!("[{}]", nodes.join(", "))
+}
+
+fn text(bytes: Vec<u8>) -> String {
+    String::from_utf8_lossy(&bytes).into_owned()
+}
+
+fn layers(nodes: &[String], limit: i64) -> Result<String, Error> {
+    auto_layer(list(nodes).as_bytes(), b"", limit).map(text)
+}
+
+/// The pipeline `[["split_every", 1]]`: every node in its own layer, in the order of the
+/// sort by narSize.
+fn by_size(nodes: &[String]) -> Result<String, Error> {
+    let input = format!(
+        r#"{{"graph": {}, "pipeline": [["split_every", 1]]}}"#,
+        list(nodes)
+    );
+    pipeline(input.as_bytes()).map(text)
+}
+
+/// `json.dumps(indent=2)` of one-path layers.
+fn one_per_layer(names: &[&str]) -> String {
+    let items: Vec<String> = names
+        .iter()
+        .map(|n| format!("  [\n    \"/nix/store/{n}\"\n  ]"))
+        .collect();
+    format!("[\n{}\n]\n", items.join(",\n"))
+}
+
+#[test]
+fn a_negative_nar_size_keeps_its_sign() -> Result<(), Error> {
+    let g = [node("aaa-a", &[], "-3"), node("bbb-b", &["aaa-a"], "-5")];
+    assert_eq!(
+        layers(&g, 99)?,
+        "[[\"/nix/store/bbb-b\"], [\"/nix/store/aaa-a\"]]\n"
+    );
+    assert_eq!(by_size(&g)?, one_per_layer(&["bbb-b", "aaa-a"]));
+    Ok(())
+}
+
+#[test]
+fn a_float_size_compares_exactly_with_integers() -> Result<(), Error> {
+    let g = [
+        node("aaa-a", &[], "1.5"),
+        node("bbb-b", &[], "1"),
+        node("ccc-c", &["aaa-a"], "2"),
+    ];
+    let want = "[[\"/nix/store/bbb-b\"], [\"/nix/store/aaa-a\"], [\"/nix/store/ccc-c\"]]\n";
+    assert_eq!(layers(&g, 99)?, want);
+    assert_eq!(by_size(&g)?, one_per_layer(&["bbb-b", "aaa-a", "ccc-c"]));
+    Ok(())
+}
+
+#[test]
+fn sizes_beyond_64_bits_keep_their_order() -> Result<(), Error> {
+    let g = [
+        node("aaa-a", &[], &format!("1{}", "0".repeat(45))),
+        node("bbb-b", &[], &format!("1{}", "0".repeat(44))),
+        node("ccc-c", &["aaa-a"], "5"),
+    ];
+    let want = "[[\"/nix/store/bbb-b\"], [\"/nix/store/aaa-a\"], [\"/nix/store/ccc-c\"]]\n";
+    assert_eq!(layers(&g, 99)?, want);
+    assert_eq!(by_size(&g)?, one_per_layer(&["ccc-c", "bbb-b", "aaa-a"]));
+    Ok(())
+}
+
+#[test]
+fn true_and_false_sizes_are_1_and_0() -> Result<(), Error> {
+    let g = [
+        node("aaa-a", &[], "true"),
+        node("bbb-b", &[], "false"),
+        node("ccc-c", &[], "0"),
+        node("ddd-d", &["aaa-a"], "1"),
+    ];
+    assert_eq!(
+        by_size(&g)?,
+        one_per_layer(&["bbb-b", "ccc-c", "aaa-a", "ddd-d"])
+    );
+    Ok(())
+}
+
+#[test]
+fn string_sizes_sort_in_the_pipeline_and_fail_in_auto_layer() -> Result<(), Error> {
+    let g = [
+        node("aaa-a", &[], "\"b\""),
+        node("bbb-b", &[], "\"a\""),
+        node("ccc-c", &["aaa-a"], "\"c\""),
+    ];
+    assert_eq!(by_size(&g)?, one_per_layer(&["bbb-b", "aaa-a", "ccc-c"]));
+    assert!(matches!(layers(&g, 99), Err(Error::Input(_))));
+    let mixed = [node("aaa-a", &[], "\"b\""), node("bbb-b", &[], "1")];
+    assert!(matches!(by_size(&mixed), Err(Error::Input(_))));
+    Ok(())
+}
+
+#[test]
+fn null_list_and_object_sizes_are_refused() {
+    for size in ["null", "{}", "[2]"] {
+        let g = [node("aaa-a", &[], size), node("bbb-b", &[], "1")];
+        assert!(matches!(layers(&g, 99), Err(Error::Input(_))), "{size}");
+        assert!(matches!(by_size(&g), Err(Error::Input(_))), "{size}");
+    }
+    let missing = r#"[{"path": "/nix/store/aaa-a", "references": []}]"#;
+    assert!(matches!(
+        auto_layer(missing.as_bytes(), b"", 99),
+        Err(Error::Input(_))
+    ));
+}
+
+#[test]
+fn closure_graph_never_reads_nar_size() -> Result<(), Error> {
+    for size in ["\"b\"", "{}", "[1]", "null", "-1.5", "true"] {
+        let g = [node("aaa-a", &[], size), node("bbb-b", &["aaa-a"], size)];
+        let input = format!(r#"{{"graph": {}}}"#, list(&g));
+        assert_eq!(
+            closure_graph(input.as_bytes(), "graph")?,
+            ["/nix/store/aaa-a", "/nix/store/bbb-b"],
+            "{size}"
+        );
+    }
+    let no_size = r#"{"graph": [{"path": "/nix/store/aaa-a", "references": []}]}"#;
+    assert_eq!(
+        closure_graph(no_size.as_bytes(), "graph")?,
+        ["/nix/store/aaa-a"]
+    );
+    Ok(())
+}
+
+#[test]
+fn a_repeated_path_is_refused_when_the_sizes_do_not_add_up() -> Result<(), Error> {
+    // auto-layer.py keeps the last node of a path, and asserts that the layers add up to
+    // the sum over the whole list: they do when the dropped nodes add up to 0.
+    let adds_up = [
+        node("aaa-a", &[], "2"),
+        node("aaa-a", &[], "-2"),
+        node("bbb-b", &[], "1"),
+        node("aaa-a", &[], "3"),
+    ];
+    assert_eq!(
+        layers(&adds_up, 99)?,
+        "[[\"/nix/store/bbb-b\"], [\"/nix/store/aaa-a\"]]\n"
+    );
+    let off = [
+        node("aaa-a", &[], "5"),
+        node("bbb-b", &["aaa-a"], "5"),
+        node("aaa-a", &[], "3"),
+    ];
+    assert!(matches!(layers(&off, 99), Err(Error::Input(_))));
+    // igraph refuses repeated vertex names.
+    assert!(matches!(by_size(&adds_up), Err(Error::Input(_))));
+    Ok(())
+}
+
+#[test]
+fn float_rounding_that_breaks_auto_layers_check_is_an_error() {
+    // Over the list: 2^53 + 1 = 2^53 + 1, + 0.5 rounds to 2^53. Over the layers, smallest
+    // first: 0.5 + 1 = 1.5, + 2^53 rounds to 2^53 + 2. Python's assertion fails.
+    let g = [
+        node("aaa-a", &[], "9007199254740992"),
+        node("bbb-b", &[], "1"),
+        node("ccc-c", &[], "0.5"),
+    ];
+    assert!(matches!(layers(&g, 99), Err(Error::Input(_))));
+    let infinities = [node("aaa-a", &[], "1e400"), node("bbb-b", &[], "-1e400")];
+    assert!(matches!(layers(&infinities, 99), Err(Error::Input(_))));
+}
+
+/// A root with 100,000 leaves, each referenced twice.
+fn star() -> Vec<String> {
+    let leaves: Vec<String> = (0..100_000).map(|i| format!("{i:06}-leaf")).collect();
+    let twice: Vec<&str> = leaves.iter().chain(&leaves).map(String::as_str).collect();
+    let mut nodes = vec![node("zzzzzz-root", &twice, "0")];
+    nodes.extend(leaves.iter().map(|l| node(l, &[], "1")));
+    nodes
+}
+
+#[test]
+fn a_node_with_100k_references_is_read_in_linear_time() -> Result<(), Error> {
+    let g = star();
+    let input = format!(r#"{{"graph": {}}}"#, list(&g));
+    let order = closure_graph(input.as_bytes(), "graph")?;
+    assert_eq!(order.len(), 100_001);
+    assert_eq!(order[0], "/nix/store/000000-leaf");
+    assert_eq!(order[99_999], "/nix/store/099999-leaf");
+    assert_eq!(order[100_000], "/nix/store/zzzzzz-root");
+
+    let out = layers(&g, 2)?;
+    assert!(
+        out.starts_with("[[\"/nix/store/099999-leaf\"], [\"/nix/store/000000-leaf\", "),
+        "{}",
+        &out[..100]
+    );
+    assert!(out.ends_with(", \"/nix/store/099998-leaf\", \"/nix/store/zzzzzz-root\"]]\n"));
+
+    let input = format!(
+        r#"{{"graph": {}, "pipeline": [["popularity_contest"], ["limit_layers", 2]]}}"#,
+        list(&g)
+    );
+    let out = text(pipeline(input.as_bytes())?);
+    assert!(out.starts_with(
+        "[\n  [\n    \"/nix/store/000000-leaf\"\n  ],\n  [\n    \"/nix/store/000001-leaf\",\n"
+    ));
+    assert!(
+        out.ends_with("    \"/nix/store/099999-leaf\",\n    \"/nix/store/zzzzzz-root\"\n  ]\n]\n")
+    );
+    Ok(())
+}
+
+#[test]
+fn store_layers_print_as_jq_prints_them() -> Result<(), Error> {
+    let paths: Vec<String> = [
+        "/nix/store/a-x",
+        "/nix/store/b-\u{7f}\u{1}é",
+        "/nix/store/c",
+    ]
+    .map(String::from)
+    .to_vec();
+    assert_eq!(
+        text(store_layers_json(&paths, 2)?),
+        "[\n  [\n    \"/nix/store/a-x\"\n  ],\n  [\n    \"/nix/store/b-\\u007f\\u0001é\",\n    \"/nix/store/c\"\n  ]\n]\n"
+    );
+    assert_eq!(text(store_layers_json(&[], 2)?), "[]\n");
+    assert_eq!(
+        text(store_layers_json(&paths[..1], 5)?),
+        "[\n  [\n    \"/nix/store/a-x\"\n  ]\n]\n"
+    );
+    Ok(())
+}
