@@ -77,16 +77,8 @@ fn run(args: Args) -> Result<(), MainError> {
             file,
             key,
             max_layers,
-        } => {
-            let paths =
-                popularity_sorter::closure_graph(&read(&file)?, &key).map_err(in_file(&file))?;
-            match max_layers {
-                Some(n) => {
-                    popularity_sorter::store_layers_json(&paths, n).map_err(in_file(&file))?
-                }
-                None => (paths.join("\n") + "\n").into_bytes(),
-            }
-        }
+        } => popularity_sorter::closure_graph_text(&read(&file)?, &key, max_layers)
+            .map_err(in_file(&file))?,
         Cmd::AutoLayer {
             graph_list,
             ignore_file,

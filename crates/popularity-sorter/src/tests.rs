@@ -236,7 +236,7 @@ fn store_layers_print_as_jq_prints_them() -> Result<(), Error> {
         text(store_layers_json(&paths, 2)?),
         "[\n  [\n    \"/nix/store/a-x\"\n  ],\n  [\n    \"/nix/store/b-\\u007f\\u0001é\",\n    \"/nix/store/c\"\n  ]\n]\n"
     );
-    assert_eq!(text(store_layers_json(&[], 2)?), "[]\n");
+    assert_eq!(text(store_layers_json::<String>(&[], 2)?), "[]\n");
     assert_eq!(
         text(store_layers_json(&paths[..1], 5)?),
         "[\n  [\n    \"/nix/store/a-x\"\n  ]\n]\n"
