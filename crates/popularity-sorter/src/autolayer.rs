@@ -11,11 +11,15 @@
 //! path; the step is applied in place and undone when it goes over the limit, with a count of
 //! the paths in each layer. A step costs O(what `P` reaches and what reaches `P`).
 //!
-//! tidy: lookup only (the interner and the ignore set are only looked up).
+//! Layers of equal closure size come out as nixpkgs' auto-layer.py gives them: in the order of
+//! a CPython set of the layers' identities (`crate::pyset`).
+//!
+//! tidy: lookup only (the interner, the ignore set and the cache of path hashes are only looked up).
 
 use std::cmp::Ordering;
 
 use crate::graph::{Csr, FastMap, FastSet, Node, PathArena};
+use crate::pyset::{frozenset_hash, str_hash, PySet};
 use crate::size::{order_by_size, Size, Total};
 use crate::Error;
 
@@ -27,6 +31,9 @@ struct Graph<'n, 'a> {
     live: Vec<u32>,
     deps: Csr,
     users: Csr,
+    /// The vertices in the order of their path's first node: the order of auto-layer.py's
+    /// dicts by path.
+    dict_order: Vec<u32>,
 }
 
 impl<'n, 'a> Graph<'n, 'a> {
@@ -176,7 +183,13 @@ impl Split {
 
     /// Makes `p` a primary path; false (and the split unchanged) when that gives more than
     /// `limit` layers.
-    fn try_primary(&mut self, p: u32, g: &Graph<'_, '_>, buf: &mut [Vec<u32>; 2], limit: i64) -> bool {
+    fn try_primary(
+        &mut self,
+        p: u32,
+        g: &Graph<'_, '_>,
+        buf: &mut [Vec<u32>; 2],
+        limit: i64,
+    ) -> bool {
         self.step += 1;
         let mark = self.step;
         let [deps, users] = buf;
@@ -219,11 +232,22 @@ fn build_graph<'n, 'a>(nodes: &'n [Node<'a>]) -> Result<(Graph<'n, 'a>, Vec<u32>
             .map(|n| index.map.get(n.path.as_ref()).copied().unwrap_or(0))
             .collect()
     };
+    let dict_order = if index.live.len() == nodes.len() {
+        vertex.clone()
+    } else {
+        let mut seen = vec![false; index.live.len()];
+        vertex
+            .iter()
+            .copied()
+            .filter(|&v| !std::mem::replace(&mut seen[v as usize], true))
+            .collect()
+    };
     let graph = Graph {
         nodes,
         users: deps.transpose(),
         deps,
         live: index.live,
+        dict_order,
     };
     Ok((graph, vertex))
 }
@@ -286,7 +310,7 @@ struct Layer<'s> {
 }
 
 /// auto-layer.py's `path_key`: (name, hash) from the path split at its first '-'.
-fn path_key<'p>(path: &'p str) -> Result<(&'p str, &'p str), Error> {
+fn path_key(path: &str) -> Result<(&str, &str), Error> {
     match path.split_once('-') {
         Some((hash, name)) => Ok((name, hash)),
         None => Err(Error::Input(format!(
@@ -295,7 +319,8 @@ fn path_key<'p>(path: &'p str) -> Result<(&'p str, &'p str), Error> {
     }
 }
 
-/// The layers, ordered by closure size; ties by their sorted paths.
+/// The layers, ordered by closure size; ties in the order of CPython's
+/// `set(layer_split.values())` (see [`set_order`]), since the sort is stable.
 fn order_layers<'s>(g: &Graph<'_, 's>, split: &Split) -> Result<Vec<Layer<'s>>, Error> {
     let mut groups: Vec<Vec<u32>> = vec![Vec::new(); split.layers.sets.len()];
     for v in 0..g.len() as u32 {
@@ -308,7 +333,8 @@ fn order_layers<'s>(g: &Graph<'_, 's>, split: &Split) -> Result<Vec<Layer<'s>>, 
     let mut seen = vec![0u32; g.len()];
     let mut reached = Vec::new();
     let mut layers = Vec::new();
-    for (mark, mut paths) in (1..).zip(groups.into_iter().filter(|p| !p.is_empty())) {
+    for (mark, id) in (1..).zip(set_order(g, split)) {
+        let mut paths = std::mem::take(&mut groups[id as usize]);
         paths.sort_by_key(|&v| keys[v as usize]);
         closure(&paths, &g.deps, &mut seen, mark, &mut reached);
         let closure_size = sum_of(g, &reached)?;
@@ -321,12 +347,29 @@ fn order_layers<'s>(g: &Graph<'_, 's>, split: &Split) -> Result<Vec<Layer<'s>>, 
         a.closure_size
             .py_cmp(&b.closure_size)
             .unwrap_or(Ordering::Equal)
-            .then_with(|| {
-                let key = |v: &u32| keys[*v as usize];
-                a.paths.iter().map(key).cmp(b.paths.iter().map(key))
-            })
     });
     Ok(layers)
+}
+
+/// The layer ids in the iteration order of auto-layer.py's `set(layer_split.values())` under
+/// `PYTHONHASHSEED=0`: the frozensets of primary paths, added in the order of the dict (the
+/// paths' first appearance in the input).
+fn set_order(g: &Graph<'_, '_>, split: &Split) -> Vec<u32> {
+    let mut hash_of: Vec<Option<i64>> = vec![None; split.layers.sets.len()];
+    let mut path_hash: FastMap<u32, i64> = FastMap::default();
+    let mut set = PySet::default();
+    for &v in &g.dict_order {
+        let id = split.layer[v as usize];
+        let hash = *hash_of[id as usize].get_or_insert_with(|| {
+            frozenset_hash(
+                split.layers.sets[id as usize]
+                    .iter()
+                    .map(|&p| *path_hash.entry(p).or_insert_with(|| str_hash(g.path(p)))),
+            )
+        });
+        set.add(hash, id);
+    }
+    set.iter().collect()
 }
 
 /// `start` and every vertex it reaches.

@@ -415,7 +415,9 @@ const MIN_PART: usize = 1 << 20;
 /// per core, each the first `{` after a `}`, `,` (whitespace around them allowed) past an
 /// equal share of the bytes. Only a guess: the bytes may lie inside a string.
 fn part_starts(b: &[u8], from: usize) -> Vec<usize> {
-    let parts = rayon::current_num_threads().min((b.len() - from) / MIN_PART).max(1);
+    let parts = rayon::current_num_threads()
+        .min((b.len() - from) / MIN_PART)
+        .max(1);
     let mut starts = vec![from];
     for k in 1..parts {
         let at = from + (b.len() - from) * k / parts;

@@ -126,8 +126,7 @@ pub fn parse_object_serde<'a>(
     need_size: bool,
 ) -> Result<Object<'a>, Error> {
     // A repeated key keeps its last value, as Python's json.load does.
-    let mut data: std::collections::BTreeMap<String, &'a RawValue> =
-        serde_json::from_slice(input)?;
+    let mut data: std::collections::BTreeMap<String, &'a RawValue> = serde_json::from_slice(input)?;
     let list = data
         .remove(key)
         .ok_or_else(|| bad(format!("missing key {key:?}")))?;
@@ -333,7 +332,8 @@ impl Csr {
         let mut items = Vec::with_capacity(self.items.len());
         for v in 0..self.len() {
             let from = items.len();
-            items.extend_from_slice(&self.items[self.start[v] as usize..self.start[v + 1] as usize]);
+            items
+                .extend_from_slice(&self.items[self.start[v] as usize..self.start[v + 1] as usize]);
             dedup_tail(&mut items, from);
             self.start[v] = from as u32;
         }
@@ -375,17 +375,51 @@ impl Csr {
     }
 }
 
-/// `closure-graph.py`'s order of tied paths: by the path split on `-` with its first piece
+/// A path as `closure-graph.py` orders tied paths: the path split on `-` with its first piece
 /// moved last (`/nix/store/h-foo-1.0` sorts as `foo-1.0-/nix/store/h`), compared by code
-/// points (UTF-8 bytes compare the same way).
-pub fn cmp_package_names(a: &str, b: &str) -> std::cmp::Ordering {
-    fn pieces(p: &str) -> [&[u8]; 3] {
-        match p.split_once('-') {
+/// points (UTF-8 bytes compare the same way). Its first 8 bytes are kept as a number, which
+/// settles most comparisons.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PackageName<'p> {
+    prefix: u64,
+    pieces: [&'p [u8]; 3],
+}
+
+impl<'p> PackageName<'p> {
+    /// The name of `path`.
+    pub fn new(path: &'p str) -> Self {
+        let pieces: [&[u8]; 3] = match path.split_once('-') {
             Some((first, rest)) => [rest.as_bytes(), b"-", first.as_bytes()],
-            None => [p.as_bytes(), b"", b""],
+            None => [path.as_bytes(), b"", b""],
+        };
+        // Padding with zero bytes keeps the order: a shorter prefix never compares greater.
+        let mut head = [0u8; 8];
+        for (slot, byte) in head.iter_mut().zip(pieces.iter().flat_map(|p| p.iter())) {
+            *slot = *byte;
+        }
+        PackageName {
+            prefix: u64::from_be_bytes(head),
+            pieces,
         }
     }
-    let (mut a, mut b) = (pieces(a), pieces(b));
+}
+
+impl Ord for PackageName<'_> {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.prefix
+            .cmp(&other.prefix)
+            .then_with(|| cmp_pieces(self.pieces, other.pieces))
+    }
+}
+
+impl PartialOrd for PackageName<'_> {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+/// Compares the concatenations of two lists of byte strings, a run of bytes at a time.
+fn cmp_pieces(mut a: [&[u8]; 3], mut b: [&[u8]; 3]) -> std::cmp::Ordering {
     let (mut i, mut j) = (0, 0);
     loop {
         while a.get(i).is_some_and(|p| p.is_empty()) {
@@ -395,7 +429,7 @@ pub fn cmp_package_names(a: &str, b: &str) -> std::cmp::Ordering {
             j += 1;
         }
         let (Some(x), Some(y)) = (a.get(i).copied(), b.get(j).copied()) else {
-            return (i < 3).cmp(&(j < 3));
+            return (i < a.len()).cmp(&(j < b.len()));
         };
         let len = x.len().min(y.len());
         match x[..len].cmp(&y[..len]) {

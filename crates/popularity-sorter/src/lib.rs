@@ -17,6 +17,7 @@ mod fastjson;
 pub mod graph;
 pub mod pipeline;
 pub mod popularity;
+pub mod pyset;
 pub mod size;
 
 use dockertools_common::{jq, pyjson};
@@ -97,12 +98,7 @@ fn closure_graph_with<R>(
     let succ = graph::adjacency(nodes, &index)?;
     let path = |v: u32| nodes[index.live[v as usize] as usize].path.as_ref();
     let mut order = popularity::order(&succ, &path)?;
-    let mut ranked = vec![false; succ.len()];
-    order.iter().for_each(|&v| ranked[v as usize] = true);
-    let mut missing: Vec<u32> = (0..succ.len() as u32)
-        .filter(|&v| !ranked[v as usize])
-        .collect();
-    missing.sort_by(|&a, &b| graph::cmp_package_names(path(a), path(b)));
+    let missing = pyset::unranked_in_set_order(succ.len(), &order, path);
     order.extend(missing);
     let paths: Vec<&str> = order.iter().map(|&v| path(v)).collect();
     Ok(f(&paths))
@@ -125,9 +121,8 @@ pub fn store_layers_json<S: AsRef<str> + serde::Serialize>(
     paths: &[S],
     max_layers: u64,
 ) -> Result<Vec<u8>, Error> {
-    let mut out = Vec::with_capacity(
-        paths.iter().map(|p| p.as_ref().len() + 12).sum::<usize>() + 16,
-    );
+    let mut out =
+        Vec::with_capacity(paths.iter().map(|p| p.as_ref().len() + 12).sum::<usize>() + 16);
     jq::write_with(&mut out, &store_layers(paths, max_layers), &jq::JQ).map_err(Error::Print)?;
     Ok(out)
 }

@@ -85,7 +85,10 @@ impl Graph {
         }
         nodes
             .iter()
-            .map(|v| v.and_then(|v| first.get(&v).copied()).filter(|&p| p != u32::MAX))
+            .map(|v| {
+                v.and_then(|v| first.get(&v).copied())
+                    .filter(|&p| p != u32::MAX)
+            })
             .collect()
     }
 
@@ -126,10 +129,13 @@ fn build_graph(nodes: &[Node<'_>], ctx: &Ctx<'_>) -> Result<Graph, Error> {
             if *r == node.path {
                 continue;
             }
-            let &t = ctx.node_of.get(r.as_ref()).ok_or_else(|| Error::MissingRef {
-                node: node.path.to_string(),
-                reference: r.to_string(),
-            })?;
+            let &t = ctx
+                .node_of
+                .get(r.as_ref())
+                .ok_or_else(|| Error::MissingRef {
+                    node: node.path.to_string(),
+                    reference: r.to_string(),
+                })?;
             edges.push((p as u32, pos[t as usize]));
         }
     }
@@ -145,7 +151,10 @@ fn as_paths<'v>(op: &str, v: &'v Value) -> Result<Vec<&'v str>, Error> {
         Value::String(s) => Ok(vec![s.as_str()]),
         Value::Array(items) => items
             .iter()
-            .map(|i| i.as_str().ok_or_else(|| op_err(op, "paths must be strings")))
+            .map(|i| {
+                i.as_str()
+                    .ok_or_else(|| op_err(op, "paths must be strings"))
+            })
             .collect(),
         _ => Err(op_err(op, "expected a path or a list of paths")),
     }
@@ -213,12 +222,7 @@ fn popularity_contest(ctx: &Ctx<'_>, _: &[Value], data: Data) -> Result<Data, Er
     let succ = g.succ();
     let path = |v: u32| ctx.names[g.verts[v as usize] as usize];
     let mut order = popularity::order(&succ, &path)?;
-    let mut ranked = vec![false; succ.len()];
-    order.iter().for_each(|&v| ranked[v as usize] = true);
-    let mut missing: Vec<u32> = (0..succ.len() as u32)
-        .filter(|&v| !ranked[v as usize])
-        .collect();
-    missing.sort_by(|&a, &b| crate::graph::cmp_package_names(path(a), path(b)));
+    let missing = crate::pyset::unranked_in_set_order(succ.len(), &order, path);
     order.extend(missing);
     Ok(Data::Seq(
         order
@@ -394,7 +398,9 @@ fn split_paths(ctx: &Ctx<'_>, args: &[Value], data: Data) -> Result<Data, Error>
     let mut is_split = vec![false; n];
     split.iter().for_each(|&s| is_split[s as usize] = true);
     let mut has_pred = vec![false; n];
-    g.edges.iter().for_each(|&(_, b)| has_pred[b as usize] = true);
+    g.edges
+        .iter()
+        .for_each(|&(_, b)| has_pred[b as usize] = true);
     let roots: Vec<u32> = (0..n as u32).filter(|&v| !has_pred[v as usize]).collect();
     if let [root] = roots[..] {
         if is_split[root as usize] {
@@ -407,9 +413,14 @@ fn split_paths(ctx: &Ctx<'_>, args: &[Value], data: Data) -> Result<Data, Error>
     cut.edges.retain(|&(_, b)| !is_split[b as usize]);
     // The original links a fake root to every root when there are several; edges into split
     // paths are gone, so only roots that are not split paths lead anywhere.
-    let start: Vec<u32> = roots.into_iter().filter(|&r| !is_split[r as usize]).collect();
+    let start: Vec<u32> = roots
+        .into_iter()
+        .filter(|&r| !is_split[r as usize])
+        .collect();
     let rest_with_common = cut.reach(&start, &cut.succ());
-    let common: Vec<bool> = (0..n).map(|i| split_off[i] && rest_with_common[i]).collect();
+    let common: Vec<bool> = (0..n)
+        .map(|i| split_off[i] && rest_with_common[i])
+        .collect();
     let rest: Vec<bool> = (0..n).map(|i| rest_with_common[i] && !common[i]).collect();
     let main: Vec<bool> = (0..n).map(|i| split_off[i] && !common[i]).collect();
     let mut out = Vec::new();
@@ -424,7 +435,12 @@ fn split_paths(ctx: &Ctx<'_>, args: &[Value], data: Data) -> Result<Data, Error>
 
 /// The positions `split_paths`' specs name: a path, or `{"children_of": path or paths}` (their
 /// successors, in successor order).
-fn split_positions(ctx: &Ctx<'_>, specs: &[Value], g: &Graph, succ: &Csr) -> Result<Vec<u32>, Error> {
+fn split_positions(
+    ctx: &Ctx<'_>,
+    specs: &[Value],
+    g: &Graph,
+    succ: &Csr,
+) -> Result<Vec<u32>, Error> {
     let op = "split_paths";
     // Each spec's paths, looked up together.
     let mut names: Vec<(bool, &str)> = Vec::new();

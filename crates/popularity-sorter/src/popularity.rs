@@ -19,7 +19,7 @@ use std::sync::atomic::{AtomicBool, Ordering as AtomicOrdering};
 use num_bigint::BigUint;
 use rayon::prelude::*;
 
-use crate::graph::{cmp_package_names, Csr};
+use crate::graph::{Csr, PackageName};
 use crate::Error;
 
 /// A path count or a sum of them.
@@ -191,9 +191,10 @@ fn path_counts<C: Count>(g: &Reached) -> Option<Vec<C>> {
 }
 
 /// How many ancestors a node may have and still walk them: beyond it, a node's share of a
-/// 64-target pass over the graph costs less than the walk.
+/// pass over the graph costs less than the walk (a walk step costs several steps of a pass:
+/// it jumps around in memory where a pass reads in order; measured on mkstore.py graphs).
 fn budget(g: &Reached) -> usize {
-    ((g.len() + g.succ.edges()) / 64).clamp(64, 4096)
+    ((g.len() + g.succ.edges()) / 512).clamp(64, 4096)
 }
 
 /// Walks the ancestors of `s` (itself included) and sums their `P`; `None` once more than
@@ -206,7 +207,7 @@ struct Walker<'a, C> {
 }
 
 impl<C: Count> Walker<'_, C> {
-        fn sum(&self, s: u32, mark: u32, stamp: &mut [u32], stack: &mut Vec<u32>) -> Option<C> {
+    fn sum(&self, s: u32, mark: u32, stamp: &mut [u32], stack: &mut Vec<u32>) -> Option<C> {
         let mut sum = C::zero();
         let mut seen = 1usize;
         stack.clear();
@@ -216,8 +217,7 @@ impl<C: Count> Walker<'_, C> {
             sum.add(&self.paths[y as usize]);
             for &p in self.g.preds.row(y) {
                 if stamp[p as usize] != mark {
-                    if self.heavy[p as usize].load(AtomicOrdering::Relaxed) || seen == self.budget
-                    {
+                    if self.heavy[p as usize].load(AtomicOrdering::Relaxed) || seen == self.budget {
                         self.heavy[s as usize].store(true, AtomicOrdering::Relaxed);
                         return None;
                     }
@@ -259,7 +259,11 @@ impl<C: Count> Sums<C> {
         let mut full = [0u64; WORDS];
         for (w, f) in full.iter_mut().enumerate() {
             let bits = targets.saturating_sub(64 * w).min(64);
-            *f = if bits == 0 { 0 } else { u64::MAX >> (64 - bits) };
+            *f = if bits == 0 {
+                0
+            } else {
+                u64::MAX >> (64 - bits)
+            };
         }
         Sums {
             plus: vec![C::zero(); targets],
@@ -397,7 +401,9 @@ fn popularity<C: Count>(g: &Reached, paths: &[C]) -> Vec<C> {
             (Some(c), _) => c.clone(),
             // A root, or a node whose one parent ranks before it.
             (None, parents) => {
-                let mut c = parents.first().map_or_else(C::zero, |&q| out[q as usize].clone());
+                let mut c = parents
+                    .first()
+                    .map_or_else(C::zero, |&q| out[q as usize].clone());
                 c.add(&paths[y]);
                 c
             }
@@ -411,17 +417,21 @@ fn popularity<C: Count>(g: &Reached, paths: &[C]) -> Vec<C> {
 fn ranked<'p, C: Count>(g: &Reached, path: &(dyn Fn(u32) -> &'p str + Sync)) -> Option<Vec<u32>> {
     let paths = path_counts::<C>(g)?;
     let pop = popularity(g, &paths);
+    let names: Vec<PackageName<'p>> = g
+        .node
+        .par_iter()
+        .map(|&v| PackageName::new(path(v)))
+        .collect();
     let mut order: Vec<u32> = (0..g.len() as u32).collect();
     order.par_sort_unstable_by(|&a, &b| {
-        pop[b as usize].cmp(&pop[a as usize]).then_with(|| {
-            cmp_package_names(path(g.node[a as usize]), path(g.node[b as usize]))
-        })
+        let (a, b) = (a as usize, b as usize);
+        pop[b].cmp(&pop[a]).then_with(|| names[a].cmp(&names[b]))
     });
     Some(order.into_iter().map(|i| g.node[i as usize]).collect())
 }
 
 /// Orders the nodes the roots reach by popularity, most popular first, ties by package name
-/// ([`cmp_package_names`]); `path` gives a node's path, distinct for distinct nodes. `succ`
+/// ([`PackageName`]); `path` gives a node's path, distinct for distinct nodes. `succ`
 /// has no self-loops and no duplicates. Nodes no root reaches (only possible with cycles)
 /// are not in the result.
 pub fn order<'p>(succ: &Csr, path: &(dyn Fn(u32) -> &'p str + Sync)) -> Result<Vec<u32>, Error> {

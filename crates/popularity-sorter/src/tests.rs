@@ -243,3 +243,102 @@ fn store_layers_print_as_jq_prints_them() -> Result<(), Error> {
     );
     Ok(())
 }
+
+/// `/nix/store/<32 times c>-<name>`.
+fn p(c: char, name: &str) -> String {
+    format!("{}-{name}", c.to_string().repeat(32))
+}
+
+/// auto-layer's layers as one line: each a list of the given store paths.
+fn layer_line(layers: &[&[&str]]) -> String {
+    let layers: Vec<String> = layers
+        .iter()
+        .map(|l| {
+            let paths: Vec<String> = l.iter().map(|p| format!("\"/nix/store/{p}\"")).collect();
+            format!("[{}]", paths.join(", "))
+        })
+        .collect();
+    format!("[{}]\n", layers.join(", "))
+}
+
+#[test]
+fn layers_of_equal_closure_size_come_in_cpython_set_order() -> Result<(), Error> {
+    // Recorded with `PYTHONHASHSEED=0 auto-layer.py` under CPython 3.11, 3.12 and 3.13 (the
+    // originals' order; nixpkgs' python3 setup hook sets that seed).
+    let (a, b) = (p('a', "p0x"), p('b', "p1x"));
+    let two = [node(&a, &[], "128"), node(&b, &[], "128")];
+    assert_eq!(layers(&two, 99)?, layer_line(&[&[&b], &[&a]]));
+
+    let names: Vec<String> = "abcdfg"
+        .chars()
+        .enumerate()
+        .map(|(i, c)| p(c, &format!("p{i}")))
+        .collect();
+    let mut g: Vec<String> = names.iter().map(|n| node(n, &[], "7")).collect();
+    let (h, i, j, k) = (p('h', "top"), p('i', "mid"), p('j', "top"), p('k', "mid"));
+    g.extend([
+        node(&h, &[&i], "5"),
+        node(&i, &[], "2"),
+        node(&j, &[&k], "5"),
+        node(&k, &[], "2"),
+    ]);
+    let n = |k: usize| names[k].as_str();
+    assert_eq!(
+        layers(&g, 99)?,
+        layer_line(&[
+            &[&i],
+            &[&k],
+            &[n(2)],
+            &[&j],
+            &[n(5)],
+            &[n(4)],
+            &[n(0)],
+            &[n(3)],
+            &[&h],
+            &[n(1)],
+        ])
+    );
+    assert_eq!(
+        layers(&g, 3)?,
+        layer_line(&[&[n(4)], &[n(5)], &[&i, &k, n(0), n(1), n(2), n(3), &h, &j]])
+    );
+    Ok(())
+}
+
+#[test]
+fn paths_no_root_reaches_come_in_cpython_set_order() -> Result<(), Error> {
+    // A root, and cycles no root reaches; recorded with `PYTHONHASHSEED=0` closure-graph.py
+    // (CPython 3.11 to 3.13) and flatten_references_graph (3.11, igraph 1.0).
+    let (root, lib, x, y, z, w, v, u) = (
+        p('a', "root"),
+        p('b', "lib"),
+        p('c', "x"),
+        p('d', "y"),
+        p('f', "z"),
+        p('g', "w"),
+        p('0', "v"),
+        p('1', "u"),
+    );
+    let g = [
+        node(&root, &[&lib], "1"),
+        node(&lib, &[], "1"),
+        node(&x, &[&y], "1"),
+        node(&y, &[&x, &z], "1"),
+        node(&z, &[], "1"),
+        node(&w, &[], "1"),
+        node(&v, &[&v, &u], "1"),
+        node(&u, &[&v], "1"),
+    ];
+    let want = [&lib, &root, &w, &x, &y, &u, &z, &v];
+    let input = format!(r#"{{"graph": {}}}"#, list(&g));
+    let got = closure_graph(input.as_bytes(), "graph")?;
+    let want_paths: Vec<String> = want.iter().map(|p| format!("/nix/store/{p}")).collect();
+    assert_eq!(got, want_paths);
+    let input = format!(
+        r#"{{"graph": {}, "pipeline": [["popularity_contest"]]}}"#,
+        list(&g)
+    );
+    let names: Vec<&str> = want.iter().map(|s| s.as_str()).collect();
+    assert_eq!(text(pipeline(input.as_bytes())?), one_per_layer(&names));
+    Ok(())
+}
