@@ -8,8 +8,10 @@
 //!
 //! A layer's identity (its set of primary paths) is interned. A step changes a dependency's
 //! layer as a function of its old layer only, so it is computed once per layer, not once per
-//! path; the step is applied in place and undone when it goes over the limit, with a count of
-//! the paths in each layer. A step costs O(what `P` reaches and what reaches `P`).
+//! path. With a count of the paths in each layer, the layer count after a step is known before
+//! any path moves; the paths move only when the step is kept. The users of a candidate are
+//! found in the primaries' dependency sets (bitsets, while they fit in 64 MiB) instead of
+//! walked. A step costs O(what `P` reaches), plus O(what reaches `P`) past that memory.
 //!
 //! Layers of equal closure size come out as nixpkgs' auto-layer.py gives them: in the order of
 //! a CPython set of the layers' identities (`crate::pyset`).
@@ -17,6 +19,8 @@
 //! tidy: lookup only (the interner, the ignore set and the cache of path hashes are only looked up).
 
 use std::cmp::Ordering;
+
+use rayon::prelude::*;
 
 use crate::graph::{Csr, FastMap, FastSet, Node, PathArena};
 use crate::pyset::{frozenset_hash, str_hash, PySet};
@@ -34,6 +38,8 @@ struct Graph<'n, 'a> {
     /// The vertices in the order of their path's first node: the order of auto-layer.py's
     /// dicts by path.
     dict_order: Vec<u32>,
+    /// Each vertex's size, when every size is an integer of `i128` (the usual case).
+    ints: Option<Vec<i128>>,
 }
 
 impl<'n, 'a> Graph<'n, 'a> {
@@ -102,12 +108,53 @@ impl Layers {
         *c += vertices;
     }
 
-    fn leave(&mut self, id: u32) {
+    fn leave(&mut self, id: u32, vertices: u32) {
         let c = &mut self.count[id as usize];
-        *c -= 1;
-        if *c == 0 {
+        if *c > 0 && *c == vertices {
             self.used -= 1;
         }
+        *c -= vertices;
+    }
+}
+
+/// How many bits the primary paths' dependency sets may take (64 MiB); past that, the users
+/// of each candidate are walked instead.
+const PRIMARY_BITS: usize = 1 << 29;
+
+/// The dependencies of each primary path, a bit per vertex: a primary `x` depends on a
+/// candidate `p` exactly when `x` is one of `p`'s users, so with these a step need not walk
+/// the users (in a chain, half the graph at each step).
+struct PrimaryDeps {
+    sets: Vec<Vec<u64>>,
+    /// Per vertex: its index in `sets`, `u32::MAX` when it is not a primary.
+    slot: Vec<u32>,
+}
+
+impl PrimaryDeps {
+    /// Whether primary `x` depends on `p`.
+    fn depends(&self, x: u32, p: u32) -> bool {
+        let Some(set) = self.sets.get(self.slot[x as usize] as usize) else {
+            return false;
+        };
+        set[p as usize / 64] >> (p % 64) & 1 == 1
+    }
+
+    /// Records the dependencies of a new primary `p`; false when they no longer fit.
+    fn add(&mut self, p: u32, deps: &[u32]) -> bool {
+        if self.slot[p as usize] != u32::MAX {
+            return true;
+        }
+        let words = self.slot.len().div_ceil(64);
+        if (self.sets.len() + 1) * words * 64 > PRIMARY_BITS {
+            return false;
+        }
+        let mut set = vec![0u64; words];
+        for &d in deps.iter().filter(|&&d| d != p) {
+            set[d as usize / 64] |= 1 << (d % 64);
+        }
+        self.slot[p as usize] = self.sets.len() as u32;
+        self.sets.push(set);
+        true
     }
 }
 
@@ -118,12 +165,16 @@ struct Split {
     /// Per vertex: the mark of the last dependency set (`deps`) or user set (`users`) it was in.
     in_deps: Vec<u32>,
     in_users: Vec<u32>,
-    /// Per layer: the step that last computed its successor, and that successor.
-    memo_step: Vec<u32>,
-    memo: Vec<u32>,
+    /// The primaries' dependencies, while they fit (else users are marked in `in_users`).
+    primary_deps: Option<PrimaryDeps>,
     step: u32,
-    /// The vertices whose layer the current step changed, with their old layer.
-    changed: Vec<(u32, u32)>,
+    /// Per layer: the step that last touched it, how many of its vertices that step moves,
+    /// and to which layer.
+    touched_step: Vec<u32>,
+    moving: Vec<u32>,
+    next: Vec<u32>,
+    /// The layers the current step touches.
+    touched: Vec<u32>,
 }
 
 impl Split {
@@ -136,53 +187,73 @@ impl Split {
             layers,
             in_deps: vec![0; vertices],
             in_users: vec![0; vertices],
-            memo_step: Vec::new(),
-            memo: Vec::new(),
+            primary_deps: Some(PrimaryDeps {
+                sets: Vec::new(),
+                slot: vec![u32::MAX; vertices],
+            }),
             step: 0,
-            changed: Vec::new(),
+            touched_step: Vec::new(),
+            moving: Vec::new(),
+            next: Vec::new(),
+            touched: Vec::new(),
         }
     }
 
-    fn set(&mut self, v: u32, id: u32) {
-        let old = self.layer[v as usize];
-        if old != id {
-            self.changed.push((v, old));
-            self.layers.leave(old);
-            self.layers.enter(id, 1);
-            self.layer[v as usize] = id;
+    /// Whether primary `x` is a user of the candidate `p` (of this step).
+    fn is_user(&self, x: u32, p: u32) -> bool {
+        match &self.primary_deps {
+            Some(deps) => deps.depends(x, p),
+            None => self.in_users[x as usize] == self.step,
         }
     }
 
     /// The layer a dependency of `p` in layer `old` moves to: `old` without the users of `p`,
     /// plus `p` unless a remaining primary is itself a dependency of `p`.
     fn successor(&mut self, old: u32, p: u32) -> u32 {
-        let o = old as usize;
-        if self.memo_step.len() <= o {
-            self.memo_step.resize(o + 1, 0);
-            self.memo.resize(o + 1, 0);
-        }
-        if self.memo_step[o] == self.step {
-            return self.memo[o];
-        }
-        let mark = self.step;
-        let mut set: Vec<u32> = self.layers.sets[o]
+        let mut set: Vec<u32> = self.layers.sets[old as usize]
             .iter()
             .copied()
-            .filter(|&x| self.in_users[x as usize] != mark)
+            .filter(|&x| !self.is_user(x, p))
             .collect();
-        if !set.iter().any(|&x| self.in_deps[x as usize] == mark) {
+        if !set.iter().any(|&x| self.in_deps[x as usize] == self.step) {
             if let Err(pos) = set.binary_search(&p) {
                 set.insert(pos, p);
             }
         }
-        let id = self.layers.intern(set);
-        self.memo_step[o] = self.step;
-        self.memo[o] = id;
-        id
+        self.layers.intern(set)
+    }
+
+    /// Counts the vertices of `vs` in each layer, noting the layers touched.
+    fn count_moves(&mut self, vs: &[u32]) {
+        for &v in vs {
+            let o = self.layer[v as usize] as usize;
+            if self.touched_step.len() <= o {
+                self.touched_step.resize(o + 1, 0);
+                self.moving.resize(o + 1, 0);
+                self.next.resize(o + 1, 0);
+            }
+            if self.touched_step[o] != self.step {
+                self.touched_step[o] = self.step;
+                self.moving[o] = 0;
+                self.touched.push(o as u32);
+            }
+            self.moving[o] += 1;
+        }
+    }
+
+    /// Moves the counted vertices of each touched layer to its `next` layer, or back.
+    fn shift_counts(&mut self, back: bool) {
+        for &o in &self.touched {
+            let (k, n) = (self.moving[o as usize], self.next[o as usize]);
+            let (from, to) = if back { (n, o) } else { (o, n) };
+            self.layers.enter(to, k);
+            self.layers.leave(from, k);
+        }
     }
 
     /// Makes `p` a primary path; false (and the split unchanged) when that gives more than
-    /// `limit` layers.
+    /// `limit` layers. Every dependency in one layer moves to one layer, so the new layer
+    /// count is known from the counts per layer before any vertex moves.
     fn try_primary(
         &mut self,
         p: u32,
@@ -191,30 +262,44 @@ impl Split {
         limit: i64,
     ) -> bool {
         self.step += 1;
-        let mark = self.step;
         let [deps, users] = buf;
-        reach(p, &g.deps, &mut self.in_deps, mark, deps);
-        reach(p, &g.users, &mut self.in_users, mark, users);
+        reach(p, &g.deps, &mut self.in_deps, self.step, deps);
+        if self.primary_deps.is_none() {
+            reach(p, &g.users, &mut self.in_users, self.step, users);
+        }
         // A cycle through `p` puts it among its own dependencies; auto-layer.py leaves it out.
+        deps.retain(|&d| d != p);
         self.in_deps[p as usize] = 0;
         self.in_users[p as usize] = 0;
-        self.changed.clear();
-        let own = self.layers.intern(vec![p]);
-        self.set(p, own);
-        for &d in deps.iter().filter(|&&d| d != p) {
-            let next = self.successor(self.layer[d as usize], p);
-            self.set(d, next);
+        self.touched.clear();
+        self.count_moves(deps);
+        let touched = std::mem::take(&mut self.touched);
+        for &o in &touched {
+            self.next[o as usize] = self.successor(o, p);
         }
-        if self.layers.used as i64 <= limit {
-            return true;
-        }
-        while let Some((v, old)) = self.changed.pop() {
-            let now = self.layer[v as usize];
-            self.layers.leave(now);
+        self.touched = touched;
+        let (own, old) = (self.layers.intern(vec![p]), self.layer[p as usize]);
+        self.shift_counts(false);
+        self.layers.enter(own, 1);
+        self.layers.leave(old, 1);
+        if self.layers.used as i64 > limit {
             self.layers.enter(old, 1);
-            self.layer[v as usize] = old;
+            self.layers.leave(own, 1);
+            self.shift_counts(true);
+            return false;
         }
-        false
+        for &d in deps.iter() {
+            self.layer[d as usize] = self.next[self.layer[d as usize] as usize];
+        }
+        self.layer[p as usize] = own;
+        if self
+            .primary_deps
+            .as_mut()
+            .is_some_and(|pd| !pd.add(p, deps))
+        {
+            self.primary_deps = None;
+        }
+        true
     }
 }
 
@@ -242,12 +327,21 @@ fn build_graph<'n, 'a>(nodes: &'n [Node<'a>]) -> Result<(Graph<'n, 'a>, Vec<u32>
             .filter(|&v| !std::mem::replace(&mut seen[v as usize], true))
             .collect()
     };
+    let ints = index
+        .live
+        .iter()
+        .map(|&i| match nodes[i as usize].nar_size {
+            Size::Int(x) => Some(x),
+            _ => None,
+        })
+        .collect();
     let graph = Graph {
         nodes,
         users: deps.transpose(),
         deps,
         live: index.live,
         dict_order,
+        ints,
     };
     Ok((graph, vertex))
 }
@@ -295,7 +389,7 @@ pub fn auto_layer<'n>(
                 .paths
                 .iter()
                 .map(|&v| g.path(v))
-                .filter(|p| !ignore.contains(p))
+                .filter(|p| ignore.is_empty() || !ignore.contains(p))
                 .collect();
             (!kept.is_empty()).then_some(kept)
         })
@@ -309,10 +403,18 @@ struct Layer<'s> {
     closure_size: Size<'s>,
 }
 
-/// auto-layer.py's `path_key`: (name, hash) from the path split at its first '-'.
-fn path_key(path: &str) -> Result<(&str, &str), Error> {
+/// auto-layer.py's `path_key`: (name, hash) from the path split at its first '-', with the
+/// name's first 8 bytes as a number in front, which settles most comparisons (zero padding
+/// keeps the order: a shorter name never compares greater).
+fn path_key(path: &str) -> Result<(u64, &str, &str), Error> {
     match path.split_once('-') {
-        Some((hash, name)) => Ok((name, hash)),
+        Some((hash, name)) => {
+            let mut head = [0u8; 8];
+            for (slot, b) in head.iter_mut().zip(name.bytes()) {
+                *slot = b;
+            }
+            Ok((u64::from_be_bytes(head), name, hash))
+        }
         None => Err(Error::Input(format!(
             "path {path} has no '-' (not a store path)"
         ))),
@@ -326,16 +428,17 @@ fn order_layers<'s>(g: &Graph<'_, 's>, split: &Split) -> Result<Vec<Layer<'s>>, 
     for v in 0..g.len() as u32 {
         groups[split.layer[v as usize] as usize].push(v);
     }
-    let mut keys: Vec<(&str, &str)> = Vec::with_capacity(g.len());
-    for v in 0..g.len() as u32 {
-        keys.push(path_key(g.path(v))?);
-    }
+    let keys = (0..g.len() as u32)
+        .into_par_iter()
+        .map(|v| path_key(g.path(v)))
+        .collect::<Result<Vec<_>, Error>>()?;
     let mut seen = vec![0u32; g.len()];
     let mut reached = Vec::new();
     let mut layers = Vec::new();
     for (mark, id) in (1..).zip(set_order(g, split)) {
         let mut paths = std::mem::take(&mut groups[id as usize]);
-        paths.sort_by_key(|&v| keys[v as usize]);
+        // Keys are distinct (distinct paths), so an unstable sort gives the one order.
+        paths.par_sort_unstable_by_key(|&v| keys[v as usize]);
         closure(&paths, &g.deps, &mut seen, mark, &mut reached);
         let closure_size = sum_of(g, &reached)?;
         layers.push(Layer {
@@ -395,6 +498,14 @@ fn closure(start: &[u32], adj: &Csr, seen: &mut [u32], mark: u32, out: &mut Vec<
 
 /// The sum of the sizes of `vertices`, as auto-layer.py adds them.
 fn sum_of<'s>(g: &Graph<'_, 's>, vertices: &[u32]) -> Result<Size<'s>, Error> {
+    if let Some(ints) = &g.ints {
+        let sum = vertices
+            .iter()
+            .try_fold(0i128, |sum, &v| sum.checked_add(ints[v as usize]));
+        if let Some(sum) = sum {
+            return Ok(Size::Int(sum));
+        }
+    }
     sum_sizes(vertices.iter().map(|&v| (g.size(v), g.path(v))))
 }
 

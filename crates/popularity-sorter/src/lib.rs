@@ -152,10 +152,12 @@ pub fn auto_layer(graph_list: &[u8], ignore: &[u8], limit: i64) -> Result<Vec<u8
 
 /// auto-layer.py's `{line.strip() for line in f}`: lines end at `\n`, `\r` or `\r\n` (Python's
 /// universal newlines), stripped of what `str.isspace` calls whitespace (Rust's
-/// `char::is_whitespace` and the separators U+001C to U+001F).
+/// `char::is_whitespace` and the separators U+001C to U+001F). Empty lines are left out: no
+/// store path is empty.
 fn ignore_set(text: &str) -> graph::FastSet<&str> {
     text.split(['\n', '\r'])
         .map(|l| l.trim_matches(|c: char| c.is_whitespace() || ('\u{1c}'..='\u{1f}').contains(&c)))
+        .filter(|l| !l.is_empty())
         .collect()
 }
 
