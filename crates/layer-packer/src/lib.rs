@@ -25,8 +25,9 @@ use std::sync::mpsc::{channel, sync_channel, Receiver, Sender, SyncSender};
 use std::sync::Arc;
 
 use dockertools_common::hash::hex;
-use dockertools_common::tar::writer::{check_data_end, read_data, DataError};
-use dockertools_common::tar::{self as tarfmt, gnu, Header};
+use dockertools_common::tar::gnu::GnuOptions;
+use dockertools_common::tar::writer::{read_some, Data, DataError, Sink, TarWriter};
+use dockertools_common::tar::{self as tarfmt, Dialect, Header};
 use sha2::{Digest, Sha256};
 use tarsum::{EntryHeader, TarSum};
 use tree::{Node, Tree};
@@ -53,7 +54,7 @@ pub enum Error {
         name: String,
         /// The field.
         #[source]
-        source: tarfmt::FieldOverflow,
+        source: tarfmt::HeaderError,
     },
     /// An invalid option value.
     #[error("{0}")]
@@ -111,9 +112,10 @@ enum SumEvent {
     End,
 }
 
-/// Builds the tar stream in [`CHUNK`]-sized buffers. File data is read straight into the
-/// buffer; each full buffer goes, without copying, to the sha256 thread, to the tarsum thread
-/// (with the entry events it carries) and to the output. Buffers come back through `pool`.
+/// The tar writer's sink: the stream in [`CHUNK`]-sized buffers. File data is read straight
+/// into the buffer ([`Sink::put_read`]); each full buffer goes, without copying, to the sha256
+/// thread, to the tarsum thread (with the entry events it carries) and to the output.
+/// Buffers come back through `pool`.
 struct Chunker<W: Write> {
     out: W,
     cur: Chunk,
@@ -173,8 +175,16 @@ impl<W: Write> Chunker<W> {
         Ok(())
     }
 
-    /// Appends bytes that are not entry data (headers, padding).
-    fn push(&mut self, mut bytes: &[u8]) -> io::Result<()> {
+    /// Sends the last, partly filled buffer; returns the output and the bytes written.
+    fn close(mut self) -> io::Result<(W, u64)> {
+        self.emit()?;
+        Ok((self.out, self.written))
+    }
+}
+
+impl<W: Write> Sink for Chunker<W> {
+    /// Appends bytes that are not read from a file (headers, padding).
+    fn put(&mut self, mut bytes: &[u8]) -> io::Result<()> {
         while !bytes.is_empty() {
             if self.cur.len == CHUNK {
                 self.emit()?;
@@ -187,92 +197,73 @@ impl<W: Write> Chunker<W> {
         Ok(())
     }
 
-    /// Appends exactly `size` bytes read from `src`, then the padding; fails when `src` ends
-    /// early or has more than `size` bytes.
-    fn data_from(&mut self, src: &mut dyn Read, size: u64) -> Result<(), DataError> {
-        let mut left = size;
-        while left > 0 {
-            if self.cur.len == CHUNK {
-                self.emit().map_err(DataError::Write)?;
-            }
-            let start = self.cur.len;
-            let want = left.min((CHUNK - start) as u64) as usize;
-            let n = read_data(src, &mut self.cur.buf[start..start + want], size, left)?;
-            self.cur.len += n;
-            self.events.push(SumEvent::Data(start..start + n));
-            left -= n as u64;
+    /// Reads file data straight into the current buffer and tells the tarsum thread where it is.
+    fn put_read(
+        &mut self,
+        src: &mut dyn Read,
+        left: u64,
+        _scratch: &mut Vec<u8>,
+    ) -> Result<usize, DataError> {
+        if self.cur.len == CHUNK {
+            self.emit().map_err(DataError::Write)?;
         }
-        check_data_end(src, size)?;
-        self.push(&[0u8; tarfmt::BLOCK][..tarfmt::block_padding(size)])
-            .map_err(DataError::Write)
-    }
-
-    /// Ends the archive (two zero blocks, then zeros to a whole record) and sends the rest.
-    fn finish(mut self) -> io::Result<(W, u64)> {
-        self.push(&[0u8; 2 * tarfmt::BLOCK])?;
-        let total = self.written + self.cur.len as u64;
-        let rem = (total % tarfmt::RECORD as u64) as usize;
-        if rem != 0 {
-            self.push(&vec![0u8; tarfmt::RECORD - rem])?;
-        }
-        self.emit()?;
-        Ok((self.out, self.written))
+        let start = self.cur.len;
+        let want = left.min((CHUNK - start) as u64) as usize;
+        let n = read_some(src, &mut self.cur.buf[start..start + want]).map_err(DataError::Read)?;
+        self.cur.len += n;
+        self.events.push(SumEvent::Data(start..start + n));
+        Ok(n)
     }
 }
 
 struct Packer<'a, W: Write> {
-    tar: Chunker<W>,
+    tar: TarWriter<Chunker<W>>,
     sums: TarSum,
     owner: &'a Owner,
-    /// `--numeric-owner` (also empties the `././@LongLink` owner names).
-    numeric_owner: bool,
-    head: Vec<u8>,
+}
+
+/// The fields Go's reader sees back from `h` written by GNU tar, which writes only the
+/// permission bits and device numbers only for devices (0 otherwise).
+fn sum_header(h: &Header) -> EntryHeader<'_> {
+    EntryHeader {
+        name: &h.name,
+        mode: i64::from(h.mode & 0o7777),
+        uid: h.uid as i64,
+        gid: h.gid as i64,
+        size: h.size as i64,
+        typeflag: h.typeflag,
+        linkname: &h.linkname,
+        devmajor: h.devmajor as i64,
+        devminor: h.devminor as i64,
+        xattrs: None,
+    }
 }
 
 impl<W: Write> Packer<'_, W> {
     fn entry(&mut self, h: Header, data: Option<&Path>) -> Result<(), Error> {
-        self.head.clear();
-        let name = String::from_utf8_lossy(&h.name).into_owned();
-        gnu::encode(
-            &h,
-            gnu::GnuOptions {
-                numeric_owner: self.numeric_owner,
-            },
-            &mut self.head,
-        )
-        .map_err(|source| Error::Overflow {
-            name: name.clone(),
-            source,
-        })?;
-        let out_err = Error::Output;
-        // Go's reader sees exactly these fields back (GNU tar writes only permission bits,
-        // device numbers only for devices).
-        let sum = self.sums.begin(&EntryHeader {
-            name: &h.name,
-            mode: i64::from(h.mode & 0o7777),
-            uid: h.uid as i64,
-            gid: h.gid as i64,
-            size: h.size as i64,
-            typeflag: h.typeflag,
-            linkname: &h.linkname,
-            devmajor: h.devmajor as i64,
-            devminor: h.devminor as i64,
-            xattrs: None,
-        });
-        self.tar.push(&self.head).map_err(out_err)?;
-        self.tar.events.push(SumEvent::Start(sum));
-        if let Some(path) = data {
-            let data_err = |source| Error::Data {
-                path: path.to_path_buf(),
+        let sum = self.sums.begin(&sum_header(&h));
+        self.tar.sink_mut().events.push(SumEvent::Start(sum));
+        let appended = match data {
+            Some(path) => fs::File::open(path)
+                .map_err(DataError::Read)
+                .and_then(|mut file| self.tar.append(&h, Data::Reader(&mut file))),
+            None => self.tar.append(&h, Data::Empty),
+        };
+        appended.map_err(|source| match source {
+            DataError::Write(e) => Error::Output(e),
+            DataError::Header(source) => Error::Overflow {
+                name: String::from_utf8_lossy(&h.name).into_owned(),
                 source,
-            };
-            let mut file = fs::File::open(path).map_err(|e| data_err(DataError::Read(e)))?;
-            self.tar.data_from(&mut file, h.size).map_err(|e| match e {
-                DataError::Write(source) => out_err(source),
-                other => data_err(other),
-            })?;
-        }
-        self.tar.events.push(SumEvent::End);
+            },
+            source => Error::Data {
+                path: data.map_or_else(
+                    || PathBuf::from(OsStr::from_bytes(&h.name)),
+                    Path::to_path_buf,
+                ),
+                source,
+            },
+        })?;
+        self.tar.sink_mut().events.push(SumEvent::End);
         Ok(())
     }
 
@@ -370,6 +361,41 @@ impl<W: Write> Packer<'_, W> {
     }
 }
 
+/// The sha256 thread: hashes every buffer of the tar, in order.
+fn hash_all(chunks: Receiver<Arc<Chunk>>, pool: Sender<Chunk>) -> String {
+    let mut sha = Sha256::new();
+    for chunk in chunks {
+        sha.update(chunk.bytes());
+        recycle(chunk, &pool);
+    }
+    hex(&sha.finalize())
+}
+
+/// The tarsum thread: hashes each entry's data at the ranges its events name.
+fn hash_entries(chunks: Receiver<(Arc<Chunk>, Vec<SumEvent>)>, pool: Sender<Chunk>) -> String {
+    let mut sums = TarSum::new();
+    let mut current = None;
+    for (chunk, events) in chunks {
+        for event in events {
+            match event {
+                SumEvent::Start(sum) => current = Some(sum),
+                SumEvent::Data(range) => {
+                    if let Some(sum) = current.as_mut() {
+                        sum.update(&chunk.buf[range]);
+                    }
+                }
+                SumEvent::End => {
+                    if let Some(sum) = current.take() {
+                        sums.end(sum);
+                    }
+                }
+            }
+        }
+        recycle(chunk, &pool);
+    }
+    sums.finish()
+}
+
 /// Packs `tree` as GNU tar does from the folder's root (`./` names), writing to `out`;
 /// `numeric_owner` is GNU tar's `--numeric-owner`.
 pub fn pack<W: Write>(
@@ -386,38 +412,9 @@ pub fn pack<W: Write>(
     let out_err = Error::Output;
     std::thread::scope(|scope| {
         let sha_pool = pool_tx.clone();
-        let sha_thread = scope.spawn(move || {
-            let mut sha = Sha256::new();
-            for chunk in sha_rx {
-                sha.update(chunk.bytes());
-                recycle(chunk, &sha_pool);
-            }
-            hex(&sha.finalize())
-        });
-        let sum_thread = scope.spawn(move || {
-            let mut sums = TarSum::new();
-            let mut current = None;
-            for (chunk, events) in sum_rx {
-                for event in events {
-                    match event {
-                        SumEvent::Start(sum) => current = Some(sum),
-                        SumEvent::Data(range) => {
-                            if let Some(sum) = current.as_mut() {
-                                sum.update(&chunk.buf[range]);
-                            }
-                        }
-                        SumEvent::End => {
-                            if let Some(sum) = current.take() {
-                                sums.end(sum);
-                            }
-                        }
-                    }
-                }
-                recycle(chunk, &pool_tx);
-            }
-            sums.finish()
-        });
-        let tar = Chunker {
+        let sha_thread = scope.spawn(move || hash_all(sha_rx, sha_pool));
+        let sum_thread = scope.spawn(move || hash_entries(sum_rx, pool_tx));
+        let chunker = Chunker {
             out,
             cur: Chunk {
                 buf: vec![0; CHUNK],
@@ -430,16 +427,18 @@ pub fn pack<W: Write>(
             spare: None,
             written: 0,
         };
+        let dialect = Dialect::Gnu(GnuOptions { numeric_owner });
         let mut p = Packer {
-            tar,
+            tar: TarWriter::new(chunker, dialect),
             sums: TarSum::new(),
             owner,
-            numeric_owner,
-            head: Vec::with_capacity(2048),
         };
         let walked = p.walk(tree);
-        // Finishing (or dropping, on failure) the chunker closes both channels.
-        let finished = walked.and_then(|()| p.tar.finish().map_err(out_err));
+        // Closing (or dropping, on failure) the chunker closes both channels.
+        let finished = walked.and_then(|()| {
+            let chunker = p.tar.finish().map_err(out_err)?;
+            chunker.close().map_err(out_err)
+        });
         let stopped = || out_err(io::Error::other("a hashing thread stopped"));
         let sha256 = sha_thread.join().map_err(|_| stopped())?;
         let tarsum = sum_thread.join().map_err(|_| stopped())?;

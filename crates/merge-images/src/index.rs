@@ -505,8 +505,8 @@ impl<R: Read> Seek for NoSeek<R> {
 mod tests {
     use super::*;
     use dockertools_common::compress::Compressor;
-    use dockertools_common::tar::writer::TarWriter;
-    use dockertools_common::tar::{gnu, Header};
+    use dockertools_common::tar::writer::{Data, TarWriter};
+    use dockertools_common::tar::{Dialect, Header};
 
     type TestResult = Result<(), Box<dyn std::error::Error>>;
 
@@ -514,7 +514,7 @@ mod tests {
     type Member<'a> = (&'a str, u8, &'a [u8]);
 
     fn tar(members: &[Member]) -> io::Result<Vec<u8>> {
-        let mut w = TarWriter::new(Vec::new());
+        let mut w = TarWriter::new(Vec::new(), Dialect::Gnu(Default::default()));
         for &(name, typeflag, body) in members {
             let (size, linkname) = match typeflag {
                 tarfmt::REGULAR => (body.len() as u64, Vec::new()),
@@ -528,12 +528,12 @@ mod tests {
                 linkname,
                 ..Header::default()
             };
-            let mut head = Vec::new();
-            gnu::encode(&h, gnu::GnuOptions::default(), &mut head).map_err(io::Error::other)?;
-            w.raw(&head)?;
-            if typeflag == tarfmt::REGULAR {
-                w.data_bytes(body)?;
-            }
+            let data = if size > 0 {
+                Data::Bytes(body)
+            } else {
+                Data::Empty
+            };
+            w.append(&h, data).map_err(io::Error::other)?;
         }
         w.finish()
     }

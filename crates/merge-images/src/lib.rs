@@ -28,7 +28,7 @@ use std::path::{Path, PathBuf};
 use dockertools_common::atomic::AtomicFile;
 use dockertools_common::compress::Compression;
 use dockertools_common::tar::reader::ReadError;
-use dockertools_common::tar::FieldOverflow;
+use dockertools_common::tar::HeaderError;
 
 mod digests;
 mod index;
@@ -174,7 +174,7 @@ pub enum Error {
     },
     /// A header value does not fit.
     #[error(transparent)]
-    Overflow(#[from] FieldOverflow),
+    Overflow(#[from] HeaderError),
 }
 
 /// Options.

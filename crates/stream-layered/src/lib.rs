@@ -108,6 +108,29 @@ pub enum Error {
     /// Writing the output stream failed.
     #[error("writing output: {0}")]
     Write(#[source] io::Error),
+    /// A member of the image's own could not be written.
+    #[error("member {member}: {source}")]
+    Member {
+        /// The member's name.
+        member: String,
+        /// The error.
+        #[source]
+        source: DataError,
+    },
+}
+
+impl Error {
+    /// The error of the image's member `name` that could not be written: writing the output
+    /// failed, or the member itself is wrong.
+    fn member(name: &[u8]) -> impl Fn(DataError) -> Error + '_ {
+        move |source| match source {
+            DataError::Write(e) => Error::Write(e),
+            source => Error::Member {
+                member: String::from_utf8_lossy(name).into_owned(),
+                source,
+            },
+        }
+    }
 }
 
 /// How a layer differed on its second pass.

@@ -1,6 +1,6 @@
 //! Python `tarfile`'s PAX header dialect (`format=PAX_FORMAT`, the default since Python 3.8).
 //!
-//! Facts reproduced (checked against CPython in this module's tests):
+//! Facts reproduced (checked against CPython by the crate's `tests/dialects.rs`):
 //! magic `ustar\0` version `00`; numbers as zero-padded octal with a NUL;
 //! a name or link target longer than 100 characters, an owner or group name longer than 32,
 //! or any of them not ASCII, goes into a `././@PaxHeader` record (`path`, `linkpath`, `uname`, `gname`),
@@ -86,16 +86,17 @@ fn ustar_block(u: &Ustar<'_>, out: &mut Vec<u8>) {
 
 /// Appends the header blocks of `h` (a `././@PaxHeader` entry first, if needed) to `out`.
 ///
-/// `carried` are PAX records the entry already had (a base image's member being copied):
-/// they come first, and a field they name is not added again, as in `tarfile`.
-pub fn encode_with(h: &Header, carried: &[(Vec<u8>, Vec<u8>)], out: &mut Vec<u8>) {
+/// The records `h` carries ([`Header::pax_records`], a base image's member being copied) come
+/// first, and a field they name is not added again, as in `tarfile`.
+pub fn encode(h: &Header, out: &mut Vec<u8>) {
     // tarfile's TarInfo.get_info: a directory's name always ends in '/'.
     if h.typeflag == super::DIR && h.name.last() != Some(&b'/') {
         let mut h = h.clone();
         h.name.push(b'/');
-        return encode_with(&h, carried, out);
+        return encode(&h, out);
     }
-    let mut records: Vec<(&[u8], Vec<u8>)> = carried
+    let mut records: Vec<(&[u8], Vec<u8>)> = h
+        .pax_records
         .iter()
         .map(|(k, v)| (k.as_slice(), v.clone()))
         .collect();
@@ -174,9 +175,4 @@ pub fn encode_with(h: &Header, carried: &[(Vec<u8>, Vec<u8>)], out: &mut Vec<u8>
         },
         out,
     );
-}
-
-/// Appends the header blocks of `h` to `out` (no carried records).
-pub fn encode(h: &Header, out: &mut Vec<u8>) {
-    encode_with(h, &[], out);
 }

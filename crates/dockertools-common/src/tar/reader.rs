@@ -12,7 +12,7 @@
 use std::collections::BTreeMap;
 use std::io::{self, Read};
 
-use super::BLOCK;
+use super::{Header, BLOCK};
 
 /// PAX records in first-seen order, last value per key.
 pub type Records = Vec<(Vec<u8>, Vec<u8>)>;
@@ -143,6 +143,27 @@ pub struct Entry {
 }
 
 impl Entry {
+    /// The header that writes this entry again as read: permission bits of the mode, negative
+    /// numbers as 0, and every PAX record it had (carried first by the PAX dialect).
+    pub fn to_header(&self) -> Header {
+        let unsigned = |n: i64| n.max(0) as u64;
+        Header {
+            name: self.name.clone(),
+            mode: (self.mode & 0o7777) as u32,
+            uid: unsigned(self.uid),
+            gid: unsigned(self.gid),
+            size: unsigned(self.size),
+            mtime: self.mtime,
+            typeflag: self.typeflag,
+            linkname: self.linkname.clone(),
+            uname: self.uname.clone(),
+            gname: self.gname.clone(),
+            devmajor: unsigned(self.devmajor),
+            devminor: unsigned(self.devminor),
+            pax_records: self.pax.clone(),
+        }
+    }
+
     /// Whether Go's writer would refuse to re-encode this header (tarsum re-encodes every entry).
     pub fn writer_rejects(&self) -> bool {
         let ends_slash = self.name.last() == Some(&b'/');
@@ -1168,6 +1189,12 @@ impl<R: Read> Reader<R> {
         }
     }
 
+    /// The current entry's data as a [`Read`]er (its errors are [`ReadError`]s inside
+    /// `io::Error`s of kind `Other`).
+    pub fn data(&mut self) -> EntryData<'_, R> {
+        EntryData { r: self }
+    }
+
     /// Reads the rest of the current entry's data into a vector (for small members such as JSON).
     pub fn read_to_vec(&mut self, limit: u64) -> Result<Vec<u8>, ReadError> {
         if self.logical_left > limit {
@@ -1190,6 +1217,17 @@ impl<R: Read> Reader<R> {
             return Err(self.err(ReadErrorKind::BadSparse("more data than declared")));
         }
         Ok(out)
+    }
+}
+
+/// The current entry's data ([`Reader::data`]).
+pub struct EntryData<'a, R: Read> {
+    r: &'a mut Reader<R>,
+}
+
+impl<R: Read> Read for EntryData<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.r.read_data(buf).map_err(io::Error::other)
     }
 }
 
@@ -1744,5 +1782,43 @@ mod tests {
         );
         assert_eq!(show_size(64 << 20), "64 MiB");
         assert_eq!(show_size(1000), "1000 bytes");
+    }
+
+    #[test]
+    fn a_written_entry_reads_back_as_its_header_and_data() {
+        use crate::tar::writer::{Data, TarWriter};
+        use crate::tar::Dialect;
+        let h = Header {
+            name: "d/\u{e9}t\u{e9}-a-long-name-".repeat(6).into_bytes(),
+            mode: 0o4755,
+            uid: 1000,
+            gid: 100,
+            size: 700,
+            mtime: 1_700_000_000,
+            typeflag: b'0',
+            uname: b"alice".to_vec(),
+            gname: b"users".to_vec(),
+            pax_records: vec![(b"SCHILY.xattr.user.k".to_vec(), b"v".to_vec())],
+            ..Header::default()
+        };
+        let data: Vec<u8> = (0..700u32).map(|i| (i % 256) as u8).collect();
+        let mut tar = TarWriter::new(Vec::new(), Dialect::Pax);
+        tar.append(&h, Data::Bytes(&data)).unwrap();
+        let bytes = tar.finish().unwrap();
+        let mut reader = Reader::new(&bytes[..]);
+        let e = reader.next_entry().unwrap().unwrap();
+        let mut read = Vec::new();
+        reader.data().read_to_end(&mut read).unwrap();
+        assert_eq!(read, data);
+        let back = e.to_header();
+        // The reader adds the path record it applied after the carried one.
+        assert_eq!(back.pax_records[0], h.pax_records[0]);
+        assert_eq!(
+            Header {
+                pax_records: h.pax_records.clone(),
+                ..back
+            },
+            h
+        );
     }
 }
