@@ -22,12 +22,14 @@ use std::path::Path;
 
 mod decode;
 
-/// A stream's compression.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// A stream's compression, and the value of every tool's compression flag
+/// (`--compress`, `--layer-compression`: `none`, `gz`, `zstd`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum Compression {
     /// Plain bytes.
     None,
     /// gzip (RFC 1952).
+    #[value(name = "gz")]
     Gzip,
     /// Zstandard.
     Zstd,
