@@ -56,16 +56,23 @@ pub enum Error {
         #[source]
         source: tarfmt::HeaderError,
     },
-    /// An invalid option value.
-    #[error("{0}")]
-    Option(String),
-    /// The base JSON is unusable.
-    #[error("{}: {why}", .path.display())]
+    /// A `--mkdir` path that cannot be made.
+    #[error(transparent)]
+    Mkdir(#[from] tree::MkdirError),
+    /// The base JSON is not JSON.
+    #[error("{}: {source}", .path.display())]
     BaseJson {
         /// The file.
         path: PathBuf,
-        /// What is wrong.
-        why: String,
+        /// The parser's error.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// The base JSON is not an object.
+    #[error("{}: not a JSON object", .path.display())]
+    BaseNotObject {
+        /// The file.
+        path: PathBuf,
     },
     /// Writing the tar failed (the caller knows where it was going and names it).
     #[error("writing the layer: {0}")]
@@ -484,7 +491,7 @@ pub fn build_tree(
         *mode |= 0o660;
     }
     for (path, m) in mkdirs {
-        tree::mkdir(&mut tree.root, path, *m).map_err(Error::Option)?;
+        tree::mkdir(&mut tree.root, path, *m)?;
     }
     Ok(tree)
 }

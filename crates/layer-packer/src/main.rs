@@ -158,16 +158,12 @@ fn run(args: Args) -> Result<(), MainError> {
         Some(p) => {
             let bytes = fs::read(p).map_err(io_err(p))?;
             let v: serde_json::Value =
-                serde_json::from_slice(&bytes).map_err(|e| Error::BaseJson {
+                serde_json::from_slice(&bytes).map_err(|source| Error::BaseJson {
                     path: p.clone(),
-                    why: e.to_string(),
+                    source,
                 })?;
             if !v.is_object() {
-                return Err(Error::BaseJson {
-                    path: p.clone(),
-                    why: "not a JSON object".into(),
-                }
-                .into());
+                return Err(Error::BaseNotObject { path: p.clone() }.into());
             }
             Some(v)
         }
@@ -248,9 +244,8 @@ fn write_out_dir(
     }
     if let Some((base, base_path)) = base {
         let json = layer_packer::jshon::layer_json(base, &packed.tarsum).ok_or_else(|| {
-            Error::BaseJson {
+            Error::BaseNotObject {
                 path: base_path.clone(),
-                why: "not a JSON object".into(),
             }
         })?;
         write("json", json.as_bytes())?;

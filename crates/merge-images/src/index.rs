@@ -21,7 +21,7 @@ use dockertools_common::tar::{self as tarfmt};
 
 use crate::json::ImageJson;
 use crate::tree::{components, Data, Duplicate, Kind, Tree, TreeError};
-use crate::Error;
+use crate::{Error, ImageProblem};
 
 /// Largest JSON member (`manifest.json`, `repositories`) read into memory.
 pub(crate) const JSON_LIMIT: u64 = 64 << 20;
@@ -444,7 +444,7 @@ impl Scan {
             let Kind::File(data) = node.kind else {
                 return Err(Error::NotImage {
                     input: self.path.clone(),
-                    why: format!("{member} is not a regular file"),
+                    problem: ImageProblem::NotRegular { member },
                 });
             };
             if data.size > JSON_LIMIT {
@@ -700,7 +700,7 @@ mod tests {
         ])?;
         let e = index(dir.path(), &[a]).err();
         assert!(
-            matches!(&e, Some(Error::NotImage { why, .. }) if why == "repositories is not a regular file"),
+            matches!(&e, Some(Error::NotImage { problem: ImageProblem::NotRegular { member }, .. }) if member == "repositories"),
             "{e:?}"
         );
         Ok(())

@@ -98,7 +98,9 @@ impl Emitter<'_> {
     }
 
     fn append(&mut self, h: &Header, data: TarData<'_>) -> Result<(), Error> {
-        self.tar.append(h, data).map_err(|e| data_err(self.out, e))
+        self.tar
+            .append(h, data)
+            .map_err(|e| data_err(self.out, h, e))
     }
 
     fn node(&mut self, path: &[u8], node: &Node) -> Result<(), Error> {
@@ -138,7 +140,7 @@ impl Emitter<'_> {
         let mut w = self
             .tar
             .append_writer(h)
-            .map_err(|e| data_err(self.out, e))?;
+            .map_err(|e| data_err(self.out, h, e))?;
         let mut done = 0u64;
         while done < data.size {
             let n = (data.size - done).min(self.buf.len() as u64) as usize;
@@ -156,7 +158,7 @@ impl Emitter<'_> {
             })?;
             done += n as u64;
         }
-        w.finish().map_err(|e| data_err(self.out, e))?;
+        w.finish().map_err(|e| data_err(self.out, h, e))?;
         let (Some((want, source)), Some(h)) = (expected, hasher) else {
             return Ok(());
         };
@@ -168,19 +170,19 @@ impl Emitter<'_> {
             input: src.path.clone(),
             entry: String::from_utf8_lossy(path).into_owned(),
             expected: hex(&want),
-            from: match source {
-                Source::DiffId(config) => format!("its diff_id in {config}"),
-                Source::Name => "its name".into(),
-            },
+            from: source,
             actual: hex(&got),
         })
     }
 }
 
-/// An entry that could not be written: the output's fault, or a header that does not fit.
-fn data_err(out: &Path, e: DataError) -> Error {
+/// Entry `h` could not be written: the output's fault, or a header that does not fit.
+fn data_err(out: &Path, h: &Header, e: DataError) -> Error {
     let source = match e {
-        DataError::Header(source) => return Error::Overflow(source),
+        DataError::Header(source) => {
+            let entry = String::from_utf8_lossy(&h.name).into_owned();
+            return Error::Overflow { entry, source };
+        }
         DataError::Write(source) | DataError::Read(source) => source,
         other => io::Error::other(other),
     };
