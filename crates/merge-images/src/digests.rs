@@ -6,7 +6,8 @@
 //! (`<sha256>/layer.tar`), but buildImage names it by the sha256 of the layer's legacy JSON.
 //! An OCI-style member `blobs/sha256/<sha256>` is named by its own digest.
 //! A layer member stored compressed (which `docker load` accepts) has a diff_id of its
-//! decompressed bytes, so it is not checked here.
+//! decompressed bytes, so it is not checked here; nor are the layers of an image whose config
+//! is missing or has no `rootfs.diff_ids`.
 
 use std::collections::BTreeMap;
 
