@@ -6,7 +6,8 @@
 //! (`<sha256>/layer.tar`), but buildImage names it by the sha256 of the layer's legacy JSON.
 //! An OCI-style member `blobs/sha256/<sha256>` is named by its own digest.
 //! A layer member stored compressed (which `docker load` accepts) has a diff_id of its
-//! decompressed bytes, so it is not checked here.
+//! decompressed bytes, so it is not checked here; nor are the layers of an image whose config
+//! is missing or has no `rootfs.diff_ids`.
 
 use std::collections::BTreeMap;
 
@@ -134,12 +135,11 @@ fn config_diff_ids(index: &Index, config: &str) -> Result<Option<Vec<[u8; 32]>>,
         .flatten()
         .ok_or_else(|| bad_name("config", config))?;
     let config_name = || config.to_string();
-    let node = index
-        .tree
-        .get(&parts)
-        .ok_or_else(|| ImageProblem::ConfigMissing {
-            config: config_name(),
-        })?;
+    // Without its config an image cannot be loaded, and there is nothing to check its layers
+    // against; mergeImages copies such an archive as it is, and so does this.
+    let Some(node) = index.tree.get(&parts) else {
+        return Ok(None);
+    };
     let Kind::File(data) = node.kind else {
         return Err(ImageProblem::ConfigNotRegular {
             config: config_name(),
