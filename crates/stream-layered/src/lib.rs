@@ -6,7 +6,7 @@
 //! and the original's progress lines on another; or an OCI layout.
 //!
 //! The pipeline, one module per stage:
-//! - [`prepare`] reads the conf ([`conf`]) and checks everything bad input can break before the
+//! - [`prepare`](mod@prepare) reads the conf ([`conf`]) and checks everything bad input can break before the
 //!   first byte: store paths against `store_dir` ([`store`]), every file of every layer (it exists
 //!   and can be opened), the customisation layer and the base image ([`base`]);
 //! - [`image`] writes the image's config and manifest;
