@@ -143,6 +143,27 @@ fn recycle(chunk: Arc<Chunk>, pool: &Sender<Chunk>) {
 }
 
 impl<W: Write> Chunker<W> {
+    fn new(
+        out: W,
+        sha_tx: SyncSender<Arc<Chunk>>,
+        sum_tx: SyncSender<(Arc<Chunk>, Vec<SumEvent>)>,
+        pool: Receiver<Chunk>,
+    ) -> Self {
+        Chunker {
+            out,
+            cur: Chunk {
+                buf: vec![0; CHUNK],
+                len: 0,
+            },
+            events: Vec::new(),
+            sha_tx,
+            sum_tx,
+            pool,
+            spare: None,
+            written: 0,
+        }
+    }
+
     fn fresh(&mut self) -> Chunk {
         match self
             .spare
@@ -319,53 +340,36 @@ impl<W: Write> Packer<'_, W> {
             name: name.to_vec(),
             ..self.owner.header()
         };
-        let h = match node {
-            Node::Dir { mode, .. } => {
-                let mut h = Header {
-                    mode: *mode,
-                    typeflag: tarfmt::DIR,
-                    ..base
-                };
-                h.name.push(b'/');
-                h
-            }
-            Node::File { mode, size, .. } => Header {
-                mode: *mode,
-                size: *size,
-                typeflag: tarfmt::REGULAR,
-                ..base
-            },
-            Node::Symlink { target } => Header {
-                mode: 0o777,
-                typeflag: tarfmt::SYMLINK,
-                linkname: target.clone(),
-                ..base
-            },
-            Node::Fifo { mode } => Header {
-                mode: *mode,
-                typeflag: tarfmt::FIFO,
-                ..base
-            },
-            Node::Device {
-                char,
-                mode,
-                major,
-                minor,
-            } => Header {
-                mode: *mode,
-                typeflag: if *char {
-                    tarfmt::CHAR
-                } else {
-                    tarfmt::BLOCKDEV
-                },
-                devmajor: *major,
-                devminor: *minor,
-                ..base
-            },
-        };
         let data = data.filter(|_| matches!(node, Node::File { .. }));
-        self.entry(h, data)
+        self.entry(node_header(node, base), data)
     }
+}
+
+/// The header GNU tar writes for `node`, on top of `base` (its name and owner fields).
+fn node_header(node: &Node, base: Header) -> Header {
+    let (mode, typeflag) = match node {
+        Node::Dir { mode, .. } => (*mode, tarfmt::DIR),
+        Node::File { mode, .. } => (*mode, tarfmt::REGULAR),
+        Node::Symlink { .. } => (0o777, tarfmt::SYMLINK),
+        Node::Fifo { mode } => (*mode, tarfmt::FIFO),
+        Node::Device {
+            char: true, mode, ..
+        } => (*mode, tarfmt::CHAR),
+        Node::Device { mode, .. } => (*mode, tarfmt::BLOCKDEV),
+    };
+    let mut h = Header {
+        mode,
+        typeflag,
+        ..base
+    };
+    match node {
+        Node::Dir { .. } => h.name.push(b'/'),
+        Node::File { size, .. } => h.size = *size,
+        Node::Symlink { target } => h.linkname = target.clone(),
+        Node::Device { major, minor, .. } => (h.devmajor, h.devminor) = (*major, *minor),
+        Node::Fifo { .. } => {}
+    }
+    h
 }
 
 /// The sha256 thread: hashes every buffer of the tar, in order.
@@ -421,19 +425,7 @@ pub fn pack<W: Write>(
         let sha_pool = pool_tx.clone();
         let sha_thread = scope.spawn(move || hash_all(sha_rx, sha_pool));
         let sum_thread = scope.spawn(move || hash_entries(sum_rx, pool_tx));
-        let chunker = Chunker {
-            out,
-            cur: Chunk {
-                buf: vec![0; CHUNK],
-                len: 0,
-            },
-            events: Vec::new(),
-            sha_tx,
-            sum_tx,
-            pool: pool_rx,
-            spare: None,
-            written: 0,
-        };
+        let chunker = Chunker::new(out, sha_tx, sum_tx, pool_rx);
         let dialect = Dialect::Gnu(GnuOptions { numeric_owner });
         let mut p = Packer {
             tar: TarWriter::new(chunker, dialect),

@@ -164,6 +164,12 @@ fn config_diff_ids(index: &Index, config: &str) -> Result<Option<Vec<[u8; 32]>>,
         member: format!("config {config}"),
         source,
     })?;
+    diff_ids(&value, config)
+}
+
+/// The `rootfs.diff_ids` of the config `value` named `config`, each `sha256:` and 64 hex digits;
+/// `None` when it has none.
+fn diff_ids(value: &Value, config: &str) -> Result<Option<Vec<[u8; 32]>>, Invalid> {
     let Some(ids) = value.pointer("/rootfs/diff_ids").and_then(Value::as_array) else {
         return Ok(None);
     };
@@ -173,12 +179,8 @@ fn config_diff_ids(index: &Index, config: &str) -> Result<Option<Vec<[u8; 32]>>,
                 .and_then(|s| s.strip_prefix("sha256:"))
                 .and_then(parse_hex)
                 .ok_or_else(|| {
-                    let diff_id = id.to_string();
-                    ImageProblem::BadDiffId {
-                        config: config_name(),
-                        diff_id,
-                    }
-                    .into()
+                    let (config, diff_id) = (config.to_string(), id.to_string());
+                    ImageProblem::BadDiffId { config, diff_id }.into()
                 })
         })
         .collect::<Result<Vec<_>, _>>()

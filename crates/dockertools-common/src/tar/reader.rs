@@ -499,6 +499,29 @@ impl MapTokens {
     }
 }
 
+/// A GNU header's access and change times: whether they are set (into `e`), and the format and
+/// name prefix that follow. Times that do not parse mean the field is an old-style prefix, as Go
+/// reads it, and the entry cannot be re-encoded as it was.
+fn gnu_times<'b>(e: &mut Entry, blk: &'b [u8; BLOCK]) -> (u8, &'b [u8]) {
+    let atime = &blk[345..357];
+    let ctime = &blk[357..369];
+    let mut times_ok = true;
+    if atime[0] != 0 {
+        times_ok &= parse_numeric(atime).is_some();
+        e.has_atime_ctime = true;
+    }
+    if ctime[0] != 0 {
+        times_ok &= parse_numeric(ctime).is_some();
+        e.has_atime_ctime = true;
+    }
+    if times_ok {
+        return (format::GNU, &[]);
+    }
+    e.has_atime_ctime = false;
+    let p = cstr(&blk[345..500]);
+    (0, if p.is_ascii() { p } else { &[] })
+}
+
 /// Reads entries from a tar stream.
 pub struct Reader<R: Read> {
     r: R,
@@ -709,8 +732,9 @@ impl<R: Read> Reader<R> {
         Ok(())
     }
 
-    /// Reads one header block; `Ok(None)` at a normal end of archive.
-    fn header(&mut self) -> Result<Option<(Entry, [u8; BLOCK], u8)>, ReadError> {
+    /// Reads the next header block; `Ok(None)` at a normal end of archive (the end of the
+    /// input, or two zero blocks).
+    fn header_block(&mut self) -> Result<Option<[u8; BLOCK]>, ReadError> {
         let mut blk = [0u8; BLOCK];
         match self.fill(&mut blk)? {
             Fill::Full => {}
@@ -728,6 +752,14 @@ impl<R: Read> Reader<R> {
             }
             return Err(self.err(ReadErrorKind::ZeroThenHeader));
         }
+        Ok(Some(blk))
+    }
+
+    /// Reads one header block; `Ok(None)` at a normal end of archive.
+    fn header(&mut self) -> Result<Option<(Entry, [u8; BLOCK], u8)>, ReadError> {
+        let Some(blk) = self.header_block()? else {
+            return Ok(None);
+        };
         let fmt = block_format(&blk);
         if fmt == 0 {
             return Err(self.err(ReadErrorKind::BadHeader));
@@ -746,66 +778,57 @@ impl<R: Read> Reader<R> {
             mtime: num(&blk[136..148], "mtime")?,
             ..Entry::default()
         };
-        let mut hdr_format = 0;
-        if fmt > format::V7 {
-            e.uname = cstr(&blk[265..297]).to_vec();
-            e.gname = cstr(&blk[297..329]).to_vec();
-            e.devmajor = num(&blk[329..337], "devmajor")?;
-            e.devminor = num(&blk[337..345], "devminor")?;
-            let mut prefix: &[u8] = &[];
-            if fmt & (format::USTAR | format::PAX) != 0 {
-                hdr_format = fmt;
-                prefix = cstr(&blk[345..500]);
-                let ends_nul = |r: std::ops::Range<usize>| blk[r.end - 1] == 0;
-                if !blk.is_ascii()
-                    || !(ends_nul(124..136)
-                        && ends_nul(100..108)
-                        && ends_nul(108..116)
-                        && ends_nul(116..124)
-                        && ends_nul(136..148)
-                        && ends_nul(329..337)
-                        && ends_nul(337..345))
-                {
-                    hdr_format = 0;
-                }
-            } else if fmt == format::STAR {
-                prefix = cstr(&blk[345..476]);
-                num(&blk[476..488], "atime")?;
-                num(&blk[488..500], "ctime")?;
-                e.has_atime_ctime = true;
-            } else if fmt == format::GNU {
-                hdr_format = fmt;
-                let atime = &blk[345..357];
-                let ctime = &blk[357..369];
-                let mut times_ok = true;
-                if atime[0] != 0 {
-                    times_ok &= parse_numeric(atime).is_some();
-                    e.has_atime_ctime = true;
-                }
-                if ctime[0] != 0 {
-                    times_ok &= parse_numeric(ctime).is_some();
-                    e.has_atime_ctime = true;
-                }
-                if !times_ok {
-                    e.has_atime_ctime = false;
-                    let p = cstr(&blk[345..500]);
-                    if p.is_ascii() {
-                        prefix = p;
-                    }
-                    hdr_format = 0;
-                }
-            }
-            if !prefix.is_empty() {
-                let mut name = prefix.to_vec();
-                name.push(b'/');
-                name.extend_from_slice(&e.name);
-                e.name = name;
-            }
+        e.format = if fmt > format::V7 {
+            self.ustar_fields(&mut e, &blk, fmt)?
         } else {
-            hdr_format = format::V7;
-        }
-        e.format = hdr_format;
+            format::V7
+        };
         Ok(Some((e, blk, fmt)))
+    }
+
+    /// Reads the fields past the V7 header of a block in format `fmt` into `e` (owner names,
+    /// device numbers, the name prefix, GNU and star times); returns the formats the entry may
+    /// be re-encoded in, as Go's reader decides them.
+    fn ustar_fields(&self, e: &mut Entry, blk: &[u8; BLOCK], fmt: u8) -> Result<u8, ReadError> {
+        let num = |field: &[u8], name: &'static str| {
+            parse_numeric(field).ok_or_else(|| self.err(ReadErrorKind::BadNumber(name)))
+        };
+        e.uname = cstr(&blk[265..297]).to_vec();
+        e.gname = cstr(&blk[297..329]).to_vec();
+        e.devmajor = num(&blk[329..337], "devmajor")?;
+        e.devminor = num(&blk[337..345], "devminor")?;
+        let mut hdr_format = 0;
+        let mut prefix: &[u8] = &[];
+        if fmt & (format::USTAR | format::PAX) != 0 {
+            hdr_format = fmt;
+            prefix = cstr(&blk[345..500]);
+            let ends_nul = |r: std::ops::Range<usize>| blk[r.end - 1] == 0;
+            if !blk.is_ascii()
+                || !(ends_nul(124..136)
+                    && ends_nul(100..108)
+                    && ends_nul(108..116)
+                    && ends_nul(116..124)
+                    && ends_nul(136..148)
+                    && ends_nul(329..337)
+                    && ends_nul(337..345))
+            {
+                hdr_format = 0;
+            }
+        } else if fmt == format::STAR {
+            prefix = cstr(&blk[345..476]);
+            num(&blk[476..488], "atime")?;
+            num(&blk[488..500], "ctime")?;
+            e.has_atime_ctime = true;
+        } else if fmt == format::GNU {
+            (hdr_format, prefix) = gnu_times(e, blk);
+        }
+        if !prefix.is_empty() {
+            let mut name = prefix.to_vec();
+            name.push(b'/');
+            name.extend_from_slice(&e.name);
+            e.name = name;
+        }
+        Ok(hdr_format)
     }
 
     fn set_regular(&mut self, e: &Entry) -> Result<(), ReadError> {
