@@ -174,54 +174,7 @@ impl Entry {
         if !header_only && self.size < 0 {
             return true;
         }
-        let mut allowed = format::USTAR | format::PAX | format::GNU;
-        let octal_fits = |n: i64, size: u32| n >= 0 && (n as u128) < 1u128 << (3 * (size - 1));
-        let b256_fits = |n: i64, size: u32| {
-            size >= 9 || {
-                let bits = 8 * (size - 1);
-                n >= -(1i64 << bits) && n < 1i64 << bits
-            }
-        };
-        let strings: [(&[u8], usize, bool, bool); 4] = [
-            (&self.name, 100, true, true),
-            (&self.linkname, 100, true, false),
-            (&self.uname, 32, false, false),
-            (&self.gname, 32, false, false),
-        ];
-        for (s, size, long_gnu_ok, ustar_split) in strings {
-            let too_long = s.len() > size;
-            if s.contains(&0) || (too_long && !long_gnu_ok) {
-                allowed &= !format::GNU;
-            }
-            if (!s.is_ascii() || too_long) && !(ustar_split && splits_ustar(s)) {
-                allowed &= !format::USTAR;
-            }
-        }
-        // Numbers PAX can carry in records: uid, gid, size. Mode and device numbers it cannot.
-        for (n, size, pax_ok) in [
-            (self.mode, 8, false),
-            (self.uid, 8, true),
-            (self.gid, 8, true),
-            (self.size, 12, true),
-            (self.devmajor, 8, false),
-            (self.devminor, 8, false),
-        ] {
-            if !b256_fits(n, size) {
-                allowed &= !format::GNU;
-            }
-            if !octal_fits(n, size) {
-                allowed &= !format::USTAR;
-                if !pax_ok {
-                    allowed &= !format::PAX;
-                }
-            }
-        }
-        if !b256_fits(self.mtime, 12) {
-            allowed &= !format::GNU;
-        }
-        if !octal_fits(self.mtime, 12) {
-            allowed &= !format::USTAR;
-        }
+        let mut allowed = self.string_formats() & self.number_formats();
         if self.has_atime_ctime {
             allowed &= !format::USTAR;
         }
@@ -239,6 +192,61 @@ impl Entry {
             allowed &= want;
         }
         allowed == 0
+    }
+
+    /// The formats (of ustar, PAX and GNU) whose fields hold the entry's names.
+    fn string_formats(&self) -> u8 {
+        let mut allowed = format::USTAR | format::PAX | format::GNU;
+        let strings: [(&[u8], usize, bool, bool); 4] = [
+            (&self.name, 100, true, true),
+            (&self.linkname, 100, true, false),
+            (&self.uname, 32, false, false),
+            (&self.gname, 32, false, false),
+        ];
+        for (s, size, long_gnu_ok, ustar_split) in strings {
+            let too_long = s.len() > size;
+            if s.contains(&0) || (too_long && !long_gnu_ok) {
+                allowed &= !format::GNU;
+            }
+            if (!s.is_ascii() || too_long) && !(ustar_split && splits_ustar(s)) {
+                allowed &= !format::USTAR;
+            }
+        }
+        allowed
+    }
+
+    /// The formats (of ustar, PAX and GNU) whose fields, or records, hold the entry's numbers.
+    fn number_formats(&self) -> u8 {
+        let mut allowed = format::USTAR | format::PAX | format::GNU;
+        let octal_fits = |n: i64, size: u32| n >= 0 && (n as u128) < 1u128 << (3 * (size - 1));
+        let b256_fits = |n: i64, size: u32| {
+            size >= 9 || {
+                let bits = 8 * (size - 1);
+                n >= -(1i64 << bits) && n < 1i64 << bits
+            }
+        };
+        // Numbers PAX can carry in records: uid, gid, size, mtime. Mode and device numbers it
+        // cannot.
+        for (n, size, pax_ok) in [
+            (self.mode, 8, false),
+            (self.uid, 8, true),
+            (self.gid, 8, true),
+            (self.size, 12, true),
+            (self.devmajor, 8, false),
+            (self.devminor, 8, false),
+            (self.mtime, 12, true),
+        ] {
+            if !b256_fits(n, size) {
+                allowed &= !format::GNU;
+            }
+            if !octal_fits(n, size) {
+                allowed &= !format::USTAR;
+                if !pax_ok {
+                    allowed &= !format::PAX;
+                }
+            }
+        }
+        allowed
     }
 }
 
