@@ -503,20 +503,27 @@ mod tests {
         }
     }
 
-    /// Packs a folder whose file is changed between the walk and the read.
-    fn pack_changed(name: &str, change: impl FnOnce(&Path)) -> Error {
+    /// A new, empty folder for test `name`.
+    fn fresh_dir(name: &str) -> PathBuf {
         let dir = std::env::temp_dir().join(format!("lp-{name}-{}", std::process::id()));
         let _ = fs::remove_dir_all(&dir);
         fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    /// The tree mkPureLayer packs from the one source `dir`.
+    fn pure_tree(dir: &Path) -> Tree {
+        let sources = [dir.to_path_buf()];
+        let links = tree::Dirlinks::Copy;
+        build_tree(Mode::Pure(links), &sources, &[], tree::MAX_ENTRIES).unwrap()
+    }
+
+    /// Packs a folder whose file is changed between the walk and the read.
+    fn pack_changed(name: &str, change: impl FnOnce(&Path)) -> Error {
+        let dir = fresh_dir(name);
         // Big enough to span several buffers.
         fs::write(dir.join("f"), vec![7u8; 3 * CHUNK + 5]).unwrap();
-        let tree = build_tree(
-            Mode::Pure(tree::Dirlinks::Copy),
-            std::slice::from_ref(&dir),
-            &[],
-            tree::MAX_ENTRIES,
-        )
-        .unwrap();
+        let tree = pure_tree(&dir);
         change(&dir.join("f"));
         let err = pack(&tree, &owner(), false, io::sink()).unwrap_err();
         fs::remove_dir_all(&dir).unwrap();
@@ -572,22 +579,14 @@ mod tests {
 
     #[test]
     fn the_sums_match_the_bytes_across_buffer_boundaries() {
-        let dir = std::env::temp_dir().join(format!("lp-sums-{}", std::process::id()));
-        let _ = fs::remove_dir_all(&dir);
-        fs::create_dir_all(&dir).unwrap();
+        let dir = fresh_dir("sums");
         for (i, len) in [0, 1, 511, 512, CHUNK - 700, CHUNK, 2 * CHUNK + 3]
             .iter()
             .enumerate()
         {
             fs::write(dir.join(format!("f{i}")), vec![i as u8; *len]).unwrap();
         }
-        let tree = build_tree(
-            Mode::Pure(tree::Dirlinks::Copy),
-            std::slice::from_ref(&dir),
-            &[],
-            tree::MAX_ENTRIES,
-        )
-        .unwrap();
+        let tree = pure_tree(&dir);
         let (tar, packed) = pack(&tree, &owner(), false, Vec::new()).unwrap();
         fs::remove_dir_all(&dir).unwrap();
         assert_eq!(packed.size, tar.len() as u64);

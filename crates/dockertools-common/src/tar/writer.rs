@@ -315,6 +315,18 @@ mod tests {
         }
     }
 
+    /// The declared size, the actual one and whether there was more, of a size error.
+    fn sizes(err: &DataError) -> Option<(u64, u64, bool)> {
+        match *err {
+            DataError::SizeChanged {
+                declared,
+                actual,
+                more,
+            } => Some((declared, actual, more)),
+            _ => None,
+        }
+    }
+
     fn one_entry(dialect: Dialect, h: &Header, data: Data<'_>) -> Result<Vec<u8>, DataError> {
         let mut tar = TarWriter::new(Vec::new(), dialect);
         tar.append(h, data)?;
@@ -364,14 +376,7 @@ mod tests {
         let err = tar
             .append(&file("a", 4), Data::Bytes(b"hello"))
             .unwrap_err();
-        assert!(matches!(
-            err,
-            DataError::SizeChanged {
-                declared: 4,
-                actual: 5,
-                more: true
-            }
-        ));
+        assert_eq!(sizes(&err), Some((4, 5, true)));
         assert_eq!(
             err.to_string(),
             "size changed while reading: header says 4 bytes, found 5"
@@ -379,23 +384,9 @@ mod tests {
         let err = tar
             .append(&file("a", 6), Data::Bytes(b"hello"))
             .unwrap_err();
-        assert!(matches!(
-            err,
-            DataError::SizeChanged {
-                declared: 6,
-                actual: 5,
-                more: false
-            }
-        ));
+        assert_eq!(sizes(&err), Some((6, 5, false)));
         let err = tar.append(&file("a", 1), Data::Empty).unwrap_err();
-        assert!(matches!(
-            err,
-            DataError::SizeChanged {
-                declared: 1,
-                actual: 0,
-                more: false
-            }
-        ));
+        assert_eq!(sizes(&err), Some((1, 0, false)));
         assert_eq!(tar.written(), 0);
     }
 
@@ -405,14 +396,7 @@ mod tests {
         let err = tar
             .append(&file("a", 10), Data::Reader(&mut &b"short"[..]))
             .unwrap_err();
-        assert!(matches!(
-            err,
-            DataError::SizeChanged {
-                declared: 10,
-                actual: 5,
-                more: false
-            }
-        ));
+        assert_eq!(sizes(&err), Some((10, 5, false)));
         assert_eq!(
             err.to_string(),
             "size changed while reading: header says 10 bytes, found 5"
@@ -421,14 +405,7 @@ mod tests {
         let err = tar
             .append(&file("a", 3), Data::Reader(&mut &b"longer"[..]))
             .unwrap_err();
-        assert!(matches!(
-            err,
-            DataError::SizeChanged {
-                declared: 3,
-                actual: 3,
-                more: true
-            }
-        ));
+        assert_eq!(sizes(&err), Some((3, 3, true)));
         assert_eq!(
             err.to_string(),
             "size changed while reading: header says 3 bytes, found more than 3"
@@ -441,14 +418,7 @@ mod tests {
         let mut w = tar.append_writer(&file("a", 3)).unwrap();
         w.write_all(b"ab").unwrap();
         let err = w.finish().unwrap_err();
-        assert!(matches!(
-            err,
-            DataError::SizeChanged {
-                declared: 3,
-                actual: 2,
-                more: false
-            }
-        ));
+        assert_eq!(sizes(&err), Some((3, 2, false)));
         let mut tar = TarWriter::new(Vec::new(), Dialect::Pax);
         let mut w = tar.append_writer(&file("a", 3)).unwrap();
         w.write_all(b"abcdef").unwrap();
