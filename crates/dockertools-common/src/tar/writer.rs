@@ -392,24 +392,22 @@ mod tests {
 
     #[test]
     fn a_reader_that_ends_early_or_goes_on_is_refused() {
-        let mut tar = TarWriter::new(Vec::new(), GNU);
-        let err = tar
-            .append(&file("a", 10), Data::Reader(&mut &b"short"[..]))
-            .unwrap_err();
-        assert_eq!(sizes(&err), Some((10, 5, false)));
-        assert_eq!(
-            err.to_string(),
-            "size changed while reading: header says 10 bytes, found 5"
-        );
-        let mut tar = TarWriter::new(Vec::new(), GNU);
-        let err = tar
-            .append(&file("a", 3), Data::Reader(&mut &b"longer"[..]))
-            .unwrap_err();
-        assert_eq!(sizes(&err), Some((3, 3, true)));
-        assert_eq!(
-            err.to_string(),
-            "size changed while reading: header says 3 bytes, found more than 3"
-        );
+        for (declared, data, want, message) in [
+            (10, &b"short"[..], (10, 5, false), "found 5"),
+            (3, b"longer", (3, 3, true), "found more than 3"),
+        ] {
+            let mut tar = TarWriter::new(Vec::new(), GNU);
+            let mut src = data;
+            let err = tar
+                .append(&file("a", declared), Data::Reader(&mut src))
+                .unwrap_err();
+            assert_eq!(sizes(&err), Some(want));
+            let header_says = format!("header says {declared} bytes, {message}");
+            assert_eq!(
+                err.to_string(),
+                format!("size changed while reading: {header_says}")
+            );
+        }
     }
 
     #[test]
