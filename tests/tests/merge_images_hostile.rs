@@ -771,3 +771,21 @@ fn a_manifest_over_64_mib_is_refused_naming_the_member_and_the_limit() {
         "merge-images: big.tar: manifest.json is larger than 64 MiB\n"
     );
 }
+
+#[test]
+fn a_level_that_does_not_fit_the_compression_is_a_usage_error() {
+    let tmp = TempDir::new("mi-level");
+    fs::write(tmp.join("in.tar"), image(&[])).expect("write");
+    for (args, why) in [
+        (&["out.tar", "in.tar", "--level", "5"][..], "not compressed"),
+        (
+            &["out.tar", "in.tar", "--compress", "gz", "--level", "15"],
+            "out of range for gz (0-9)",
+        ),
+    ] {
+        let out = merge(&tmp.0, args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        assert!(stderr(&out).contains(why), "{}", stderr(&out));
+    }
+    assert_eq!(names(&tmp.0), ["in.tar"]);
+}

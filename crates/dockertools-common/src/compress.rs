@@ -56,6 +56,30 @@ impl Compression {
         }
     }
 
+    /// The levels a compressor takes: gzip 0-9, zstd 1-19 (none: only 0, its default).
+    pub fn levels(self) -> std::ops::RangeInclusive<i32> {
+        match self {
+            Compression::None => 0..=0,
+            Compression::Gzip => 0..=9,
+            Compression::Zstd => 1..=19,
+        }
+    }
+
+    /// Checks a level given for this compression: an error message when it does not apply.
+    pub fn check_level(self, level: i32) -> Result<(), String> {
+        let r = self.levels();
+        match self {
+            Compression::None => Err(format!("--level {level}: the output is not compressed")),
+            _ if !r.contains(&level) => Err(format!(
+                "--level {level} is out of range for {} ({}-{})",
+                self.name(),
+                r.start(),
+                r.end()
+            )),
+            _ => Ok(()),
+        }
+    }
+
     /// Default level: 6 for gzip (as gzip and pigz), 3 for zstd (as the zstd command).
     pub fn default_level(self) -> i32 {
         match self {

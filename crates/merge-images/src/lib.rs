@@ -164,6 +164,9 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// `--level` does not fit the output's compression (known once the last input is open).
+    #[error("{0}")]
+    Level(String),
     /// The output could not be written.
     #[error("{}: {source}", .out.display())]
     Output {
@@ -335,6 +338,9 @@ pub fn merge(out: &Path, inputs: &[PathBuf], opts: &Options) -> Result<(), Error
             .last()
             .map_or(Compression::None, |i| i.compression)
     });
+    if let Some(level) = opts.level {
+        compression.check_level(level).map_err(Error::Level)?;
+    }
     let format = write::Format {
         compression,
         level: opts.level.unwrap_or_else(|| compression.default_level()),

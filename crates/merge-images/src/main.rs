@@ -35,6 +35,8 @@ enum MainError {
     Merge(Box<merge_images::Error>),
     #[error(transparent)]
     Epoch(#[from] cli::BadSourceDateEpoch),
+    #[error("{0}")]
+    Usage(#[source] cli::UsageError),
 }
 
 fn run(args: Args) -> Result<(), MainError> {
@@ -44,7 +46,15 @@ fn run(args: Args) -> Result<(), MainError> {
         compress: args.compress,
         level: args.level,
     };
-    merge_images::merge(&args.out, &args.images, &opts).map_err(|e| MainError::Merge(Box::new(e)))
+    // A level must fit the compression; with --compress it is checked before any work.
+    if let (Some(kind), Some(level)) = (args.compress, args.level) {
+        kind.check_level(level)
+            .map_err(|e| MainError::Usage(cli::UsageError(e)))?;
+    }
+    merge_images::merge(&args.out, &args.images, &opts).map_err(|e| match e {
+        merge_images::Error::Level(why) => MainError::Usage(cli::UsageError(why)),
+        e => MainError::Merge(Box::new(e)),
+    })
 }
 
 fn main() -> ExitCode {

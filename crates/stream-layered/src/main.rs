@@ -210,20 +210,9 @@ fn compression(args: &Args) -> Result<(LayerCompression, LayerCompression), Usag
             "--level only applies with --compress or --layer-compression gz or zstd".into(),
         ));
     }
-    for kind in used {
-        let level = args.level.unwrap_or_else(|| kind.default_level());
-        let range = if kind == Compression::Gzip {
-            0..=9
-        } else {
-            1..=19
-        };
-        if !range.contains(&level) {
-            return Err(UsageError(format!(
-                "--level {level} is out of range for {} ({}-{})",
-                kind.name(),
-                range.start(),
-                range.end()
-            )));
+    if let Some(level) = args.level {
+        for kind in used {
+            kind.check_level(level).map_err(UsageError)?;
         }
     }
     let with_level = |kind: Compression| LayerCompression {
