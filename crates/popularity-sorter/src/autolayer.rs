@@ -428,10 +428,13 @@ fn order_layers<'s>(g: &Graph<'_, 's>, split: &Split) -> Result<Vec<Layer<'s>>, 
     for v in 0..g.len() as u32 {
         groups[split.layer[v as usize] as usize].push(v);
     }
-    let keys = (0..g.len() as u32)
+    // Checked in order, so that the error names the first bad path whatever the thread count
+    // (rayon's collect into a `Result` keeps whichever error a thread met first).
+    let keys: Vec<Result<_, Error>> = (0..g.len() as u32)
         .into_par_iter()
         .map(|v| path_key(g.path(v)))
-        .collect::<Result<Vec<_>, Error>>()?;
+        .collect();
+    let keys = keys.into_iter().collect::<Result<Vec<_>, Error>>()?;
     let mut seen = vec![0u32; g.len()];
     let mut reached = Vec::new();
     let mut layers = Vec::new();

@@ -299,13 +299,16 @@ impl Csr {
 
     /// The rows `0..n`, row `k` appended to a buffer by `fill(k, buffer)`; filled on all
     /// cores, a run of rows into one buffer, so that no row has an allocation of its own.
+    /// An error is that of the first failing row, whatever the thread count.
     pub fn from_rows_par<E: Send>(
         n: usize,
         fill: impl Fn(usize, &mut Vec<u32>) -> Result<(), E> + Sync,
     ) -> Result<Csr, E> {
         use rayon::prelude::*;
         const RUN: usize = 1024;
-        let runs: Vec<(Vec<u32>, Vec<u32>)> = (0..n.div_ceil(RUN))
+        // Collected as results and checked in order: rayon's collect into a `Result` keeps
+        // whichever error a thread met first.
+        let runs: Vec<Result<_, E>> = (0..n.div_ceil(RUN))
             .into_par_iter()
             .map(|r| {
                 let (mut ends, mut items) = (Vec::with_capacity(RUN), Vec::new());
@@ -315,7 +318,8 @@ impl Csr {
                 }
                 Ok((ends, items))
             })
-            .collect::<Result<_, E>>()?;
+            .collect();
+        let runs = runs.into_iter().collect::<Result<Vec<_>, E>>()?;
         let mut start = Vec::with_capacity(n + 1);
         start.push(0u32);
         let mut items = Vec::with_capacity(runs.iter().map(|(_, i)| i.len()).sum());

@@ -223,6 +223,50 @@ fn a_node_with_100k_references_is_read_in_linear_time() -> Result<(), Error> {
     Ok(())
 }
 
+/// 20,000 nodes in a row, all of size 1; `bad(i)` gives the references of node `i`.
+fn row_of(bad: impl Fn(usize) -> Vec<&'static str>) -> Vec<String> {
+    (0..20_000)
+        .map(|i| node(&format!("{i:05}-n"), &bad(i), "1"))
+        .collect()
+}
+
+/// Two bad nodes far apart (the lookups run on all cores): the error names the first one in
+/// the order the work is defined in, whatever the thread count.
+#[test]
+fn of_two_missing_references_the_first_is_reported() {
+    let g = row_of(|i| match i {
+        300 => vec!["zzz-first"],
+        19_000 => vec!["zzz-second"],
+        _ => vec![],
+    });
+    let first = |r: Result<_, Error>| match r {
+        Err(Error::MissingRef { node, reference }) => (node, reference),
+        _ => (String::new(), String::new()),
+    };
+    let expected = (
+        "/nix/store/00300-n".to_string(),
+        "/nix/store/zzz-first".to_string(),
+    );
+    let input = format!(r#"{{"graph": {}}}"#, list(&g));
+    assert_eq!(
+        first(closure_graph(input.as_bytes(), "graph").map(|_| ())),
+        expected
+    );
+    assert_eq!(first(by_size(&g).map(|_| ())), expected);
+}
+
+#[test]
+fn of_two_paths_without_a_dash_the_first_is_reported() {
+    let mut g = row_of(|_| vec![]);
+    g[300] = node("bad300", &[], "1");
+    g[19_000] = node("bad19000", &[], "1");
+    let why = match layers(&g, 99) {
+        Err(Error::Input(why)) => why,
+        other => format!("{other:?}"),
+    };
+    assert_eq!(why, "path /nix/store/bad300 has no '-' (not a store path)");
+}
+
 #[test]
 fn store_layers_print_as_jq_prints_them() -> Result<(), Error> {
     let paths: Vec<String> = [
