@@ -115,16 +115,17 @@ impl Graph {
 }
 
 /// Builds the pipeline's input graph: nodes sorted by narSize (stable, compared as Python
-/// compares them), edges to each reference.
+/// compares them), edges to each reference. The references are looked up on all cores (one
+/// hash lookup each, bound by memory); a missing one is reported for the first node in that
+/// order, as the serial loop would.
 fn build_graph(nodes: &[Node<'_>], ctx: &Ctx<'_>) -> Result<Graph, Error> {
     let order = crate::size::order_by_size(nodes)?;
     let mut pos = vec![0u32; nodes.len()];
     for (p, &i) in order.iter().enumerate() {
         pos[i as usize] = p as u32;
     }
-    let mut edges = Vec::new();
-    for (p, &i) in order.iter().enumerate() {
-        let node = &nodes[i as usize];
+    let rows = Csr::from_rows_par::<Error>(order.len(), |p, out| {
+        let node = &nodes[order[p] as usize];
         for r in &node.references {
             if *r == node.path {
                 continue;
@@ -136,9 +137,13 @@ fn build_graph(nodes: &[Node<'_>], ctx: &Ctx<'_>) -> Result<Graph, Error> {
                     node: node.path.to_string(),
                     reference: r.to_string(),
                 })?;
-            edges.push((p as u32, pos[t as usize]));
+            out.push(pos[t as usize]);
         }
-    }
+        Ok(())
+    })?;
+    let edges = (0..rows.len() as u32)
+        .flat_map(|p| rows.row(p).iter().map(move |&t| (p, t)))
+        .collect();
     Ok(Graph {
         verts: order,
         edges,
