@@ -6,8 +6,10 @@
 //! config gives it ([`crate::digests`]) are an error, so a corrupt input never becomes an image
 //! that looks whole.
 
+use std::cell::RefCell;
 use std::io::{self, Write};
 use std::path::Path;
+use std::rc::Rc;
 
 use dockertools_common::atomic::AtomicFile;
 use dockertools_common::compress::{Compression, Compressor};
@@ -16,8 +18,9 @@ use dockertools_common::tar::writer::{DataError, TarWriter};
 use dockertools_common::tar::{self as tarfmt, gnu, Header};
 use sha2::{Digest, Sha256};
 
+use crate::ahead::{Ahead, Member};
 use crate::digests::{Digests, Expected, Source};
-use crate::index::Index;
+use crate::index::{Index, Input};
 use crate::tree::{Data, Kind, Node};
 use crate::Error;
 
@@ -44,10 +47,13 @@ pub(crate) fn write(
         source,
     };
     let comp = Compressor::new(file, format.compression, format.level).map_err(out_err)?;
+    let control = Rc::new(RefCell::new(Control { comp, swallow: 0 }));
     let mut w = Emitter {
-        tar: TarWriter::new(comp),
+        tar: TarWriter::new(Sink(Rc::clone(&control))),
+        control,
         index,
         digests,
+        level: format.level,
         mtime: format.mtime,
         out,
         head: Vec::new(),
@@ -55,15 +61,48 @@ pub(crate) fn write(
     };
     w.entry(b"./".to_vec(), 0o755, tarfmt::DIR, 0, Vec::new())?;
     index.tree.walk(|path, node| w.node(path, node))?;
-    let comp = w.tar.finish().map_err(out_err)?;
-    comp.finish().map_err(out_err)
+    drop(w.tar.finish().map_err(out_err)?);
+    let control = Rc::try_unwrap(w.control)
+        .map_err(|_| out_err(io::Error::other("the compressor is still in use")))?;
+    control.into_inner().comp.finish().map_err(out_err)
+}
+
+/// The output's compressor, shared by the tar writer (through [`Sink`]) and the emitter,
+/// which cuts gzip blocks around large members and puts blocks compressed ahead of time
+/// ([`crate::ahead`]) in place of their data.
+struct Control {
+    comp: Compressor<AtomicFile>,
+    /// Bytes still to come that are already in the stream as blocks compressed ahead.
+    swallow: u64,
+}
+
+/// The tar writer's side of [`Control`].
+struct Sink(Rc<RefCell<Control>>);
+
+impl Write for Sink {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let mut c = self.0.try_borrow_mut().map_err(io::Error::other)?;
+        if c.swallow > 0 {
+            let n = (c.swallow.min(buf.len() as u64)) as usize;
+            c.swallow -= n as u64;
+            return Ok(n);
+        }
+        c.comp.write(buf)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        let mut c = self.0.try_borrow_mut().map_err(io::Error::other)?;
+        c.comp.flush()
+    }
 }
 
 /// Writes entries into the tar.
 struct Emitter<'a> {
-    tar: TarWriter<Compressor<AtomicFile>>,
+    tar: TarWriter<Sink>,
+    control: Rc<RefCell<Control>>,
     index: &'a Index,
     digests: &'a Digests,
+    /// The compression level (blocks compressed ahead must have been made at it).
+    level: i32,
     mtime: i64,
     out: &'a Path,
     head: Vec<u8>,
@@ -128,18 +167,45 @@ impl Emitter<'_> {
             }
             Kind::File(data) => {
                 self.entry(name, node.mode, tarfmt::REGULAR, data.size, Vec::new())?;
-                self.file(path, node.input, *data)
+                // A large member's data has gzip blocks of its own (see crate::ahead).
+                let cut = Ahead::wanted(data.size);
+                if cut {
+                    self.cut()?;
+                }
+                self.file(path, node.input, *data)?;
+                if cut {
+                    self.cut()?;
+                }
+                Ok(())
             }
         }
     }
 
-    /// Copies a file's bytes from its input, checking a layer's digest on the way.
+    /// Ends the current gzip block.
+    fn cut(&mut self) -> Result<(), Error> {
+        let cut = match self.control.try_borrow_mut() {
+            Ok(mut c) => c.comp.cut(),
+            Err(e) => Err(io::Error::other(e)),
+        };
+        cut.map_err(|e| self.out_err(e))
+    }
+
+    /// Copies a file's bytes from its input (or its blocks compressed ahead), checking a
+    /// layer's digest on the way.
     fn file(&mut self, path: &[u8], input: usize, data: Data) -> Result<(), Error> {
         let src = self.index.inputs.get(input).ok_or_else(|| {
             self.out_err(io::Error::other(
                 "a member of an input that was not indexed",
             ))
         })?;
+        let ahead = self.index.ahead.as_ref();
+        if let Some((ahead, member)) =
+            ahead.and_then(|a| Some((a, a.get((input, data.offset), self.level)?)))
+        {
+            if member.size == data.size {
+                return self.file_ahead(path, src, ahead, member);
+            }
+        }
         let mut expected = self.digests.expected(path);
         let mut hasher = expected.as_ref().map(|_| Sha256::new());
         let mut w = self.tar.entry_writer();
@@ -161,23 +227,57 @@ impl Emitter<'_> {
             done += n as u64;
         }
         w.finish(data.size).map_err(|e| self.data_err(e))?;
-        let (Some((want, source)), Some(h)) = (expected, hasher) else {
+        let (Some(expected), Some(h)) = (expected, hasher) else {
             return Ok(());
         };
-        let got = h.finalize();
-        if got.as_slice() == want {
-            return Ok(());
+        check_digest(src, path, expected, h.finalize().into())
+    }
+
+    /// Puts a member's blocks compressed ahead into the stream; the tar writer's copy of its
+    /// data (zeros) is swallowed, so that it still counts and pads the entry.
+    fn file_ahead(
+        &mut self,
+        path: &[u8],
+        src: &Input,
+        ahead: &Ahead,
+        member: &Member,
+    ) -> Result<(), Error> {
+        let cache_err = |source| Error::Cache {
+            out: self.out.to_path_buf(),
+            source,
+        };
+        {
+            let mut c = self
+                .control
+                .try_borrow_mut()
+                .map_err(|e| self.out_err(io::Error::other(e)))?;
+            for block in ahead.blocks(member) {
+                c.comp
+                    .write_block(block.map_err(cache_err)?)
+                    .map_err(|e| self.out_err(e))?;
+            }
+            c.swallow = member.size;
         }
-        Err(Error::Digest {
-            input: src.path.clone(),
-            entry: String::from_utf8_lossy(path).into_owned(),
-            expected: hex(&want),
-            from: match source {
-                Source::DiffId(config) => format!("its diff_id in {config}"),
-                Source::Name => "its name".into(),
-            },
-            actual: hex(&got),
-        })
+        self.buf.fill(0);
+        let mut w = self.tar.entry_writer();
+        let mut left = member.size;
+        while left > 0 {
+            let n = left.min(self.buf.len() as u64) as usize;
+            w.write_all(&self.buf[..n])
+                .map_err(|source| Error::Output {
+                    out: self.out.to_path_buf(),
+                    source,
+                })?;
+            left -= n as u64;
+        }
+        w.finish(member.size).map_err(|e| self.data_err(e))?;
+        let expected = self.digests.expected(path);
+        match expected {
+            Some(e) if !stored_compressed(&Some(e.clone()), &member.head) => {
+                check_digest(src, path, e, member.sha256)
+            }
+            _ => Ok(()),
+        }
     }
 
     fn data_err(&self, e: DataError) -> Error {
@@ -186,6 +286,28 @@ impl Emitter<'_> {
             other => self.out_err(io::Error::other(other.to_string())),
         }
     }
+}
+
+/// Compares a layer member's sha256 with the one it must have.
+fn check_digest(
+    src: &Input,
+    path: &[u8],
+    (want, source): Expected,
+    got: [u8; 32],
+) -> Result<(), Error> {
+    if got == want {
+        return Ok(());
+    }
+    Err(Error::Digest {
+        input: src.path.clone(),
+        entry: String::from_utf8_lossy(path).into_owned(),
+        expected: hex(&want),
+        from: match source {
+            Source::DiffId(config) => format!("its diff_id in {config}"),
+            Source::Name => "its name".into(),
+        },
+        actual: hex(&got),
+    })
 }
 
 /// Whether a member whose digest comes from a diff_id starts like a gzip or zstd stream: its

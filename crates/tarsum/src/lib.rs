@@ -18,6 +18,7 @@
 
 use std::collections::{BTreeMap, HashSet};
 use std::io::Read;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 
 use dockertools_common::hash::hex;
 use dockertools_common::tar::reader::{ReadError, Reader};
@@ -224,10 +225,30 @@ fn sorted_order(sums: &[(Vec<u8>, [u8; 64])]) -> Vec<usize> {
     data.order
 }
 
-/// Computes the tarsum of the tar stream `input`, hashing entries on all cores.
+/// Computes the tarsum of the tar stream `input`, hashing entries on rayon's threads (as many
+/// as its pool has: `$RAYON_NUM_THREADS`, `$NIX_BUILD_CORES` through the `main` wrapper, or
+/// the cores). With one thread, or when called on one of rayon's own threads, it hashes on
+/// the calling thread.
 pub fn tarsum_of<R: Read>(input: R) -> Result<String, Error> {
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-    tarsum_with_threads(input, threads)
+    let reader = Reader::new(input);
+    if rayon::current_num_threads() <= 1 || rayon::current_thread_index().is_some() {
+        return sum_serial(reader);
+    }
+    sum_parallel(reader, None)
+}
+
+/// Computes the tarsum with a pool of its own of `threads` hashing threads (1: on the calling
+/// thread). The result does not depend on `threads`.
+pub fn tarsum_with_threads<R: Read>(input: R, threads: usize) -> Result<String, Error> {
+    let reader = Reader::new(input);
+    if threads <= 1 {
+        return sum_serial(reader);
+    }
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()
+        .map_err(|_| Error::Worker)?;
+    sum_parallel(reader, Some(&pool))
 }
 
 fn check_entry(e: &dockertools_common::tar::reader::Entry) -> Result<(), Error> {
@@ -256,181 +277,326 @@ fn entry_header(e: &dockertools_common::tar::reader::Entry) -> EntryHeader<'_> {
     }
 }
 
-/// Size of the data chunks handed to hashing threads.
-const CHUNK: usize = 256 * 1024;
-/// Small entries are sent to the hashers in batches of about this many bytes.
-const BATCH_BYTES: usize = 1 << 20;
-/// ... or of this many entries.
-const BATCH_ENTRIES: usize = 512;
-
-enum Msg {
-    /// Whole small entries: index, header sum, data.
-    Batch(Vec<(usize, EntrySum, Vec<u8>)>),
-    /// A large entry streamed in chunks.
-    Start(usize, EntrySum),
-    Data(Vec<u8>),
-    End,
-}
-
-type Finished = Vec<(usize, Vec<u8>, [u8; 64])>;
-
-fn finish_sum(index: usize, sum: EntrySum, done: &mut Finished) {
-    let digest = sum.hasher.finalize();
-    let mut hexsum = [0u8; 64];
-    hexsum.copy_from_slice(hex(&digest).as_bytes());
-    done.push((index, sum.cleaned, hexsum));
-}
-
-/// Computes the tarsum with `threads` hashing threads. The reading thread parses the archive;
-/// small entries go to the least busy hasher in batches, large ones stream to one hasher in
-/// 256 KiB chunks, through bounded channels, so memory stays bounded whatever the entry sizes.
-/// The result does not depend on `threads`.
-pub fn tarsum_with_threads<R: Read>(input: R, threads: usize) -> Result<String, Error> {
-    use std::sync::atomic::{AtomicUsize, Ordering};
-    use std::sync::mpsc;
-    use std::sync::Arc;
-
-    let mut reader = Reader::new(input);
-    let ts = TarSum::new();
-    if threads <= 1 {
-        let mut ts = ts;
-        let mut buf = vec![0u8; CHUNK];
-        while let Some(e) = reader.next_entry()? {
-            check_entry(&e)?;
-            let mut sum = ts.begin(&entry_header(&e));
-            loop {
-                let n = reader.read_data(&mut buf)?;
-                if n == 0 {
-                    break;
-                }
-                sum.update(&buf[..n]);
+/// Hashes every entry on the calling thread.
+fn sum_serial<R: Read>(mut reader: Reader<R>) -> Result<String, Error> {
+    let mut ts = TarSum::new();
+    let mut buf = vec![0u8; SMALL];
+    while let Some(e) = reader.next_entry()? {
+        check_entry(&e)?;
+        let mut sum = ts.begin(&entry_header(&e));
+        loop {
+            let n = reader.read_data(&mut buf)?;
+            if n == 0 {
+                break;
             }
-            ts.end(sum);
+            sum.update(&buf[..n]);
         }
-        return Ok(ts.finish());
+        ts.end(sum);
     }
+    Ok(ts.finish())
+}
 
-    let pending: Arc<Vec<AtomicUsize>> =
-        Arc::new((0..threads).map(|_| AtomicUsize::new(0)).collect());
-    let mut senders = Vec::with_capacity(threads);
-    let mut workers = Vec::with_capacity(threads);
-    for w in 0..threads {
-        let (tx, rx) = mpsc::sync_channel::<Msg>(4);
-        senders.push(tx);
-        let pending = pending.clone();
-        workers.push(std::thread::spawn(move || {
-            let mut done: Finished = Vec::new();
-            let mut current: Option<(usize, EntrySum)> = None;
-            for msg in rx {
-                match msg {
-                    Msg::Batch(jobs) => {
-                        let mut bytes = 0;
-                        for (index, mut sum, data) in jobs {
-                            sum.update(&data);
-                            bytes += data.len() + 1;
-                            finish_sum(index, sum, &mut done);
-                        }
-                        pending[w].fetch_sub(bytes, Ordering::Relaxed);
-                    }
-                    Msg::Start(index, sum) => current = Some((index, sum)),
-                    Msg::Data(buf) => {
-                        if let Some((_, sum)) = current.as_mut() {
-                            sum.update(&buf);
-                        }
-                        pending[w].fetch_sub(buf.len(), Ordering::Relaxed);
-                    }
-                    Msg::End => {
-                        if let Some((index, sum)) = current.take() {
-                            finish_sum(index, sum, &mut done);
-                        }
-                    }
-                }
-            }
-            done
-        }));
-    }
-    let least_busy = || {
-        (0..threads)
-            .min_by_key(|&i| pending[i].load(Ordering::Relaxed))
-            .unwrap_or(0)
+/// The calling thread parses the archive and hands the data to [`Hashers`] on `pool` (rayon's
+/// global pool when `None`); the scope ends once every task has, so the sums are all there.
+fn sum_parallel<R: Read>(
+    mut reader: Reader<R>,
+    pool: Option<&rayon::ThreadPool>,
+) -> Result<String, Error> {
+    let shared = Arc::new(Shared::default());
+    let read = |scope: &rayon::Scope<'_>| {
+        let mut hashers = Hashers::new(scope, &shared);
+        let read = read_entries(&mut reader, &mut hashers);
+        // What was handed over is hashed, error or not.
+        hashers.flush();
+        read
     };
-    let result = (|| -> Result<(), Error> {
-        let send = |w: usize, m: Msg| senders[w].send(m).map_err(|_| Error::Worker);
-        let mut batch: Vec<(usize, EntrySum, Vec<u8>)> = Vec::new();
-        let mut batch_bytes = 0usize;
-        let flush = |batch: &mut Vec<(usize, EntrySum, Vec<u8>)>,
-                     batch_bytes: &mut usize|
-         -> Result<(), Error> {
-            if batch.is_empty() {
-                return Ok(());
-            }
-            let w = least_busy();
-            pending[w].fetch_add(*batch_bytes, Ordering::Relaxed);
-            *batch_bytes = 0;
-            send(w, Msg::Batch(std::mem::take(batch)))
-        };
-        let mut index = 0usize;
-        while let Some(e) = reader.next_entry()? {
-            check_entry(&e)?;
-            let sum = ts.begin(&entry_header(&e));
-            let size = usize::try_from(e.size.max(0)).unwrap_or(usize::MAX);
-            if size <= CHUNK {
-                let data = reader.read_to_vec(CHUNK as u64)?;
-                batch_bytes += data.len() + 1;
-                batch.push((index, sum, data));
-                if batch_bytes >= BATCH_BYTES || batch.len() >= BATCH_ENTRIES {
-                    flush(&mut batch, &mut batch_bytes)?;
-                }
-            } else {
-                flush(&mut batch, &mut batch_bytes)?;
-                let w = least_busy();
-                send(w, Msg::Start(index, sum))?;
-                loop {
-                    let mut buf = vec![0u8; CHUNK];
-                    let mut filled = 0;
-                    while filled < CHUNK {
-                        let n = reader.read_data(&mut buf[filled..])?;
-                        if n == 0 {
-                            break;
-                        }
-                        filled += n;
-                    }
-                    if filled == 0 {
-                        break;
-                    }
-                    buf.truncate(filled);
-                    pending[w].fetch_add(filled, Ordering::Relaxed);
-                    send(w, Msg::Data(buf))?;
-                    if filled < CHUNK {
-                        break;
-                    }
-                }
-                send(w, Msg::End)?;
-            }
-            index += 1;
-        }
-        flush(&mut batch, &mut batch_bytes)
-    })();
-    drop(senders);
-    let mut all: Finished = Vec::new();
-    let mut worker_failed = false;
-    for h in workers {
-        match h.join() {
-            Ok(done) => all.extend(done),
-            Err(_) => worker_failed = true,
-        }
-    }
-    result?;
-    if worker_failed {
-        return Err(Error::Worker);
-    }
-    all.sort_by_key(|(i, _, _)| *i);
+    match pool {
+        Some(pool) => pool.in_place_scope(read),
+        None => rayon::in_place_scope(read),
+    }?;
+    let mut all = std::mem::take(&mut *lock(&shared.done));
+    all.sort_unstable_by_key(|(i, _, _)| *i);
     let mut ts = TarSum::new();
     ts.sums = all
         .into_iter()
         .map(|(_, cleaned, sum)| (cleaned, sum))
         .collect();
     Ok(ts.finish())
+}
+
+fn read_entries<R: Read>(
+    reader: &mut Reader<R>,
+    hashers: &mut Hashers<'_, '_>,
+) -> Result<(), Error> {
+    let ts = TarSum::new();
+    let mut index = 0usize;
+    while let Some(e) = reader.next_entry()? {
+        check_entry(&e)?;
+        let sum = ts.begin(&entry_header(&e));
+        if usize::try_from(e.size).is_ok_and(|n| n <= SMALL) {
+            hashers.small(index, sum, reader)?;
+        } else {
+            hashers.large(index, sum, reader)?;
+        }
+        index += 1;
+    }
+    Ok(())
+}
+
+/// Entries up to this size are read whole and hashed in batches.
+const SMALL: usize = 256 * 1024;
+/// Larger entries are read in chunks of this size.
+const CHUNK: usize = 1 << 20;
+/// A batch of small entries is handed over at about this many bytes...
+const BATCH_BYTES: usize = 1 << 20;
+/// ... or this many entries.
+const BATCH_ENTRIES: usize = 512;
+/// Bytes read and not yet hashed, at most (plus one chunk): enough to read past a large
+/// entry while one thread hashes it, so the others get the entries after it.
+const IN_FLIGHT: usize = 64 << 20;
+
+/// One hashed entry: index, cleaned name, hex sum.
+type Finished = (usize, Vec<u8>, [u8; 64]);
+
+fn finish_sum(index: usize, sum: EntrySum) -> Finished {
+    let digest = sum.hasher.finalize();
+    let mut hexsum = [0u8; 64];
+    hexsum.copy_from_slice(hex(&digest).as_bytes());
+    (index, sum.cleaned, hexsum)
+}
+
+/// What the hashing tasks share with the reading thread.
+#[derive(Default)]
+struct Shared {
+    /// Bytes handed over and not yet hashed.
+    in_flight: Mutex<usize>,
+    drained: Condvar,
+    /// Entries hashed so far, in any order.
+    done: Mutex<Vec<Finished>>,
+    /// Buffers to reuse, so that no chunk is allocated (and its pages faulted) twice.
+    spare: Mutex<Vec<Vec<u8>>>,
+}
+
+impl Shared {
+    /// Waits until the bytes in flight are under [`IN_FLIGHT`], then counts `n` more.
+    fn acquire(&self, n: usize) {
+        let mut in_flight = lock(&self.in_flight);
+        while *in_flight > IN_FLIGHT {
+            in_flight = self
+                .drained
+                .wait(in_flight)
+                .unwrap_or_else(PoisonError::into_inner);
+        }
+        *in_flight += n;
+    }
+
+    /// Counts `buf` as hashed and keeps it for reuse.
+    fn release(&self, n: usize, buf: Vec<u8>) {
+        *lock(&self.in_flight) -= n;
+        self.drained.notify_one();
+        lock(&self.spare).push(buf);
+    }
+
+    /// An empty buffer of at least `capacity` bytes.
+    fn buffer(&self, capacity: usize) -> Vec<u8> {
+        let mut buf = lock(&self.spare).pop().unwrap_or_default();
+        buf.clear();
+        buf.reserve(capacity);
+        buf
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Small entries hashed together: (index, header sum, where its data is in `data`).
+struct Batch {
+    entries: Vec<(usize, EntrySum, std::ops::Range<usize>)>,
+    data: Vec<u8>,
+}
+
+/// A large entry's chunks, hashed in order by one task at a time.
+#[derive(Default)]
+struct Stream {
+    queue: Mutex<StreamQueue>,
+    /// Held by the task hashing the entry; taken by whoever finishes it.
+    sum: Mutex<Option<(usize, EntrySum)>>,
+}
+
+#[derive(Default)]
+struct StreamQueue {
+    chunks: std::collections::VecDeque<Vec<u8>>,
+    /// A task is hashing the queue.
+    running: bool,
+    /// The reading thread has handed over the last chunk.
+    ended: bool,
+}
+
+/// The hashing side of tarsum: tasks on rayon's pool (through `scope`), fed by the reading
+/// thread with batches of small entries and with the chunks of large ones. Memory: at most
+/// [`IN_FLIGHT`] bytes of data in flight, whatever the entry sizes.
+struct Hashers<'a, 's> {
+    scope: &'a rayon::Scope<'s>,
+    shared: Arc<Shared>,
+    batch: Batch,
+}
+
+impl<'a, 's> Hashers<'a, 's> {
+    fn new(scope: &'a rayon::Scope<'s>, shared: &Arc<Shared>) -> Self {
+        let shared = Arc::clone(shared);
+        let data = shared.buffer(BATCH_BYTES + SMALL);
+        Hashers {
+            scope,
+            shared,
+            batch: Batch {
+                entries: Vec::new(),
+                data,
+            },
+        }
+    }
+
+    /// Reads a small entry's data into the batch.
+    fn small<R: Read>(
+        &mut self,
+        index: usize,
+        sum: EntrySum,
+        reader: &mut Reader<R>,
+    ) -> Result<(), Error> {
+        let data = &mut self.batch.data;
+        let start = data.len();
+        // The size said at most SMALL; a sparse entry's data may not agree, and the reader
+        // reports that, so read on until it does or the data ends.
+        loop {
+            let at = data.len();
+            data.resize(at + SMALL, 0);
+            let n = fill(reader, &mut data[at..])?;
+            data.truncate(at + n);
+            if n < SMALL {
+                break;
+            }
+        }
+        let end = data.len();
+        self.batch.entries.push((index, sum, start..end));
+        if self.batch.data.len() >= BATCH_BYTES || self.batch.entries.len() >= BATCH_ENTRIES {
+            self.flush();
+        }
+        Ok(())
+    }
+
+    /// Hands the batch to a task.
+    fn flush(&mut self) {
+        if self.batch.entries.is_empty() {
+            return;
+        }
+        let next = Batch {
+            entries: Vec::new(),
+            data: self.shared.buffer(BATCH_BYTES + SMALL),
+        };
+        let batch = std::mem::replace(&mut self.batch, next);
+        let bytes = batch.data.len();
+        self.shared.acquire(bytes);
+        let shared = Arc::clone(&self.shared);
+        self.scope.spawn(move |_| {
+            let mut done = Vec::with_capacity(batch.entries.len());
+            for (index, mut sum, range) in batch.entries {
+                sum.update(batch.data.get(range).unwrap_or_default());
+                done.push(finish_sum(index, sum));
+            }
+            lock(&shared.done).extend(done);
+            shared.release(bytes, batch.data);
+        });
+    }
+
+    /// Reads a large entry in chunks, each hashed (in order) as soon as a thread is free.
+    fn large<R: Read>(
+        &mut self,
+        index: usize,
+        sum: EntrySum,
+        reader: &mut Reader<R>,
+    ) -> Result<(), Error> {
+        self.flush();
+        let stream = Arc::new(Stream::default());
+        *lock(&stream.sum) = Some((index, sum));
+        let result = loop {
+            let mut buf = self.shared.buffer(CHUNK);
+            buf.resize(CHUNK, 0);
+            let n = match fill(reader, &mut buf) {
+                Ok(n) => n,
+                Err(e) => break Err(e),
+            };
+            if n == 0 {
+                break Ok(());
+            }
+            buf.truncate(n);
+            self.shared.acquire(n);
+            self.push(&stream, buf);
+        };
+        let mut queue = lock(&stream.queue);
+        queue.ended = true;
+        if !queue.running {
+            drop(queue);
+            finish_stream(&stream, &self.shared);
+        }
+        result
+    }
+
+    /// Queues a chunk, starting a task for the stream when none is running.
+    fn push(&self, stream: &Arc<Stream>, chunk: Vec<u8>) {
+        let mut queue = lock(&stream.queue);
+        queue.chunks.push_back(chunk);
+        if queue.running {
+            return;
+        }
+        queue.running = true;
+        let (stream, shared) = (Arc::clone(stream), Arc::clone(&self.shared));
+        self.scope.spawn(move |_| drain(&stream, &shared));
+    }
+}
+
+/// Hashes a stream's queued chunks in order until the queue is empty; finishes the entry
+/// when the reading thread has ended it.
+fn drain(stream: &Stream, shared: &Shared) {
+    loop {
+        let chunk = {
+            let mut queue = lock(&stream.queue);
+            match queue.chunks.pop_front() {
+                Some(chunk) => chunk,
+                None => {
+                    queue.running = false;
+                    if queue.ended {
+                        drop(queue);
+                        finish_stream(stream, shared);
+                    }
+                    return;
+                }
+            }
+        };
+        if let Some((_, sum)) = lock(&stream.sum).as_mut() {
+            sum.update(&chunk);
+        }
+        shared.release(chunk.len(), chunk);
+    }
+}
+
+/// Records a stream's sum (once, by whichever of the reader and the task gets there last).
+fn finish_stream(stream: &Stream, shared: &Shared) {
+    if let Some((index, sum)) = lock(&stream.sum).take() {
+        lock(&shared.done).push(finish_sum(index, sum));
+    }
+}
+
+/// Reads entry data until `buf` is full or the entry ends; returns the bytes read.
+fn fill<R: Read>(reader: &mut Reader<R>, buf: &mut [u8]) -> Result<usize, Error> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        let n = reader.read_data(&mut buf[filled..])?;
+        if n == 0 {
+            break;
+        }
+        filled += n;
+    }
+    Ok(filled)
 }
 
 #[cfg(test)]

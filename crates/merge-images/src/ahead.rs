@@ -1,0 +1,189 @@
+//! Gzip blocks of large members compressed while the inputs are still being read.
+//!
+//! Indexing a compressed input is bound by decompression, on one thread; writing the output
+//! is bound by compression, on all of them. So while an input is spooled, each member of at
+//! least one gzip block ([`GZ_BLOCK`]) has its data hashed (sha256, for the digest check) and
+//! its blocks compressed on rayon's threads, into an unnamed cache file beside OUT; the write
+//! pass then copies those blocks instead of reading and compressing the data again.
+//!
+//! The output's bytes do not depend on it: the write pass cuts a gzip block before and after
+//! the data of every such member, whether or not it was compressed here
+//! ([`crate::write`]), and a member's blocks are its data in [`GZ_BLOCK`] pieces from its
+//! start, compressed as the output's compressor would compress them after a cut.
+//! Memory: a few blocks in flight, and 20 bytes per block compressed ahead.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::{self, BufWriter, Read, Write};
+use std::os::unix::fs::FileExt;
+use std::path::Path;
+
+use dockertools_common::compress::{GzBlock, GzBlocks, GZ_BLOCK};
+use dockertools_common::tar::reader::{ReadError, Reader};
+use sha2::{Digest, Sha256};
+
+/// A member's data as it was read ahead.
+pub(crate) struct Member {
+    /// Its length.
+    pub size: u64,
+    /// Its sha256.
+    pub sha256: [u8; 32],
+    /// Its first bytes (up to 4), to tell a layer stored compressed.
+    pub head: Vec<u8>,
+    blocks: Vec<BlockAt>,
+}
+
+/// Where a compressed block is in the cache file.
+struct BlockAt {
+    at: u64,
+    len: u32,
+    crc: u32,
+    input_len: u32,
+}
+
+/// What can fail while reading a member ahead.
+pub(crate) enum AheadError {
+    /// The input's tar.
+    Tar(ReadError),
+    /// The cache file or the compressor.
+    Cache(io::Error),
+}
+
+/// The members read ahead so far, by input and data offset, and their cache file.
+pub(crate) struct Ahead {
+    level: i32,
+    file: File,
+    out: BufWriter<File>,
+    written: u64,
+    members: BTreeMap<(usize, u64), Member>,
+}
+
+impl Ahead {
+    /// A cache for gzip output at `level` (as the output's compressor takes it), in an unnamed
+    /// file in `dir`.
+    pub fn new(dir: &Path, level: i32) -> io::Result<Ahead> {
+        let file = tempfile::tempfile_in(dir)?;
+        let out = BufWriter::with_capacity(1 << 20, file.try_clone()?);
+        Ok(Ahead {
+            level: dockertools_common::compress::gzip_level(level),
+            file,
+            out,
+            written: 0,
+            members: BTreeMap::new(),
+        })
+    }
+
+    /// Whether a member of `size` bytes is read ahead (and its blocks cut in the output).
+    pub fn wanted(size: u64) -> bool {
+        size >= GZ_BLOCK as u64
+    }
+
+    /// Reads the current entry's data (`size` bytes) from `reader`, hashing it and compressing
+    /// it block by block; `key` is the input and the offset of the data.
+    pub fn read<R: Read>(
+        &mut self,
+        key: (usize, u64),
+        size: u64,
+        reader: &mut Reader<R>,
+    ) -> Result<(), AheadError> {
+        let mut blocks = GzBlocks::new(self.level).map_err(AheadError::Cache)?;
+        let mut member = Member {
+            size,
+            sha256: [0; 32],
+            head: Vec::new(),
+            blocks: Vec::new(),
+        };
+        let mut sha = Sha256::new();
+        loop {
+            let mut piece = vec![0u8; GZ_BLOCK];
+            let n = fill(reader, &mut piece).map_err(AheadError::Tar)?;
+            if n == 0 {
+                break;
+            }
+            piece.truncate(n);
+            sha.update(&piece);
+            if member.head.is_empty() {
+                member.head = piece.iter().take(4).copied().collect();
+            }
+            blocks.submit(piece, false);
+            while blocks.full() {
+                self.store(&mut blocks, &mut member, true)?;
+            }
+            while self.store(&mut blocks, &mut member, false)? {}
+        }
+        while self.store(&mut blocks, &mut member, true)? {}
+        member.sha256 = sha.finalize().into();
+        self.members.insert(key, member);
+        Ok(())
+    }
+
+    /// Appends the next compressed block to the cache, if there is one ready (or once it is,
+    /// when `wait`).
+    fn store(
+        &mut self,
+        blocks: &mut GzBlocks,
+        member: &mut Member,
+        wait: bool,
+    ) -> Result<bool, AheadError> {
+        let Some(block) = blocks.next(wait) else {
+            return Ok(false);
+        };
+        let block = block.map_err(AheadError::Cache)?;
+        let too_big = || AheadError::Cache(io::Error::other("a gzip block over 4 GiB"));
+        let len = u32::try_from(block.deflate.len()).map_err(|_| too_big())?;
+        let input_len = u32::try_from(block.len).map_err(|_| too_big())?;
+        self.out
+            .write_all(&block.deflate)
+            .map_err(AheadError::Cache)?;
+        member.blocks.push(BlockAt {
+            at: self.written,
+            len,
+            crc: block.crc,
+            input_len,
+        });
+        self.written += u64::from(len);
+        Ok(true)
+    }
+
+    /// Makes everything written readable; call once every input is indexed.
+    pub fn flush(&mut self) -> io::Result<()> {
+        self.out.flush()
+    }
+
+    /// The member whose data is at `key`, if it was read ahead for output at `level`.
+    pub fn get(&self, key: (usize, u64), level: i32) -> Option<&Member> {
+        if dockertools_common::compress::gzip_level(level) != self.level {
+            return None;
+        }
+        self.members.get(&key)
+    }
+
+    /// The compressed blocks of `member`, in order.
+    pub fn blocks<'a>(
+        &'a self,
+        member: &'a Member,
+    ) -> impl Iterator<Item = io::Result<GzBlock>> + 'a {
+        member.blocks.iter().map(|b| {
+            let mut deflate = vec![0u8; b.len as usize];
+            self.file.read_exact_at(&mut deflate, b.at)?;
+            Ok(GzBlock {
+                deflate,
+                crc: b.crc,
+                len: u64::from(b.input_len),
+            })
+        })
+    }
+}
+
+/// Reads entry data until `buf` is full or the entry ends; returns the bytes read.
+fn fill<R: Read>(reader: &mut Reader<R>, buf: &mut [u8]) -> Result<usize, ReadError> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        let n = reader.read_data(&mut buf[filled..])?;
+        if n == 0 {
+            break;
+        }
+        filled += n;
+    }
+    Ok(filled)
+}
