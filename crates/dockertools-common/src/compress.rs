@@ -637,6 +637,44 @@ mod tests {
     }
 
     #[test]
+    fn blocks_compressed_ahead_give_the_bytes_of_cuts() -> io::Result<()> {
+        let data = sample(3 * GZ_BLOCK + 5000);
+        let member = 1000..1000 + 2 * GZ_BLOCK + 77;
+        // Written through, with a cut before and after the member.
+        let mut cut = Compressor::new(Vec::new(), Compression::Gzip, 6)?;
+        cut.write_all(&data[..member.start])?;
+        cut.cut()?;
+        cut.write_all(&data[member.clone()])?;
+        cut.cut()?;
+        cut.write_all(&data[member.end..])?;
+        let cut = cut.finish()?;
+        // The member's blocks compressed on their own, then put in place.
+        let mut blocks = GzBlocks::new(gzip_level(6))?;
+        for piece in data[member.clone()].chunks(GZ_BLOCK) {
+            blocks.submit(piece.to_vec(), false);
+        }
+        let mut ahead = Compressor::new(Vec::new(), Compression::Gzip, 6)?;
+        ahead.write_all(&data[..member.start])?;
+        while let Some(block) = blocks.next(true) {
+            ahead.write_block(block?)?;
+        }
+        ahead.cut()?;
+        ahead.write_all(&data[member.end..])?;
+        assert!(ahead.finish()? == cut);
+        assert!(verdict(&cut, usize::MAX) == (data.clone(), "ok".into()));
+        if let Some(out) = gzip_command(cut.clone())? {
+            assert!(out == data);
+        }
+        // A cut changes the bytes (a block boundary moved), not what they decompress to.
+        assert!(cut != gzip(&data, 6)?);
+        // Other formats have no blocks to put in place.
+        let mut z = Compressor::new(Vec::new(), Compression::Zstd, 3)?;
+        z.cut()?;
+        assert!(z.write_block(GzBlock::default()).is_err());
+        Ok(())
+    }
+
+    #[test]
     fn read_ahead_passes_data_end_and_errors_through() -> io::Result<()> {
         let data = sample(3 * (1 << 20) + 5);
         let mut back = Vec::new();
@@ -1004,7 +1042,16 @@ mod tests {
             }) as usize;
             let level = next(13) as i32;
             let mut gz = ParGz::with_block_size(Vec::new(), level, block)?;
-            gz.write_all(&data)?;
+            // Cuts (block boundaries the caller chooses) at random places now and then.
+            let mut at = 0;
+            while at < data.len() {
+                let n = (1 + next(2 * block as u64) as usize).min(data.len() - at);
+                gz.write_all(&data[at..at + n])?;
+                at += n;
+                if next(4) == 0 {
+                    gz.cut()?;
+                }
+            }
             let bytes = gz.finish()?;
             let mut back = Vec::new();
             flate2::read::GzDecoder::new(&bytes[..]).read_to_end(&mut back)?;

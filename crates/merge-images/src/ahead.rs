@@ -187,3 +187,127 @@ fn fill<R: Read>(reader: &mut Reader<R>, buf: &mut [u8]) -> Result<usize, ReadEr
     }
     Ok(filled)
 }
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+
+    use dockertools_common::compress::{Compression, Compressor};
+    use dockertools_common::hash::sha256_hex;
+    use dockertools_common::tar::writer::TarWriter;
+    use dockertools_common::tar::{gnu, Header, REGULAR};
+
+    use super::*;
+    use crate::{merge, Error, Options};
+
+    type TestResult = Result<(), Box<dyn std::error::Error>>;
+
+    /// A one-layer docker-archive whose layer (`layer.tar` under `folder`) holds `body`, and
+    /// whose config gives it the diff_id `diff_id`; a small file and a 3-block blob beside it.
+    fn image(folder: &str, body: &[u8], diff_id: &str) -> io::Result<Vec<u8>> {
+        let layer = format!("{folder}/layer.tar");
+        let config = format!(r#"{{"rootfs":{{"type":"layers","diff_ids":["sha256:{diff_id}"]}}}}"#);
+        let manifest =
+            format!(r#"[{{"Config":"c.json","RepoTags":["x:1"],"Layers":["{layer}"]}}]"#);
+        let blob: Vec<u8> = (0..3 * GZ_BLOCK).map(|i| (i * 7 / 5 % 251) as u8).collect();
+        let members: [(&str, &[u8]); 5] = [
+            ("manifest.json", manifest.as_bytes()),
+            ("c.json", config.as_bytes()),
+            (&layer, body),
+            ("small", b"small file"),
+            ("z/blob", &blob),
+        ];
+        let mut w = TarWriter::new(Vec::new());
+        for (name, data) in members {
+            let h = Header {
+                name: name.as_bytes().to_vec(),
+                mode: 0o644,
+                size: data.len() as u64,
+                typeflag: REGULAR,
+                ..Header::default()
+            };
+            let mut head = Vec::new();
+            gnu::encode(&h, gnu::GnuOptions::default(), &mut head).map_err(io::Error::other)?;
+            w.raw(&head)?;
+            w.data_bytes(data)?;
+        }
+        w.finish()
+    }
+
+    fn gzip(bytes: &[u8]) -> io::Result<Vec<u8>> {
+        let mut c = Compressor::new(Vec::new(), Compression::Gzip, 6)?;
+        c.write_all(bytes)?;
+        c.finish()
+    }
+
+    /// Merges `inputs` (written into `dir` under their names) into a gzip `out.tar.gz`.
+    fn merged(dir: &Path, inputs: &[(&str, Vec<u8>)]) -> Result<Vec<u8>, Error> {
+        let mut paths = Vec::new();
+        for (name, bytes) in inputs {
+            let path = dir.join(name);
+            std::fs::write(&path, bytes).map_err(|source| Error::Io {
+                input: path.clone(),
+                source,
+            })?;
+            paths.push(path);
+        }
+        let out: PathBuf = dir.join("out.tar.gz");
+        let opts = Options {
+            mtime: 1,
+            compress: Some(Compression::Gzip),
+            level: None,
+        };
+        merge(&out, &paths, &opts)?;
+        std::fs::read(&out).map_err(|source| Error::Io { input: out, source })
+    }
+
+    #[test]
+    fn gzip_output_is_the_same_whether_members_were_compressed_ahead_or_not() -> TestResult {
+        let dir = tempfile::tempdir()?;
+        let body: Vec<u8> = (0..GZ_BLOCK + 12_345).map(|i| (i % 13) as u8).collect();
+        let diff_id = sha256_hex(&body);
+        let tar = image(&"a".repeat(64), &body, &diff_id)?;
+        // A plain input is read in place (nothing ahead); a gzip one is spooled (its large
+        // members compressed ahead); a mix of both; and one thread against all.
+        let plain = merged(dir.path(), &[("in.tar", tar.clone())])?;
+        let spooled = merged(dir.path(), &[("in.tar.gz", gzip(&tar)?)])?;
+        assert!(plain == spooled);
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(1).build()?;
+        let gz = gzip(&tar)?;
+        let one = pool.install(|| merged(dir.path(), &[("in.tar.gz", gz)]))?;
+        assert!(one == plain);
+        // The output reads back as the merged tar, and the blocks cut around each large member
+        // did not change what it holds.
+        let (_, mut r) = dockertools_common::compress::decompress(io::Cursor::new(plain))?;
+        let mut back = Vec::new();
+        r.read_to_end(&mut back)?;
+        r.finish()?;
+        let at = back.windows(body.len()).position(|w| w == body.as_slice());
+        assert!(at.is_some_and(|at| at % 512 == 0));
+        Ok(())
+    }
+
+    #[test]
+    fn a_large_layer_compressed_ahead_is_checked_against_its_diff_id() -> TestResult {
+        let dir = tempfile::tempdir()?;
+        let body: Vec<u8> = (0..2 * GZ_BLOCK).map(|i| (i % 17) as u8).collect();
+        let wrong = "c".repeat(64);
+        let folder = "b".repeat(64);
+        let tar = image(&folder, &body, &wrong)?;
+        match merged(dir.path(), &[("bad.tar.gz", gzip(&tar)?)]) {
+            Err(Error::Digest {
+                entry,
+                expected,
+                actual,
+                ..
+            }) => {
+                assert_eq!(entry, format!("{folder}/layer.tar"));
+                assert_eq!(expected, wrong);
+                assert_eq!(actual, sha256_hex(&body));
+            }
+            other => panic!("expected a digest error, got {other:?}"),
+        }
+        assert!(!dir.path().join("out.tar.gz").exists());
+        Ok(())
+    }
+}

@@ -76,6 +76,12 @@ struct Control {
     swallow: u64,
 }
 
+/// Ends the current gzip block (see [`Compressor::cut`]).
+fn cut(control: &RefCell<Control>) -> io::Result<()> {
+    let mut c = control.try_borrow_mut().map_err(io::Error::other)?;
+    c.comp.cut()
+}
+
 /// The tar writer's side of [`Control`].
 struct Sink(Rc<RefCell<Control>>);
 
@@ -167,31 +173,14 @@ impl Emitter<'_> {
             }
             Kind::File(data) => {
                 self.entry(name, node.mode, tarfmt::REGULAR, data.size, Vec::new())?;
-                // A large member's data has gzip blocks of its own (see crate::ahead).
-                let cut = Ahead::wanted(data.size);
-                if cut {
-                    self.cut()?;
-                }
-                self.file(path, node.input, *data)?;
-                if cut {
-                    self.cut()?;
-                }
-                Ok(())
+                self.file(path, node.input, *data)
             }
         }
     }
 
-    /// Ends the current gzip block.
-    fn cut(&mut self) -> Result<(), Error> {
-        let cut = match self.control.try_borrow_mut() {
-            Ok(mut c) => c.comp.cut(),
-            Err(e) => Err(io::Error::other(e)),
-        };
-        cut.map_err(|e| self.out_err(e))
-    }
-
     /// Copies a file's bytes from its input (or its blocks compressed ahead), checking a
-    /// layer's digest on the way.
+    /// layer's digest on the way. A large member's data has gzip blocks of its own: a block
+    /// is cut before and after it (see [`crate::ahead`]).
     fn file(&mut self, path: &[u8], input: usize, data: Data) -> Result<(), Error> {
         let src = self.index.inputs.get(input).ok_or_else(|| {
             self.out_err(io::Error::other(
@@ -208,6 +197,10 @@ impl Emitter<'_> {
         }
         let mut expected = self.digests.expected(path);
         let mut hasher = expected.as_ref().map(|_| Sha256::new());
+        let own_blocks = Ahead::wanted(data.size);
+        if own_blocks {
+            cut(&self.control).map_err(|e| self.out_err(e))?;
+        }
         let mut w = self.tar.entry_writer();
         let mut done = 0u64;
         while done < data.size {
@@ -226,6 +219,13 @@ impl Emitter<'_> {
             })?;
             done += n as u64;
         }
+        if own_blocks {
+            // Before the padding, which belongs to the next block.
+            cut(&self.control).map_err(|source| Error::Output {
+                out: self.out.to_path_buf(),
+                source,
+            })?;
+        }
         w.finish(data.size).map_err(|e| self.data_err(e))?;
         let (Some(expected), Some(h)) = (expected, hasher) else {
             return Ok(());
@@ -233,8 +233,9 @@ impl Emitter<'_> {
         check_digest(src, path, expected, h.finalize().into())
     }
 
-    /// Puts a member's blocks compressed ahead into the stream; the tar writer's copy of its
-    /// data (zeros) is swallowed, so that it still counts and pads the entry.
+    /// Puts a member's blocks compressed ahead into the stream (after a cut, and the next byte
+    /// starts a block); the tar writer's copy of its data (zeros) is swallowed, so that it
+    /// still counts and pads the entry.
     fn file_ahead(
         &mut self,
         path: &[u8],

@@ -333,8 +333,9 @@ fn read_entries<R: Read>(
     while let Some(e) = reader.next_entry()? {
         check_entry(&e)?;
         let sum = ts.begin(&entry_header(&e));
-        if usize::try_from(e.size).is_ok_and(|n| n <= SMALL) {
-            hashers.small(index, sum, reader)?;
+        let size = usize::try_from(e.size).ok().filter(|&n| n <= SMALL);
+        if let Some(size) = size {
+            hashers.small((index, size), sum, reader)?;
         } else {
             hashers.large(index, sum, reader)?;
         }
@@ -397,12 +398,9 @@ impl Shared {
         lock(&self.spare).push(buf);
     }
 
-    /// An empty buffer of at least `capacity` bytes.
-    fn buffer(&self, capacity: usize) -> Vec<u8> {
-        let mut buf = lock(&self.spare).pop().unwrap_or_default();
-        buf.clear();
-        buf.reserve(capacity);
-        buf
+    /// A buffer to reuse (its contents are stale), or a new empty one.
+    fn buffer(&self) -> Vec<u8> {
+        lock(&self.spare).pop().unwrap_or_default()
     }
 }
 
@@ -414,6 +412,8 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 struct Batch {
     entries: Vec<(usize, EntrySum, std::ops::Range<usize>)>,
     data: Vec<u8>,
+    /// Bytes of `data` in use (beyond them, stale bytes of an earlier use).
+    used: usize,
 }
 
 /// A large entry's chunks, hashed in order by one task at a time.
@@ -445,13 +445,14 @@ struct Hashers<'a, 's> {
 impl<'a, 's> Hashers<'a, 's> {
     fn new(scope: &'a rayon::Scope<'s>, shared: &Arc<Shared>) -> Self {
         let shared = Arc::clone(shared);
-        let data = shared.buffer(BATCH_BYTES + SMALL);
+        let data = Vec::new();
         Hashers {
             scope,
             shared,
             batch: Batch {
                 entries: Vec::new(),
                 data,
+                used: 0,
             },
         }
     }
@@ -459,26 +460,33 @@ impl<'a, 's> Hashers<'a, 's> {
     /// Reads a small entry's data into the batch.
     fn small<R: Read>(
         &mut self,
-        index: usize,
+        (index, size): (usize, usize),
         sum: EntrySum,
         reader: &mut Reader<R>,
     ) -> Result<(), Error> {
-        let data = &mut self.batch.data;
-        let start = data.len();
-        // The size said at most SMALL; a sparse entry's data may not agree, and the reader
-        // reports that, so read on until it does or the data ends.
+        let Batch {
+            entries,
+            data,
+            used,
+        } = &mut self.batch;
+        let start = *used;
+        let mut want = size;
+        // The size said at most SMALL; a sparse entry's data may not agree (the reader
+        // reports that), so read until the data ends.
         loop {
-            let at = data.len();
-            data.resize(at + SMALL, 0);
-            let n = fill(reader, &mut data[at..])?;
-            data.truncate(at + n);
-            if n < SMALL {
+            // The buffer keeps its length from use to use: only new bytes are zeroed.
+            if data.len() < *used + want {
+                data.resize(*used + want, 0);
+            }
+            let n = fill(reader, &mut data[*used..*used + want])?;
+            *used += n;
+            if n == 0 {
                 break;
             }
+            want = 64 << 10;
         }
-        let end = data.len();
-        self.batch.entries.push((index, sum, start..end));
-        if self.batch.data.len() >= BATCH_BYTES || self.batch.entries.len() >= BATCH_ENTRIES {
+        entries.push((index, sum, start..*used));
+        if self.batch.used >= BATCH_BYTES || self.batch.entries.len() >= BATCH_ENTRIES {
             self.flush();
         }
         Ok(())
@@ -491,10 +499,11 @@ impl<'a, 's> Hashers<'a, 's> {
         }
         let next = Batch {
             entries: Vec::new(),
-            data: self.shared.buffer(BATCH_BYTES + SMALL),
+            data: self.shared.buffer(),
+            used: 0,
         };
         let batch = std::mem::replace(&mut self.batch, next);
-        let bytes = batch.data.len();
+        let bytes = batch.used;
         self.shared.acquire(bytes);
         let shared = Arc::clone(&self.shared);
         self.scope.spawn(move |_| {
@@ -519,7 +528,8 @@ impl<'a, 's> Hashers<'a, 's> {
         let stream = Arc::new(Stream::default());
         *lock(&stream.sum) = Some((index, sum));
         let result = loop {
-            let mut buf = self.shared.buffer(CHUNK);
+            let mut buf = self.shared.buffer();
+            // A reused buffer is already that long: only a new one is zeroed.
             buf.resize(CHUNK, 0);
             let n = match fill(reader, &mut buf) {
                 Ok(n) => n,
