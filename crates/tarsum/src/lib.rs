@@ -17,11 +17,13 @@
 //! tidy: lookup only (a hash set finds repeated names; nothing iterates it).
 
 use std::collections::{BTreeMap, HashSet};
-use std::io::Read;
+use std::fs::File;
+use std::io::{self, Read, Seek};
+use std::os::unix::fs::FileExt;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 
 use dockertools_common::hash::hex;
-use dockertools_common::tar::reader::{ReadError, Reader};
+use dockertools_common::tar::reader::{ReadError, ReadErrorKind, Reader};
 use sha2::{Digest, Sha256};
 
 mod gosort;
@@ -230,25 +232,57 @@ fn sorted_order(sums: &[(Vec<u8>, [u8; 64])]) -> Vec<usize> {
 /// the cores). With one thread, or when called on one of rayon's own threads, it hashes on
 /// the calling thread.
 pub fn tarsum_of<R: Read>(input: R) -> Result<String, Error> {
-    let reader = Reader::new(input);
+    if rayon::current_num_threads() <= 1 || rayon::current_thread_index().is_some() {
+        return sum_serial(Reader::new(input));
+    }
+    sum_parallel(Reader::new(NoSeek(input)), None, None)
+}
+
+/// Computes the tarsum of the tar in `file`, from its current offset, as [`tarsum_of`] does;
+/// a regular file's large entries are read by the hashing tasks themselves, at their offsets,
+/// while the calling thread reads the headers and seeks past their data.
+pub fn tarsum_of_file(file: &File) -> Result<String, Error> {
+    let mut r = file;
+    let start = r.stream_position().map_err(|e| {
+        Error::Read(ReadError {
+            index: 0,
+            offset: 0,
+            kind: ReadErrorKind::Io(e),
+        })
+    })?;
+    let reader = Reader::new(io::BufReader::with_capacity(64 << 10, r));
     if rayon::current_num_threads() <= 1 || rayon::current_thread_index().is_some() {
         return sum_serial(reader);
     }
-    sum_parallel(reader, None)
+    sum_parallel(reader, None, Some((file, start)))
+}
+
+/// A stream for a reader that wants `Seek` and is never asked to seek (no file is given).
+struct NoSeek<R: Read>(R);
+
+impl<R: Read> Read for NoSeek<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.0.read(buf)
+    }
+}
+
+impl<R: Read> Seek for NoSeek<R> {
+    fn seek(&mut self, _: io::SeekFrom) -> io::Result<u64> {
+        Err(io::Error::new(io::ErrorKind::Unsupported, "not seekable"))
+    }
 }
 
 /// Computes the tarsum with a pool of its own of `threads` hashing threads (1: on the calling
 /// thread). The result does not depend on `threads`.
 pub fn tarsum_with_threads<R: Read>(input: R, threads: usize) -> Result<String, Error> {
-    let reader = Reader::new(input);
     if threads <= 1 {
-        return sum_serial(reader);
+        return sum_serial(Reader::new(input));
     }
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(threads)
         .build()
         .map_err(|_| Error::Worker)?;
-    sum_parallel(reader, Some(&pool))
+    sum_parallel(Reader::new(NoSeek(input)), Some(&pool), None)
 }
 
 fn check_entry(e: &dockertools_common::tar::reader::Entry) -> Result<(), Error> {
@@ -298,22 +332,22 @@ fn sum_serial<R: Read>(mut reader: Reader<R>) -> Result<String, Error> {
 
 /// The calling thread parses the archive and hands the data to [`Hashers`] on `pool` (rayon's
 /// global pool when `None`); the scope ends once every task has, so the sums are all there.
-fn sum_parallel<R: Read>(
+/// With `file` (the archive's file and the offset it starts at), large entries are read by
+/// the tasks at their offsets.
+fn sum_parallel<R: Read + Seek>(
     mut reader: Reader<R>,
     pool: Option<&rayon::ThreadPool>,
+    file: Option<(&File, u64)>,
 ) -> Result<String, Error> {
     let shared = Arc::new(Shared::default());
-    let read = |scope: &rayon::Scope<'_>| {
-        let mut hashers = Hashers::new(scope, &shared);
-        let read = read_entries(&mut reader, &mut hashers);
-        // What was handed over is hashed, error or not.
-        hashers.flush();
-        read
-    };
     match pool {
-        Some(pool) => pool.in_place_scope(read),
-        None => rayon::in_place_scope(read),
+        Some(pool) => pool.in_place_scope(|scope| read_all(scope, &shared, &mut reader, file)),
+        None => rayon::in_place_scope(|scope| read_all(scope, &shared, &mut reader, file)),
     }?;
+    // A task reading ahead failed on an earlier entry than any the reader reached.
+    if let Some(e) = lock(&shared.failed).take() {
+        return Err(Error::Read(e));
+    }
     let mut all = std::mem::take(&mut *lock(&shared.done));
     all.sort_unstable_by_key(|(i, _, _)| *i);
     let mut ts = TarSum::new();
@@ -324,9 +358,24 @@ fn sum_parallel<R: Read>(
     Ok(ts.finish())
 }
 
-fn read_entries<R: Read>(
+/// Reads every entry, handing the data to hashing tasks in `scope`.
+fn read_all<'s, R: Read + Seek>(
+    scope: &rayon::Scope<'s>,
+    shared: &Arc<Shared>,
     reader: &mut Reader<R>,
-    hashers: &mut Hashers<'_, '_>,
+    file: Option<(&'s File, u64)>,
+) -> Result<(), Error> {
+    let mut hashers = Hashers::new(scope, shared);
+    let read = read_entries(reader, &mut hashers, file);
+    // What was handed over is hashed, error or not.
+    hashers.flush();
+    read
+}
+
+fn read_entries<'s, R: Read + Seek>(
+    reader: &mut Reader<R>,
+    hashers: &mut Hashers<'_, 's>,
+    file: Option<(&'s File, u64)>,
 ) -> Result<(), Error> {
     let ts = TarSum::new();
     let mut index = 0usize;
@@ -336,12 +385,35 @@ fn read_entries<R: Read>(
         let size = usize::try_from(e.size).ok().filter(|&n| n <= SMALL);
         if let Some(size) = size {
             hashers.small((index, size), sum, reader)?;
+        } else if let (Some((file, start)), true) = (file, contiguous(&e)) {
+            let at = Region {
+                file,
+                offset: start + reader.offset(),
+                size: e.size.unsigned_abs(),
+                entry: (e.index, e.offset),
+            };
+            reader.seek_past_data()?;
+            hashers.at(index, sum, at);
         } else {
             hashers.large(index, sum, reader)?;
         }
         index += 1;
     }
     Ok(())
+}
+
+/// Whether an entry's data is its bytes in the archive, as they stand (not a sparse file).
+fn contiguous(e: &dockertools_common::tar::reader::Entry) -> bool {
+    matches!(e.typeflag, b'0' | b'7') && !e.pax.iter().any(|(k, _)| k.starts_with(b"GNU.sparse"))
+}
+
+/// Where a large entry's data is in the archive's file, and the entry (index, offset) for
+/// messages.
+struct Region<'f> {
+    file: &'f File,
+    offset: u64,
+    size: u64,
+    entry: (u64, u64),
 }
 
 /// Entries up to this size are read whole and hashed in batches.
@@ -374,6 +446,8 @@ struct Shared {
     drained: Condvar,
     /// Entries hashed so far, in any order.
     done: Mutex<Vec<Finished>>,
+    /// The first entry (by index) whose data a task could not read.
+    failed: Mutex<Option<ReadError>>,
     /// Buffers to reuse, so that no chunk is allocated (and its pages faulted) twice.
     spare: Mutex<Vec<Vec<u8>>>,
 }
@@ -470,7 +544,8 @@ impl<'a, 's> Hashers<'a, 's> {
             used,
         } = &mut self.batch;
         let start = *used;
-        let mut want = size;
+        // At least one byte asked for: the read that finds the end also finds data left over.
+        let mut want = size.max(1);
         // The size said at most SMALL; a sparse entry's data may not agree (the reader
         // reports that), so read until the data ends.
         loop {
@@ -480,7 +555,7 @@ impl<'a, 's> Hashers<'a, 's> {
             }
             let n = fill(reader, &mut data[*used..*used + want])?;
             *used += n;
-            if n == 0 {
+            if n < want {
                 break;
             }
             want = 64 << 10;
@@ -551,6 +626,25 @@ impl<'a, 's> Hashers<'a, 's> {
         result
     }
 
+    /// Hashes a large entry in a task of its own that reads its data at its offset.
+    fn at(&self, index: usize, mut sum: EntrySum, at: Region<'s>) {
+        let shared = Arc::clone(&self.shared);
+        self.scope.spawn(move |_| match hash_region(&mut sum, &at) {
+            Ok(()) => lock(&shared.done).push(finish_sum(index, sum)),
+            Err(kind) => {
+                let (index, offset) = at.entry;
+                let mut failed = lock(&shared.failed);
+                if failed.as_ref().is_none_or(|f| f.index > index) {
+                    *failed = Some(ReadError {
+                        index,
+                        offset,
+                        kind,
+                    });
+                }
+            }
+        });
+    }
+
     /// Queues a chunk, starting a task for the stream when none is running.
     fn push(&self, stream: &Arc<Stream>, chunk: Vec<u8>) {
         let mut queue = lock(&stream.queue);
@@ -594,6 +688,36 @@ fn finish_stream(stream: &Stream, shared: &Shared) {
     if let Some((index, sum)) = lock(&stream.sum).take() {
         lock(&shared.done).push(finish_sum(index, sum));
     }
+}
+
+/// Reads a region of the archive's file into `sum`, a chunk at a time.
+fn hash_region(sum: &mut EntrySum, at: &Region<'_>) -> Result<(), ReadErrorKind> {
+    thread_local! {
+        /// Each thread's read buffer, made (and its pages faulted) once.
+        static BUF: std::cell::RefCell<Vec<u8>> = std::cell::RefCell::new(vec![0u8; SMALL]);
+    }
+    BUF.with(|buf| hash_region_with(sum, at, &mut buf.borrow_mut()))
+}
+
+fn hash_region_with(
+    sum: &mut EntrySum,
+    at: &Region<'_>,
+    buf: &mut [u8],
+) -> Result<(), ReadErrorKind> {
+    let mut done = 0u64;
+    while done < at.size {
+        let want = (at.size - done).min(buf.len() as u64) as usize;
+        match at.file.read_at(&mut buf[..want], at.offset + done) {
+            Ok(0) => return Err(ReadErrorKind::UnexpectedEof),
+            Ok(n) => {
+                sum.update(&buf[..n]);
+                done += n as u64;
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(ReadErrorKind::Io(e)),
+        }
+    }
+    Ok(())
 }
 
 /// Reads entry data until `buf` is full or the entry ends; returns the bytes read.
@@ -668,6 +792,72 @@ mod tests {
         assert_eq!(tarsum_with_threads(&tar[..], 2)?, one);
         assert_eq!(tarsum_with_threads(&tar[..], 7)?, one);
         Ok(())
+    }
+
+    /// An archive with entries on both sides of SMALL and of CHUNK.
+    fn mixed_sizes() -> Vec<u8> {
+        let mut tar = Vec::new();
+        let mut w = dockertools_common::tar::writer::TarWriter::new(&mut tar);
+        for (i, size) in [0, 5, SMALL, SMALL + 1, 3 * CHUNK + 17, 100, CHUNK]
+            .into_iter()
+            .enumerate()
+        {
+            let h = dockertools_common::tar::Header {
+                name: format!("f{i}").into_bytes(),
+                mode: 0o644,
+                size: size as u64,
+                typeflag: b'0',
+                ..Default::default()
+            };
+            let mut head = Vec::new();
+            dockertools_common::tar::pax::encode(&h, &mut head);
+            w.raw(&head).unwrap();
+            let data: Vec<u8> = (0..size).map(|j| (j * 31 % 253) as u8).collect();
+            w.data_bytes(&data).unwrap();
+        }
+        w.finish().unwrap();
+        tar
+    }
+
+    #[test]
+    fn a_file_read_at_offsets_has_the_sum_of_the_stream() -> Result<(), Box<dyn std::error::Error>>
+    {
+        use std::io::{Seek, Write};
+        let tar = mixed_sizes();
+        let want = tarsum_with_threads(&tar[..], 1)?;
+        let mut file = tempfile::tempfile()?;
+        // Not at the start of the file: the archive starts at the file's offset.
+        file.write_all(b"skipped")?;
+        file.write_all(&tar)?;
+        for threads in [1, 2, 3] {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()?;
+            file.seek(io::SeekFrom::Start(7))?;
+            // On the calling thread, with the pool's width (not on one of its threads).
+            let got = pool.in_place_scope(|_| message(tarsum_of_file(&file)));
+            assert_eq!(got, want, "{threads} threads");
+        }
+        // Cut inside a large entry's data: the error names that entry, as a stream's does.
+        let cut = &tar[..2 * SMALL + CHUNK];
+        let stream = message(tarsum_with_threads(cut, 1));
+        let mut short = tempfile::tempfile()?;
+        short.write_all(cut)?;
+        short.seek(io::SeekFrom::Start(0))?;
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(2).build()?;
+        assert_eq!(
+            pool.in_place_scope(|_| message(tarsum_of_file(&short))),
+            stream
+        );
+        assert!(stream.contains("entry 4 "), "{stream}");
+        Ok(())
+    }
+
+    fn message(r: Result<String, Error>) -> String {
+        match r {
+            Ok(sum) => sum,
+            Err(e) => e.to_string(),
+        }
     }
 
     #[test]
