@@ -351,8 +351,8 @@ fn compress_block(level: i32, input: &[u8], last: bool) -> io::Result<GzBlock> {
     })
 }
 
-/// Gzip blocks compressed on rayon's pool (the one pool every parallel stage draws on) and
-/// handed back in the order they were submitted. Blocks compressed elsewhere (ahead of time)
+/// Gzip blocks compressed on rayon's global pool (the one pool every parallel stage draws on)
+/// and handed back in the order they were submitted. Blocks compressed elsewhere (ahead of time)
 /// can take their place in that order with [`GzBlocks::push_done`].
 pub struct GzBlocks {
     level: i32,
@@ -381,9 +381,18 @@ impl GzBlocks {
     }
 
     /// Hands `input` to the pool as the next block; `last` ends the deflate stream.
+    /// On one of rayon's own threads (a stage that is itself one of many parallel tasks, such
+    /// as one layer of several) the block is compressed at once instead: waiting there for
+    /// other tasks could leave every thread waiting, and the parallelism is the caller's.
     pub fn submit(&mut self, input: Vec<u8>, last: bool) {
-        let (seq, level, tx) = (self.submitted, self.level, self.tx.clone());
+        let seq = self.submitted;
         self.submitted += 1;
+        if rayon::current_thread_index().is_some() {
+            self.ready
+                .insert(seq, compress_block(self.level, &input, last));
+            return;
+        }
+        let (level, tx) = (self.level, self.tx.clone());
         rayon::spawn(move || {
             let _ = tx.send((seq, compress_block(level, &input, last)));
         });
@@ -420,29 +429,16 @@ impl GzBlocks {
             let (seq, block) = match self.rx.try_recv() {
                 Ok(done) => done,
                 Err(_) if !wait => return None,
-                Err(_) => self.wait()?,
+                // A job cannot vanish without sending (rayon aborts the process on a panicking
+                // spawned job), and the sender in `self` keeps the channel open: this only
+                // guards. Blocks are spawned only from outside the pool, so this wait never
+                // holds one of its threads.
+                Err(_) => self
+                    .rx
+                    .recv()
+                    .unwrap_or_else(|_| (self.taken, Err(stopped()))),
             };
             self.ready.insert(seq, block);
-        }
-    }
-
-    /// Waits for any block. On one of rayon's threads it runs pending jobs meanwhile, so a
-    /// pool of one thread cannot wait on itself.
-    fn wait(&mut self) -> Option<Done> {
-        while rayon::current_thread_index().is_some() {
-            if let Ok(done) = self.rx.try_recv() {
-                return Some(done);
-            }
-            if rayon::yield_now() != Some(rayon::Yield::Executed) {
-                // Nothing left to run here: every block is running on another thread.
-                break;
-            }
-        }
-        // A job cannot vanish without sending (rayon aborts the process on a panicking
-        // spawned job); the sender in `self` keeps the channel open, so this only guards.
-        match self.rx.recv() {
-            Ok(done) => Some(done),
-            Err(_) => Some((self.taken, Err(stopped()))),
         }
     }
 }
@@ -609,22 +605,24 @@ mod tests {
     #[test]
     fn gzip_round_trips_and_ignores_thread_count() -> io::Result<()> {
         let data = sample(5 * GZ_BLOCK + 12345);
-        let compress = |threads: usize| -> io::Result<Vec<u8>> {
+        let compress = || -> io::Result<Vec<u8>> {
+            let mut c = Compressor::new(Vec::new(), Compression::Gzip, 6)?;
+            for chunk in data.chunks(777_777) {
+                c.write_all(chunk)?;
+            }
+            c.finish()
+        };
+        // On the global pool's threads (from this thread, outside the pool), and on the
+        // calling thread alone (inside a pool, as one task of many).
+        let parallel = compress()?;
+        for threads in [1, 2, 8] {
             let pool = rayon::ThreadPoolBuilder::new()
                 .num_threads(threads)
                 .build()
                 .map_err(io::Error::other)?;
-            pool.install(|| {
-                let mut c = Compressor::new(Vec::new(), Compression::Gzip, 6)?;
-                for chunk in data.chunks(777_777) {
-                    c.write_all(chunk)?;
-                }
-                c.finish()
-            })
-        };
-        let one = compress(1)?;
-        assert_eq!(compress(2)?, one);
-        assert_eq!(compress(8)?, one);
+            assert!(pool.install(compress)? == parallel, "{threads} threads");
+        }
+        let one = parallel;
         let mut back = Vec::new();
         flate2::read::GzDecoder::new(&one[..]).read_to_end(&mut back)?;
         assert_eq!(back, data);
