@@ -2,10 +2,10 @@
 //!
 //! Gzip output carries no file name and no timestamp (as `pigz -n`), so the bytes depend
 //! only on the input and the level. Both compressors are parallel and deterministic:
-//! gzip cuts the input into fixed 1 MiB blocks, compresses each on its own with libdeflate on
-//! worker threads (as many as rayon's) and joins them into one deflate stream with sync
-//! flushes; zstd uses its own worker threads, whose output does not depend on how many there
-//! are.
+//! gzip cuts the input into fixed 1 MiB blocks (and where the caller cuts), compresses each on
+//! its own with libdeflate on rayon's pool and joins them into one deflate stream with sync
+//! flushes; zstd uses its own worker threads (as many as rayon's pool has), whose output does
+//! not depend on how many there are.
 //! So the compressed bytes depend only on the input, the format and the level, never on the
 //! number of threads or the machine.
 //!
