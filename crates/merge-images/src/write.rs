@@ -2,9 +2,9 @@
 //! `tar --sort=name --hard-dereference --owner=0 --group=0 --mtime=@N --xform s:^./:: -c .`
 //! gives, through the compressor.
 //!
-//! A layer member is hashed while it is copied; bytes that do not match the digest its image
-//! config gives it ([`crate::digests`]) are an error, so a corrupt input never becomes an image
-//! that looks whole.
+//! A layer member is hashed while it is copied (or was, when its blocks were compressed
+//! ahead); bytes that do not match the digest its image config gives it ([`crate::digests`])
+//! are an error, so a corrupt input never becomes an image that looks whole.
 
 use std::cell::RefCell;
 use std::io::{self, Write};
@@ -14,8 +14,9 @@ use std::rc::Rc;
 use dockertools_common::atomic::AtomicFile;
 use dockertools_common::compress::{Compression, Compressor};
 use dockertools_common::hash::hex;
-use dockertools_common::tar::writer::{DataError, TarWriter};
-use dockertools_common::tar::{self as tarfmt, gnu, Header};
+use dockertools_common::tar::gnu::GnuOptions;
+use dockertools_common::tar::writer::{Data as TarData, DataError, TarWriter};
+use dockertools_common::tar::{self as tarfmt, Dialect, Header};
 use sha2::{Digest, Sha256};
 
 use crate::ahead::{Ahead, Member};
@@ -47,19 +48,25 @@ pub(crate) fn write(
         source,
     };
     let comp = Compressor::new(file, format.compression, format.level).map_err(out_err)?;
+    // `--owner=0 --group=0`: GNU tar names them `root`, in the `././@LongLink` records too.
+    let dialect = Dialect::Gnu(GnuOptions {
+        numeric_owner: false,
+    });
     let control = Rc::new(RefCell::new(Control { comp, swallow: 0 }));
     let mut w = Emitter {
-        tar: TarWriter::new(Sink(Rc::clone(&control))),
+        tar: TarWriter::new(Out(Rc::clone(&control)), dialect),
         control,
         index,
         digests,
         level: format.level,
         mtime: format.mtime,
         out,
-        head: Vec::new(),
         buf: vec![0u8; 1 << 20],
     };
-    w.entry(b"./".to_vec(), 0o755, tarfmt::DIR, 0, Vec::new())?;
+    w.append(
+        &w.header(b"./".to_vec(), 0o755, tarfmt::DIR),
+        TarData::Empty,
+    )?;
     index.tree.walk(|path, node| w.node(path, node))?;
     drop(w.tar.finish().map_err(out_err)?);
     let control = Rc::try_unwrap(w.control)
@@ -67,8 +74,8 @@ pub(crate) fn write(
     control.into_inner().comp.finish().map_err(out_err)
 }
 
-/// The output's compressor, shared by the tar writer (through [`Sink`]) and the emitter,
-/// which cuts gzip blocks around large members and puts blocks compressed ahead of time
+/// The output's compressor, shared by the tar writer (through [`Out`]) and the emitter, which
+/// cuts gzip blocks around large members and puts blocks compressed ahead of time
 /// ([`crate::ahead`]) in place of their data.
 struct Control {
     comp: Compressor<AtomicFile>,
@@ -76,20 +83,14 @@ struct Control {
     swallow: u64,
 }
 
-/// Ends the current gzip block (see [`Compressor::cut`]).
-fn cut(control: &RefCell<Control>) -> io::Result<()> {
-    let mut c = control.try_borrow_mut().map_err(io::Error::other)?;
-    c.comp.cut()
-}
-
 /// The tar writer's side of [`Control`].
-struct Sink(Rc<RefCell<Control>>);
+struct Out(Rc<RefCell<Control>>);
 
-impl Write for Sink {
+impl Write for Out {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         let mut c = self.0.try_borrow_mut().map_err(io::Error::other)?;
         if c.swallow > 0 {
-            let n = (c.swallow.min(buf.len() as u64)) as usize;
+            let n = c.swallow.min(buf.len() as u64) as usize;
             c.swallow -= n as u64;
             return Ok(n);
         }
@@ -101,9 +102,15 @@ impl Write for Sink {
     }
 }
 
+/// Ends the current gzip block (see [`Compressor::cut`]).
+fn cut(control: &RefCell<Control>) -> io::Result<()> {
+    let mut c = control.try_borrow_mut().map_err(io::Error::other)?;
+    c.comp.cut()
+}
+
 /// Writes entries into the tar.
 struct Emitter<'a> {
-    tar: TarWriter<Sink>,
+    tar: TarWriter<Out>,
     control: Rc<RefCell<Control>>,
     index: &'a Index,
     digests: &'a Digests,
@@ -111,7 +118,6 @@ struct Emitter<'a> {
     level: i32,
     mtime: i64,
     out: &'a Path,
-    head: Vec<u8>,
     buf: Vec<u8>,
 }
 
@@ -123,57 +129,46 @@ impl Emitter<'_> {
         }
     }
 
-    /// Writes one header as GNU tar does with `--owner=0 --group=0` (names `root`).
-    fn entry(
-        &mut self,
-        name: Vec<u8>,
-        mode: u32,
-        typeflag: u8,
-        size: u64,
-        linkname: Vec<u8>,
-    ) -> Result<(), Error> {
-        let header = Header {
+    /// The header GNU tar writes with `--owner=0 --group=0` (names `root`).
+    fn header(&self, name: Vec<u8>, mode: u32, typeflag: u8) -> Header {
+        Header {
             name,
             mode,
-            size,
             mtime: self.mtime,
             typeflag,
-            linkname,
             uname: b"root".to_vec(),
             gname: b"root".to_vec(),
             ..Header::default()
-        };
-        self.head.clear();
-        let opts = gnu::GnuOptions {
-            numeric_owner: false,
-        };
-        gnu::encode(&header, opts, &mut self.head)?;
-        let head = std::mem::take(&mut self.head);
-        let written = self.tar.raw(&head);
-        self.head = head;
-        written.map_err(|e| self.out_err(e))
+        }
+    }
+
+    fn append(&mut self, h: &Header, data: TarData<'_>) -> Result<(), Error> {
+        self.tar
+            .append(h, data)
+            .map_err(|e| data_err(self.out, h, e))
     }
 
     fn node(&mut self, path: &[u8], node: &Node) -> Result<(), Error> {
-        let name = path.to_vec();
+        let mut h = self.header(path.to_vec(), node.mode, tarfmt::REGULAR);
         match &node.kind {
             Kind::Dir => {
-                let mut name = name;
-                name.push(b'/');
-                self.entry(name, node.mode, tarfmt::DIR, 0, Vec::new())
+                h.name.push(b'/');
+                h.typeflag = tarfmt::DIR;
+                self.append(&h, TarData::Empty)
             }
             Kind::Symlink(target) => {
-                let target = target.strip_prefix(b"./").unwrap_or(target).to_vec();
-                self.entry(name, 0o777, tarfmt::SYMLINK, 0, target)
+                h.mode = 0o777;
+                h.typeflag = tarfmt::SYMLINK;
+                h.linkname = target.strip_prefix(b"./").unwrap_or(target).to_vec();
+                self.append(&h, TarData::Empty)
             }
             Kind::Generated(bytes) => {
-                let size = bytes.len() as u64;
-                self.entry(name, node.mode, tarfmt::REGULAR, size, Vec::new())?;
-                self.tar.data_bytes(bytes).map_err(|e| self.out_err(e))
+                h.size = bytes.len() as u64;
+                self.append(&h, TarData::Bytes(bytes))
             }
             Kind::File(data) => {
-                self.entry(name, node.mode, tarfmt::REGULAR, data.size, Vec::new())?;
-                self.file(path, node.input, *data)
+                h.size = data.size;
+                self.file(&h, path, node.input, *data)
             }
         }
     }
@@ -181,27 +176,32 @@ impl Emitter<'_> {
     /// Copies a file's bytes from its input (or its blocks compressed ahead), checking a
     /// layer's digest on the way. A large member's data has gzip blocks of its own: a block
     /// is cut before and after it (see [`crate::ahead`]).
-    fn file(&mut self, path: &[u8], input: usize, data: Data) -> Result<(), Error> {
+    fn file(&mut self, h: &Header, path: &[u8], input: usize, data: Data) -> Result<(), Error> {
         let src = self.index.inputs.get(input).ok_or_else(|| {
             self.out_err(io::Error::other(
                 "a member of an input that was not indexed",
             ))
         })?;
         let ahead = self.index.ahead.as_ref();
-        if let Some((ahead, member)) =
-            ahead.and_then(|a| Some((a, a.get((input, data.offset), self.level)?)))
-        {
+        let key = (input, data.offset);
+        if let Some((ahead, member)) = ahead.and_then(|a| Some((a, a.get(key, self.level)?))) {
             if member.size == data.size {
-                return self.file_ahead(path, src, ahead, member);
+                return self.file_ahead(h, path, src, (ahead, member));
             }
         }
         let mut expected = self.digests.expected(path);
         let mut hasher = expected.as_ref().map(|_| Sha256::new());
         let own_blocks = Ahead::wanted(data.size);
+        let mut w = self
+            .tar
+            .append_writer(h)
+            .map_err(|e| data_err(self.out, h, e))?;
         if own_blocks {
-            cut(&self.control).map_err(|e| self.out_err(e))?;
+            cut(&self.control).map_err(|source| Error::Output {
+                out: self.out.to_path_buf(),
+                source,
+            })?;
         }
-        let mut w = self.tar.entry_writer();
         let mut done = 0u64;
         while done < data.size {
             let n = (data.size - done).min(self.buf.len() as u64) as usize;
@@ -226,7 +226,7 @@ impl Emitter<'_> {
                 source,
             })?;
         }
-        w.finish(data.size).map_err(|e| self.data_err(e))?;
+        w.finish().map_err(|e| data_err(self.out, h, e))?;
         let (Some(expected), Some(h)) = (expected, hasher) else {
             return Ok(());
         };
@@ -238,53 +238,47 @@ impl Emitter<'_> {
     /// still counts and pads the entry.
     fn file_ahead(
         &mut self,
+        h: &Header,
         path: &[u8],
         src: &Input,
-        ahead: &Ahead,
-        member: &Member,
+        (ahead, member): (&Ahead, &Member),
     ) -> Result<(), Error> {
-        let cache_err = |source| Error::Cache {
-            out: self.out.to_path_buf(),
+        let out = self.out;
+        let out_err = |source| Error::Output {
+            out: out.to_path_buf(),
             source,
         };
+        let mut w = self
+            .tar
+            .append_writer(h)
+            .map_err(|e| data_err(self.out, h, e))?;
         {
             let mut c = self
                 .control
                 .try_borrow_mut()
-                .map_err(|e| self.out_err(io::Error::other(e)))?;
+                .map_err(|e| out_err(io::Error::other(e)))?;
             for block in ahead.blocks(member) {
-                c.comp
-                    .write_block(block.map_err(cache_err)?)
-                    .map_err(|e| self.out_err(e))?;
+                let block = block.map_err(|source| Error::Cache {
+                    out: out.to_path_buf(),
+                    source,
+                })?;
+                c.comp.write_block(block).map_err(out_err)?;
             }
             c.swallow = member.size;
         }
         self.buf.fill(0);
-        let mut w = self.tar.entry_writer();
         let mut left = member.size;
         while left > 0 {
             let n = left.min(self.buf.len() as u64) as usize;
-            w.write_all(&self.buf[..n])
-                .map_err(|source| Error::Output {
-                    out: self.out.to_path_buf(),
-                    source,
-                })?;
+            w.write_all(&self.buf[..n]).map_err(out_err)?;
             left -= n as u64;
         }
-        w.finish(member.size).map_err(|e| self.data_err(e))?;
-        let expected = self.digests.expected(path);
-        match expected {
+        w.finish().map_err(|e| data_err(self.out, h, e))?;
+        match self.digests.expected(path) {
             Some(e) if !stored_compressed(&Some(e.clone()), &member.head) => {
                 check_digest(src, path, e, member.sha256)
             }
             _ => Ok(()),
-        }
-    }
-
-    fn data_err(&self, e: DataError) -> Error {
-        match e {
-            DataError::Write(source) | DataError::Read(source) => self.out_err(source),
-            other => self.out_err(io::Error::other(other.to_string())),
         }
     }
 }
@@ -303,12 +297,25 @@ fn check_digest(
         input: src.path.clone(),
         entry: String::from_utf8_lossy(path).into_owned(),
         expected: hex(&want),
-        from: match source {
-            Source::DiffId(config) => format!("its diff_id in {config}"),
-            Source::Name => "its name".into(),
-        },
+        from: source,
         actual: hex(&got),
     })
+}
+
+/// Entry `h` could not be written: the output's fault, or a header that does not fit.
+fn data_err(out: &Path, h: &Header, e: DataError) -> Error {
+    let source = match e {
+        DataError::Header(source) => {
+            let entry = String::from_utf8_lossy(&h.name).into_owned();
+            return Error::Overflow { entry, source };
+        }
+        DataError::Write(source) | DataError::Read(source) => source,
+        other => io::Error::other(other),
+    };
+    Error::Output {
+        out: out.to_path_buf(),
+        source,
+    }
 }
 
 /// Whether a member whose digest comes from a diff_id starts like a gzip or zstd stream: its

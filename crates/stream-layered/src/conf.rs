@@ -37,12 +37,12 @@ pub enum ConfError {
     #[error("missing key {0:?} (a conf has all of uid, gid, uname and gname, or none of them)")]
     OwnerIncomplete(&'static str),
     /// A key has a value of the wrong kind.
-    #[error("key {key:?}: {why}")]
+    #[error("key {key:?}: {problem}")]
     Bad {
         /// The key.
         key: &'static str,
         /// What is wrong.
-        why: String,
+        problem: BadValue,
     },
     /// An id that is not between 0 and 2^64-1.
     #[error("key {key:?}: {value} is out of range (an id is from 0 to 18446744073709551615)")]
@@ -52,6 +52,36 @@ pub enum ConfError {
         /// The value as written in the conf.
         value: String,
     },
+}
+
+/// What is wrong with a conf value (each carries the value: a string's text, or the JSON of
+/// anything else).
+#[derive(Debug, thiserror::Error)]
+pub enum BadValue {
+    /// Not a string.
+    #[error("expected a string, found {0}")]
+    NotString(String),
+    /// A string that is not a time.
+    #[error("{0:?} is not an ISO 8601 time")]
+    NotTime(String),
+    /// A JSON number that neither Rust nor Python reads as a number.
+    #[error("{0} is not a number")]
+    NotNumber(String),
+    /// A string that `int()` does not read.
+    #[error("{0:?} is not an integer")]
+    NotIntegerText(String),
+    /// Neither a number, a string nor a boolean.
+    #[error("expected an integer, found {0}")]
+    NotInteger(String),
+    /// `from_image` that is neither a string nor `null`.
+    #[error("expected a path or null, found {0}")]
+    NotPath(String),
+    /// `store_layers` that is not a list of lists.
+    #[error("expected a list of lists of store paths")]
+    NotLayerList,
+    /// A store path that is not a string.
+    #[error("store paths must be strings")]
+    StorePathNotString,
 }
 
 /// The parsed conf.
@@ -97,7 +127,7 @@ fn string(m: &Map<String, Value>, key: &'static str) -> Result<String, ConfError
         Value::String(s) => Ok(s.clone()),
         other => Err(ConfError::Bad {
             key,
-            why: format!("expected a string, found {other}"),
+            problem: BadValue::NotString(other.to_string()),
         }),
     }
 }
@@ -107,9 +137,9 @@ fn time(m: &Map<String, Value>, key: &'static str, now: DateTime) -> Result<Date
     if s == "now" {
         return Ok(now);
     }
-    isotime::parse(&s).ok_or_else(|| ConfError::Bad {
+    isotime::parse(&s).ok_or(ConfError::Bad {
         key,
-        why: format!("{s:?} is not an ISO 8601 time"),
+        problem: BadValue::NotTime(s),
     })
 }
 
@@ -124,10 +154,10 @@ fn id(m: &Map<String, Value>, key: &'static str) -> Result<u64, ConfError> {
                 Err(_) => {
                     // A float, truncated toward zero as `int()` does; one beyond u64's range
                     // (1e400 included, which Python reads as infinity) is out of range.
-                    let f = text.parse::<f64>().map_err(|_| ConfError::Bad {
-                        key,
-                        why: format!("{text} is not a number"),
-                    })?;
+                    let Ok(f) = text.parse::<f64>() else {
+                        let problem = BadValue::NotNumber(text);
+                        return Err(ConfError::Bad { key, problem });
+                    };
                     if !(f > -1.0 && f < 18_446_744_073_709_551_616.0) {
                         return Err(out_of_range(text));
                     }
@@ -140,13 +170,13 @@ fn id(m: &Map<String, Value>, key: &'static str) -> Result<u64, ConfError> {
             let t = s.trim().replace('_', "");
             t.parse::<i128>().map_err(|_| ConfError::Bad {
                 key,
-                why: format!("{s:?} is not an integer"),
+                problem: BadValue::NotIntegerText(s.clone()),
             })?
         }
         other => {
             return Err(ConfError::Bad {
                 key,
-                why: format!("expected an integer, found {other}"),
+                problem: BadValue::NotInteger(other.to_string()),
             })
         }
     };
@@ -159,30 +189,30 @@ fn from_image(m: &Map<String, Value>) -> Result<Option<PathBuf>, ConfError> {
         Some(Value::String(s)) => Ok(Some(PathBuf::from(s))),
         Some(other) => Err(ConfError::Bad {
             key: "from_image",
-            why: format!("expected a path or null, found {other}"),
+            problem: BadValue::NotPath(other.to_string()),
         }),
     }
 }
 
 fn store_layers(m: &Map<String, Value>) -> Result<Vec<Vec<String>>, ConfError> {
-    let bad = |why: &str| ConfError::Bad {
+    let bad = |problem| ConfError::Bad {
         key: "store_layers",
-        why: why.into(),
+        problem,
     };
     let Value::Array(layers) = get(m, "store_layers")? else {
-        return Err(bad("expected a list of lists of store paths"));
+        return Err(bad(BadValue::NotLayerList));
     };
     layers
         .iter()
         .map(|layer| {
             let Value::Array(paths) = layer else {
-                return Err(bad("expected a list of lists of store paths"));
+                return Err(bad(BadValue::NotLayerList));
             };
             paths
                 .iter()
                 .map(|p| match p {
                     Value::String(s) => Ok(s.clone()),
-                    _ => Err(bad("store paths must be strings")),
+                    _ => Err(bad(BadValue::StorePathNotString)),
                 })
                 .collect()
         })
@@ -378,20 +408,36 @@ mod tests {
 
     #[test]
     fn values_of_the_wrong_kind_name_their_key() {
-        let cases: [(&str, Value); 6] = [
-            ("uid", serde_json::json!("abc")),
-            ("uid", serde_json::json!([1])),
-            ("uname", serde_json::json!(5)),
-            ("created", serde_json::json!("yesterday")),
-            ("from_image", serde_json::json!(3)),
-            ("store_layers", serde_json::json!([["/nix/store/a", 5]])),
+        let cases: [(&str, Value, &str); 6] = [
+            ("uid", serde_json::json!("abc"), "\"abc\" is not an integer"),
+            (
+                "uid",
+                serde_json::json!([1]),
+                "expected an integer, found [1]",
+            ),
+            ("uname", serde_json::json!(5), "expected a string, found 5"),
+            (
+                "created",
+                serde_json::json!("yesterday"),
+                "\"yesterday\" is not an ISO 8601 time",
+            ),
+            (
+                "from_image",
+                serde_json::json!(3),
+                "expected a path or null, found 3",
+            ),
+            (
+                "store_layers",
+                serde_json::json!([["/nix/store/a", 5]]),
+                "store paths must be strings",
+            ),
         ];
-        for (key, v) in cases {
+        for (key, v, why) in cases {
             let e = conf_with(|m| {
                 m.insert(key.into(), v.clone());
             });
             assert!(
-                matches!(&e, Err(ConfError::Bad { key: k, .. }) if *k == key),
+                matches!(&e, Err(ConfError::Bad { key: k, problem }) if *k == key && problem.to_string() == why),
                 "{key}: {e:?}"
             );
         }

@@ -12,8 +12,8 @@ use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use dockertools_common::compress::Compressor;
 use dockertools_common::hash::{sha256_hex, HashingWriter};
 use dockertools_common::py::{bytes_code_points, repr_str_list, str_code_points};
-use dockertools_common::tar::writer::{DataError, TarWriter};
-use dockertools_common::tar::{self as tarfmt, pax, Header};
+use dockertools_common::tar::writer::{Data, DataError, TarWriter};
+use dockertools_common::tar::{self as tarfmt, Dialect, Header};
 
 use crate::image::{self, LayerInfo};
 use crate::layer::{self, LayerError, LayerOwner};
@@ -82,7 +82,6 @@ fn member_header(name: &[u8], size: u64, mtime: i64) -> Header {
 struct Archive<'p, W: Write> {
     tar: TarWriter<W>,
     layers: Vec<LayerInfo>,
-    head: Vec<u8>,
     progress: &'p mut dyn Write,
 }
 
@@ -92,15 +91,11 @@ impl<W: Write> Archive<'_, W> {
         let _ = writeln!(self.progress, "{line}");
     }
 
-    fn header(&mut self, h: &Header) -> Result<(), Error> {
-        self.head.clear();
-        pax::encode(h, &mut self.head);
-        self.tar.raw(&self.head).map_err(Error::Write)
-    }
-
     fn bytes_member(&mut self, name: &[u8], bytes: &[u8], mtime: i64) -> Result<(), Error> {
-        self.header(&member_header(name, bytes.len() as u64, mtime))?;
-        self.tar.data_bytes(bytes).map_err(Error::Write)
+        let h = member_header(name, bytes.len() as u64, mtime);
+        self.tar
+            .append(&h, Data::Bytes(bytes))
+            .map_err(Error::member(name))
     }
 }
 
@@ -115,9 +110,8 @@ pub fn write<W: Write>(
     // Hash every store layer in the background, in order, while earlier ones are streamed.
     let digests = Digests::start(store_paths, &prep.owner);
     let mut archive = Archive {
-        tar: TarWriter::new(out),
+        tar: TarWriter::new(out, Dialect::Pax),
         layers: Vec::new(),
-        head: Vec::new(),
         progress,
     };
     base_layers(prep, &mut archive)?;
@@ -172,8 +166,11 @@ fn store_layer<W: Write>(
         repr_str_list(&list)
     ));
     let name = format!("{checksum}/layer.tar").into_bytes();
-    archive.header(&member_header(&name, size, prep.conf.mtime))?;
-    let mut w = archive.tar.entry_writer();
+    let h = member_header(&name, size, prep.conf.mtime);
+    let mut w = archive
+        .tar
+        .append_writer(&h)
+        .map_err(Error::member(&name))?;
     layer::write_layer(&layer.paths, &prep.owner, &mut w).map_err(|source| match source {
         LayerError::Write(e) => Error::Write(e),
         LayerError::Data {
@@ -182,7 +179,7 @@ fn store_layer<W: Write>(
         } => Error::Write(e),
         source => layer_err(source),
     })?;
-    w.finish(size).map_err(|source| match source {
+    w.finish().map_err(|source| match source {
         DataError::Write(e) => Error::Write(e),
         source => Error::Changed {
             layer: num,
@@ -206,16 +203,16 @@ fn customisation_layer<W: Write>(
         "Creating layer {} with customisation...",
         archive.layers.len() + 1
     ));
-    archive.header(&custom.header)?;
     let mut file = std::fs::File::open(&custom.path).map_err(|source| {
         Error::Customisation(CustomisationError::Io {
             path: custom.path.clone(),
             source,
         })
     })?;
+    let data = Data::Reader(&mut file);
     archive
         .tar
-        .data_from(&mut file, custom.header.size)
+        .append(&custom.header, data)
         .map_err(|source| match source {
             DataError::Write(e) => Error::Write(e),
             source => Error::Customisation(CustomisationError::Data {

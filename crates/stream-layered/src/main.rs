@@ -42,10 +42,10 @@ struct Args {
     /// docker-archive, oci-archive: compress the whole stream on stdout, like piping it to pigz
     /// or zstd (default none).
     #[arg(long, value_enum)]
-    compress: Option<Comp>,
+    compress: Option<Compression>,
     /// oci-archive, oci-dir: compression of the layer blobs (default none).
     #[arg(long, value_enum)]
-    layer_compression: Option<Comp>,
+    layer_compression: Option<Compression>,
     /// Compression level (gzip 0-9, default 6; zstd 1-19, default 3).
     #[arg(long, value_parser = clap::value_parser!(i32).range(0..=19))]
     level: Option<i32>,
@@ -97,23 +97,6 @@ enum Format {
     DockerArchive,
     OciArchive,
     OciDir,
-}
-
-#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-enum Comp {
-    None,
-    Gz,
-    Zstd,
-}
-
-impl Comp {
-    fn kind(self) -> Compression {
-        match self {
-            Comp::None => Compression::None,
-            Comp::Gz => Compression::Gzip,
-            Comp::Zstd => Compression::Zstd,
-        }
-    }
 }
 
 const EPOCH_ONE: &str = "1970-01-01T00:00:01Z";
@@ -216,8 +199,8 @@ fn check_usage(args: &Args) -> Result<(), UsageError> {
 /// The stream's and the layer blobs' compression with their levels; `--level` must fit every
 /// compressor it applies to.
 fn compression(args: &Args) -> Result<(LayerCompression, LayerCompression), UsageError> {
-    let stream = args.compress.unwrap_or(Comp::None).kind();
-    let layers = args.layer_compression.unwrap_or(Comp::None).kind();
+    let stream = args.compress.unwrap_or(Compression::None);
+    let layers = args.layer_compression.unwrap_or(Compression::None);
     let used: Vec<Compression> = [stream, layers]
         .into_iter()
         .filter(|k| *k != Compression::None)
@@ -227,20 +210,9 @@ fn compression(args: &Args) -> Result<(LayerCompression, LayerCompression), Usag
             "--level only applies with --compress or --layer-compression gz or zstd".into(),
         ));
     }
-    for kind in used {
-        let level = args.level.unwrap_or_else(|| kind.default_level());
-        let range = if kind == Compression::Gzip {
-            0..=9
-        } else {
-            1..=19
-        };
-        if !range.contains(&level) {
-            return Err(UsageError(format!(
-                "--level {level} is out of range for {} ({}-{})",
-                kind.name(),
-                range.start(),
-                range.end()
-            )));
+    if let Some(level) = args.level {
+        for kind in used {
+            kind.check_level(level).map_err(UsageError)?;
         }
     }
     let with_level = |kind: Compression| LayerCompression {
