@@ -194,8 +194,9 @@ mod tests {
 
     use dockertools_common::compress::{Compression, Compressor};
     use dockertools_common::hash::sha256_hex;
-    use dockertools_common::tar::writer::TarWriter;
-    use dockertools_common::tar::{gnu, Header, REGULAR};
+    use dockertools_common::tar::gnu::GnuOptions;
+    use dockertools_common::tar::writer::{Data, TarWriter};
+    use dockertools_common::tar::{Dialect, Header, REGULAR};
 
     use super::*;
     use crate::{merge, Error, Options};
@@ -217,7 +218,7 @@ mod tests {
             ("small", b"small file"),
             ("z/blob", &blob),
         ];
-        let mut w = TarWriter::new(Vec::new());
+        let mut w = TarWriter::new(Vec::new(), Dialect::Gnu(GnuOptions::default()));
         for (name, data) in members {
             let h = Header {
                 name: name.as_bytes().to_vec(),
@@ -226,10 +227,7 @@ mod tests {
                 typeflag: REGULAR,
                 ..Header::default()
             };
-            let mut head = Vec::new();
-            gnu::encode(&h, gnu::GnuOptions::default(), &mut head).map_err(io::Error::other)?;
-            w.raw(&head)?;
-            w.data_bytes(data)?;
+            w.append(&h, Data::Bytes(data)).map_err(io::Error::other)?;
         }
         w.finish()
     }

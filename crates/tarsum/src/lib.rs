@@ -782,7 +782,10 @@ mod tests {
     /// An archive with entries on both sides of SMALL and of CHUNK.
     fn mixed_sizes() -> Vec<u8> {
         let mut tar = Vec::new();
-        let mut w = dockertools_common::tar::writer::TarWriter::new(&mut tar);
+        let mut w = dockertools_common::tar::writer::TarWriter::new(
+            &mut tar,
+            dockertools_common::tar::Dialect::Pax,
+        );
         for (i, size) in [0, 5, SMALL, SMALL + 1, 3 * CHUNK + 17, 100, CHUNK]
             .into_iter()
             .enumerate()
@@ -794,11 +797,9 @@ mod tests {
                 typeflag: b'0',
                 ..Default::default()
             };
-            let mut head = Vec::new();
-            dockertools_common::tar::pax::encode(&h, &mut head);
-            w.raw(&head).unwrap();
             let data: Vec<u8> = (0..size).map(|j| (j * 31 % 253) as u8).collect();
-            w.data_bytes(&data).unwrap();
+            w.append(&h, dockertools_common::tar::writer::Data::Bytes(&data))
+                .unwrap();
         }
         w.finish().unwrap();
         tar
