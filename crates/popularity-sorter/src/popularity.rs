@@ -5,7 +5,7 @@
 //! (1 for a root), the popularity of `d` is the sum of `P(y)` over `d` and all its ancestors.
 //! A node with one parent has its parent's popularity plus its own `P`. Every other node needs
 //! the sum over its ancestor set, taken one of two ways:
-//! - a node with few ancestors (at most [`budget`]) walks them;
+//! - a node with few ancestors (at most `budget`) walks them;
 //! - the others, the widely shared libraries, are summed 64 at a time: one pass over the graph,
 //!   children before parents, gives every node a 64-bit mask of the targets it reaches, and
 //!   each node's `P` is added to the targets its mask names.
