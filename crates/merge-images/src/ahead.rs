@@ -96,7 +96,7 @@ impl Ahead {
         let mut sha = Sha256::new();
         loop {
             let mut piece = vec![0u8; GZ_BLOCK];
-            let n = fill(reader, &mut piece).map_err(AheadError::Tar)?;
+            let n = reader.fill_data(&mut piece).map_err(AheadError::Tar)?;
             if n == 0 {
                 break;
             }
@@ -173,19 +173,6 @@ impl Ahead {
             })
         })
     }
-}
-
-/// Reads entry data until `buf` is full or the entry ends; returns the bytes read.
-fn fill<R: Read>(reader: &mut Reader<R>, buf: &mut [u8]) -> Result<usize, ReadError> {
-    let mut filled = 0;
-    while filled < buf.len() {
-        let n = reader.read_data(&mut buf[filled..])?;
-        if n == 0 {
-            break;
-        }
-        filled += n;
-    }
-    Ok(filled)
 }
 
 #[cfg(test)]

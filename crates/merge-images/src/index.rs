@@ -16,7 +16,7 @@ use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
 use dockertools_common::compress::{decompress, Compression, Decompressed};
-use dockertools_common::tar::reader::{Entry, ReadError, ReadErrorKind, Reader};
+use dockertools_common::tar::reader::{Entry, NoSeek, ReadError, ReadErrorKind, Reader};
 use dockertools_common::tar::{self as tarfmt};
 
 use crate::ahead::{Ahead, AheadError};
@@ -549,21 +549,6 @@ impl<R: Read, W: Write> Read for Tee<'_, R, W> {
             return Err(io::Error::new(kind, "spool write failed"));
         }
         Ok(n)
-    }
-}
-
-/// A reader that cannot seek: a stream's data is skipped by reading it (into the spool).
-struct NoSeek<R: Read>(R);
-
-impl<R: Read> Read for NoSeek<R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        self.0.read(buf)
-    }
-}
-
-impl<R: Read> Seek for NoSeek<R> {
-    fn seek(&mut self, _: io::SeekFrom) -> io::Result<u64> {
-        Err(io::Error::new(io::ErrorKind::Unsupported, "not seekable"))
     }
 }
 

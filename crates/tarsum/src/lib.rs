@@ -23,7 +23,7 @@ use std::os::unix::fs::FileExt;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 
 use dockertools_common::hash::hex;
-use dockertools_common::tar::reader::{ReadError, ReadErrorKind, Reader};
+use dockertools_common::tar::reader::{NoSeek, ReadError, ReadErrorKind, Reader};
 use sha2::{Digest, Sha256};
 
 mod gosort;
@@ -255,21 +255,6 @@ pub fn tarsum_of_file(file: &File) -> Result<String, Error> {
         return sum_serial(reader);
     }
     sum_parallel(reader, None, Some((file, start)))
-}
-
-/// A stream for a reader that wants `Seek` and is never asked to seek (no file is given).
-struct NoSeek<R: Read>(R);
-
-impl<R: Read> Read for NoSeek<R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        self.0.read(buf)
-    }
-}
-
-impl<R: Read> Seek for NoSeek<R> {
-    fn seek(&mut self, _: io::SeekFrom) -> io::Result<u64> {
-        Err(io::Error::new(io::ErrorKind::Unsupported, "not seekable"))
-    }
 }
 
 /// Computes the tarsum with a pool of its own of `threads` hashing threads (1: on the calling
@@ -553,7 +538,7 @@ impl<'a, 's> Hashers<'a, 's> {
             if data.len() < *used + want {
                 data.resize(*used + want, 0);
             }
-            let n = fill(reader, &mut data[*used..*used + want])?;
+            let n = reader.fill_data(&mut data[*used..*used + want])?;
             *used += n;
             if n < want {
                 break;
@@ -606,9 +591,9 @@ impl<'a, 's> Hashers<'a, 's> {
             let mut buf = self.shared.buffer();
             // A reused buffer is already that long: only a new one is zeroed.
             buf.resize(CHUNK, 0);
-            let n = match fill(reader, &mut buf) {
+            let n = match reader.fill_data(&mut buf) {
                 Ok(n) => n,
-                Err(e) => break Err(e),
+                Err(e) => break Err(Error::from(e)),
             };
             if n == 0 {
                 break Ok(());
@@ -718,19 +703,6 @@ fn hash_region_with(
         }
     }
     Ok(())
-}
-
-/// Reads entry data until `buf` is full or the entry ends; returns the bytes read.
-fn fill<R: Read>(reader: &mut Reader<R>, buf: &mut [u8]) -> Result<usize, Error> {
-    let mut filled = 0;
-    while filled < buf.len() {
-        let n = reader.read_data(&mut buf[filled..])?;
-        if n == 0 {
-            break;
-        }
-        filled += n;
-    }
-    Ok(filled)
 }
 
 #[cfg(test)]

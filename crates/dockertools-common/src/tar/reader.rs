@@ -1163,6 +1163,20 @@ impl<R: Read> Reader<R> {
         tok.finish().map_err(|kind| self.err(kind))
     }
 
+    /// Reads the current entry's data until `buf` is full or the entry ends; returns how many
+    /// bytes were read (fewer than `buf.len()` only at the entry's end).
+    pub fn fill_data(&mut self, buf: &mut [u8]) -> Result<usize, ReadError> {
+        let mut filled = 0;
+        while filled < buf.len() {
+            let n = self.read_data(&mut buf[filled..])?;
+            if n == 0 {
+                break;
+            }
+            filled += n;
+        }
+        Ok(filled)
+    }
+
     /// Reads the current entry's logical data into `buf`; `Ok(0)` at its end.
     pub fn read_data(&mut self, buf: &mut [u8]) -> Result<usize, ReadError> {
         if self.logical_left == 0 || buf.is_empty() {
@@ -1259,6 +1273,22 @@ pub struct EntryData<'a, R: Read> {
 impl<R: Read> Read for EntryData<'_, R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         self.r.read_data(buf).map_err(io::Error::other)
+    }
+}
+
+/// A reader that cannot seek, for a [`Reader`] over a pipe where the seeking methods want
+/// `Seek`: seeking fails with `Unsupported`, so such a reader is only read.
+pub struct NoSeek<R: Read>(pub R);
+
+impl<R: Read> Read for NoSeek<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.0.read(buf)
+    }
+}
+
+impl<R: Read> io::Seek for NoSeek<R> {
+    fn seek(&mut self, _: io::SeekFrom) -> io::Result<u64> {
+        Err(io::Error::new(io::ErrorKind::Unsupported, "not seekable"))
     }
 }
 
