@@ -112,7 +112,9 @@ impl StoreLayerInfo {
     /// Reads one info object; `why` says what is wrong.
     pub fn from_value(v: &Value) -> Result<StoreLayerInfo, String> {
         let Value::Object(m) = v else {
-            return Err(format!("expected {{\"diff_id\": ..., \"size\": ...}}, found {v}"));
+            return Err(format!(
+                "expected {{\"diff_id\": ..., \"size\": ...}}, found {v}"
+            ));
         };
         if let Some(k) = m.keys().find(|k| *k != "diff_id" && *k != "size") {
             return Err(format!("unknown key {k:?} in {v}"));
@@ -311,7 +313,10 @@ fn store_layer_infos(
     let infos = list
         .iter()
         .enumerate()
-        .map(|(i, v)| StoreLayerInfo::from_value(v).map_err(|why| bad(format!("store layer {}: {why}", i + 1))))
+        .map(|(i, v)| {
+            StoreLayerInfo::from_value(v)
+                .map_err(|why| bad(format!("store layer {}: {why}", i + 1)))
+        })
         .collect::<Result<Vec<_>, _>>()?;
     Ok(Some(infos))
 }
@@ -330,7 +335,10 @@ impl LayerSettings {
     }
 
     /// The settings and the `created` time.
-    fn from_map(m: &Map<String, Value>, now: DateTime) -> Result<(LayerSettings, DateTime), ConfError> {
+    fn from_map(
+        m: &Map<String, Value>,
+        now: DateTime,
+    ) -> Result<(LayerSettings, DateTime), ConfError> {
         let created = time(m, "created", now)?;
         let mtime = if m.contains_key("mtime") {
             time(m, "mtime", now)?

@@ -15,9 +15,9 @@ use dockertools_common::py::{bytes_code_points, repr_str_list, str_code_points};
 use dockertools_common::tar::writer::{DataError, TarWriter};
 use dockertools_common::tar::{self as tarfmt, pax, Header};
 
+use crate::conf::StoreLayerInfo;
 use crate::image::{self, LayerInfo};
 use crate::layer::{self, LayerError, LayerOwner};
-use crate::conf::StoreLayerInfo;
 use crate::prepare::{CustomisationError, Prepared, StoreLayer};
 use crate::store::StorePath;
 use crate::{Changed, Error};

@@ -359,8 +359,13 @@ enum Target {
 /// (not empty, not a folder, no parent), is refused at once.
 fn target(args: &Args) -> Result<Target, MainError> {
     if args.format() == Format::Registry {
-        let dest = args.output.as_deref().unwrap_or(Path::new("")).to_string_lossy();
-        let dest = Reference::parse(&dest).map_err(|e| MainError::Usage(UsageError(e.to_string())))?;
+        let dest = args
+            .output
+            .as_deref()
+            .unwrap_or(Path::new(""))
+            .to_string_lossy();
+        let dest =
+            Reference::parse(&dest).map_err(|e| MainError::Usage(UsageError(e.to_string())))?;
         return Ok(Target::Registry(dest));
     }
     if args.format() != Format::OciDir {
@@ -401,7 +406,11 @@ fn layer_info(args: &Args, n: usize) -> Result<(), MainError> {
 
 /// The auth files skopeo and podman read, in their order, and the blob cache's folder.
 fn registry_env() -> (Vec<PathBuf>, Option<PathBuf>) {
-    let var = |k: &str| std::env::var_os(k).filter(|v| !v.is_empty()).map(PathBuf::from);
+    let var = |k: &str| {
+        std::env::var_os(k)
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+    };
     let home = var("HOME");
     let mut files = Vec::new();
     files.extend(var("REGISTRY_AUTH_FILE"));
@@ -411,7 +420,12 @@ fn registry_env() -> (Vec<PathBuf>, Option<PathBuf>) {
     (files, cache.map(|c| c.join("dockertools-rs")))
 }
 
-fn push(args: &Args, prep: &stream_layered::Prepared, dest: Reference, comp: LayerCompression) -> Result<(), MainError> {
+fn push(
+    args: &Args,
+    prep: &stream_layered::Prepared,
+    dest: Reference,
+    comp: LayerCompression,
+) -> Result<(), MainError> {
     let (auth_files, cache_dir) = registry_env();
     let opts = PushOptions {
         dest,
@@ -421,7 +435,7 @@ fn push(args: &Args, prep: &stream_layered::Prepared, dest: Reference, comp: Lay
         cache_dir,
     };
     let mut out = dockertools_common::cli::stdout()?;
-    let pushed = registry::push(prep, &opts, &mut io::stderr().lock())?;
+    let pushed = registry::push(prep, &opts, &mut io::stderr())?;
     writeln!(out, "{}", pushed.digest)?;
     Ok(out.flush()?)
 }
@@ -440,9 +454,13 @@ fn run(args: Args) -> Result<(), MainError> {
     let conf_path = args.conf.clone().unwrap_or_default();
     let conf = read(&conf_path)?;
     let prep = stream_layered::prepare(&conf_path, &conf, &options(&args))?;
+    if let Target::Registry(dest) = target {
+        return push(&args, &prep, dest, layers);
+    }
+    // Locked for the whole image (the registry push writes from several threads, unlocked).
     let mut stderr = io::stderr().lock();
     match target {
-        Target::Registry(dest) => return push(&args, &prep, dest, layers),
+        Target::Registry(_) => {}
         Target::Dir(dir) => oci::write_dir(&prep, layers, dir, &mut stderr)?,
         Target::Stdout(out) => {
             let out = Compressor::new(out, stream.kind, stream.level)?;

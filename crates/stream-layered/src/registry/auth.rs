@@ -79,12 +79,20 @@ fn normalize_key(key: &str) -> &str {
 }
 
 /// Decodes one entry's `auth` (base64 of `user:password`).
-fn decode_entry(entry: &Value, key: &str, path: &Path) -> Result<Option<Credentials>, AuthFileError> {
+fn decode_entry(
+    entry: &Value,
+    key: &str,
+    path: &Path,
+) -> Result<Option<Credentials>, AuthFileError> {
     let malformed = |why: String| AuthFileError::Malformed {
         path: path.to_path_buf(),
         why,
     };
-    let Some(auth) = entry.get("auth").and_then(Value::as_str).filter(|a| !a.is_empty()) else {
+    let Some(auth) = entry
+        .get("auth")
+        .and_then(Value::as_str)
+        .filter(|a| !a.is_empty())
+    else {
         return Ok(None);
     };
     let bytes = base64::engine::general_purpose::STANDARD
@@ -255,7 +263,11 @@ mod tests {
     #[test]
     fn the_most_specific_key_of_the_first_file_with_an_entry_wins() -> Result<(), AuthFileError> {
         let d = scratch("keys");
-        let first = auth_file(&d, "a.json", serde_json::json!({"other:5000": {"auth": b64("x:y")}}));
+        let first = auth_file(
+            &d,
+            "a.json",
+            serde_json::json!({"other:5000": {"auth": b64("x:y")}}),
+        );
         let second = auth_file(
             &d,
             "b.json",
@@ -264,7 +276,11 @@ mod tests {
                 "reg:5000/team": {"auth": b64("team:pw:with:colons")},
             }),
         );
-        let third = auth_file(&d, "c.json", serde_json::json!({"reg:5000": {"auth": b64("late:x")}}));
+        let third = auth_file(
+            &d,
+            "c.json",
+            serde_json::json!({"reg:5000": {"auth": b64("late:x")}}),
+        );
         let files = [d.join("missing.json"), first, second.clone(), third];
         let c = find_credentials(&files, &dest("docker://reg:5000/team/app:t"))?;
         assert_eq!(
@@ -300,7 +316,10 @@ mod tests {
         let f = d.join("auth.json");
         std::fs::write(&f, "{").unwrap_or_else(|e| panic!("{e}"));
         let e = find_credentials(std::slice::from_ref(&f), &dest("docker://h/x"));
-        assert!(matches!(e, Err(AuthFileError::Malformed { ref path, .. }) if *path == f), "{e:?}");
+        assert!(
+            matches!(e, Err(AuthFileError::Malformed { ref path, .. }) if *path == f),
+            "{e:?}"
+        );
         let f = auth_file(&d, "b.json", serde_json::json!({"h": {"auth": "%%%"}}));
         let e = find_credentials(&[f], &dest("docker://h/x"));
         assert!(matches!(e, Err(AuthFileError::Malformed { .. })), "{e:?}");
@@ -309,13 +328,18 @@ mod tests {
     #[test]
     fn challenges_are_parsed_with_quoted_parameters() {
         assert_eq!(
-            parse_challenge(r#"Bearer realm="http://127.0.0.1:1/token",service="reg \"x\"",scope="repository:a:pull""#),
+            parse_challenge(
+                r#"Bearer realm="http://127.0.0.1:1/token",service="reg \"x\"",scope="repository:a:pull""#
+            ),
             Some(Challenge::Bearer {
                 realm: "http://127.0.0.1:1/token".into(),
                 service: Some("reg \"x\"".into()),
             })
         );
-        assert_eq!(parse_challenge(r#"Basic realm="Registry Realm""#), Some(Challenge::Basic));
+        assert_eq!(
+            parse_challenge(r#"Basic realm="Registry Realm""#),
+            Some(Challenge::Basic)
+        );
         assert_eq!(parse_challenge("Negotiate"), None);
         assert_eq!(parse_challenge("Bearer service=x"), None);
     }

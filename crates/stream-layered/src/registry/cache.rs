@@ -221,7 +221,11 @@ mod tests {
         assert_eq!(three.get(&three.key(&d1, zstd)), None);
         let text = std::fs::read_to_string(dir.join(FILE_NAME))?;
         assert_eq!(text.lines().count(), 2);
-        assert!(text.starts_with(&format!("{d1} gz 6 {} {} 42\n", k1.fingerprint, "c".repeat(64))));
+        assert!(text.starts_with(&format!(
+            "{d1} gz 6 {} {} 42\n",
+            k1.fingerprint,
+            "c".repeat(64)
+        )));
         let _ = std::fs::remove_dir_all(&dir);
         Ok(())
     }

@@ -81,7 +81,10 @@ fn agent(tls_verify: bool) -> Agent {
         .tls_config(tls)
         .timeout_connect(Some(Duration::from_secs(30)))
         .timeout_recv_response(Some(Duration::from_secs(600)))
-        .user_agent(concat!("dockertools-rs stream-layered/", env!("CARGO_PKG_VERSION")))
+        .user_agent(concat!(
+            "dockertools-rs stream-layered/",
+            env!("CARGO_PKG_VERSION")
+        ))
         .build()
         .into()
 }
@@ -193,8 +196,11 @@ impl Client {
                 c.source.display()
             ),
             None => {
-                let files: Vec<String> =
-                    self.auth_files.iter().map(|f| f.display().to_string()).collect();
+                let files: Vec<String> = self
+                    .auth_files
+                    .iter()
+                    .map(|f| f.display().to_string())
+                    .collect();
                 format!(
                     "anonymously (no credentials for {} in {})",
                     self.dest.registry,
@@ -289,7 +295,12 @@ impl Client {
         let header = match challenge {
             Challenge::Basic => match &self.creds {
                 Some(c) => auth::basic_header(c),
-                None => return Err(self.denied(StatusCode::UNAUTHORIZED, "basic authentication required".into())),
+                None => {
+                    return Err(self.denied(
+                        StatusCode::UNAUTHORIZED,
+                        "basic authentication required".into(),
+                    ))
+                }
             },
             Challenge::Bearer { realm, service } => {
                 format!("Bearer {}", self.token(realm, service.as_deref())?)
@@ -332,11 +343,18 @@ impl Client {
             }
         };
         if resp.status().is_server_error() {
-            return Err(failed(format!("{}: {}", resp.status(), error_text(&mut resp))));
+            return Err(failed(format!(
+                "{}: {}",
+                resp.status(),
+                error_text(&mut resp)
+            )));
         }
         let status = resp.status();
         if !status.is_success() {
-            return Err(self.denied(status, format!("token realm {realm}: {}", error_text(&mut resp))));
+            return Err(self.denied(
+                status,
+                format!("token realm {realm}: {}", error_text(&mut resp)),
+            ));
         }
         let body = resp.body_mut().read_to_string().unwrap_or_default();
         let v: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();

@@ -25,6 +25,7 @@ mod upload;
 
 use std::io::Write;
 use std::path::PathBuf;
+use std::sync::{Mutex, PoisonError};
 
 use dockertools_common::compress::Compression;
 use dockertools_common::hash::{sha256_hex, HashingWriter};
@@ -143,7 +144,10 @@ fn diff_ids(plan: &Plan<'_>, progress: &mut dyn Write) -> Result<Vec<String>, Er
     match &prep.conf.store_layer_infos {
         Some(infos) => ids.extend(infos.iter().map(|i| i.diff_id.clone())),
         None => {
-            say(progress, &format!("Hashing {} store layers...", prep.layers.len()));
+            say(
+                progress,
+                &format!("Hashing {} store layers...", prep.layers.len()),
+            );
             let offset = ids.len();
             let hashed = prep
                 .layers
@@ -166,51 +170,77 @@ fn diff_ids(plan: &Plan<'_>, progress: &mut dyn Write) -> Result<Vec<String>, Er
     Ok(ids)
 }
 
+/// Layers pushed at once: small layers cost a few round trips each, which overlap.
+pub const PARALLEL_LAYERS: usize = 4;
+
 /// Pushes the image of `prep` to `opts.dest`; progress lines go to `progress`.
-pub fn push(prep: &Prepared, opts: &PushOptions, progress: &mut dyn Write) -> Result<Pushed, Error> {
-    let creds = auth::find_credentials(&opts.auth_files, &opts.dest).map_err(RegistryError::from)?;
+pub fn push(
+    prep: &Prepared,
+    opts: &PushOptions,
+    progress: &mut (dyn Write + Send),
+) -> Result<Pushed, Error> {
+    let creds =
+        auth::find_credentials(&opts.auth_files, &opts.dest).map_err(RegistryError::from)?;
     let client = Client::connect(&opts.dest, opts.tls_verify, creds, opts.auth_files.clone())?;
     let plan = Plan::new(prep, opts.comp);
     let ids = diff_ids(&plan, progress)?;
-    let mut cache = match cache::BlobCache::open(opts.cache_dir.as_deref(), opts.comp) {
+    let cache = match cache::BlobCache::open(opts.cache_dir.as_deref(), opts.comp) {
         Ok(c) => c,
         Err(e) => {
             say(progress, &format!("warning: blob cache not used: {e}"));
             cache::BlobCache::open(None, opts.comp).map_err(Error::Write)?
         }
     };
-    let mut pushed = Pushed::default();
-    let mut blobs = Vec::with_capacity(ids.len());
-    let mut layers = upload::Layers {
+    let layers = upload::Layers {
         client: &client,
         plan: &plan,
-        cache: &mut cache,
-        progress,
+        cache: Mutex::new(cache),
+        progress: Mutex::new(progress),
     };
-    let result = ids.iter().enumerate().try_for_each(|(i, id)| {
-        let (blob, uploaded) = layers.push_layer(i, id, ids.len())?;
+    let results = layers.push_all(&ids);
+    let upload::Layers {
+        cache, progress, ..
+    } = layers;
+    let (cache, progress) = (
+        cache.into_inner().unwrap_or_else(PoisonError::into_inner),
+        progress
+            .into_inner()
+            .unwrap_or_else(PoisonError::into_inner),
+    );
+    // What the uploads learnt is kept even when a later step fails.
+    if let Err(e) = cache.save() {
+        let file = cache
+            .file()
+            .map(|f| f.display().to_string())
+            .unwrap_or_default();
+        say(
+            progress,
+            &format!("warning: blob cache {file} not written: {e}"),
+        );
+    }
+    let mut pushed = Pushed::default();
+    let mut blobs = Vec::with_capacity(ids.len());
+    for result in results {
+        let (blob, uploaded) = result?;
         match uploaded {
             true => pushed.uploaded += 1,
             false => pushed.skipped += 1,
         }
         blobs.push(blob);
-        Ok::<(), Error>(())
-    });
-    // What the uploads learnt is kept even when a later step fails.
-    if let Err(e) = cache.save() {
-        let file = cache.file().map(|f| f.display().to_string()).unwrap_or_default();
-        say(progress, &format!("warning: blob cache {file} not written: {e}"));
     }
-    result?;
     let docs = plan.documents(&blobs)?;
     let config_digest = sha256_hex(&docs.config);
     upload::push_bytes(&client, &config_digest, &docs.config)?;
     say(progress, &format!("config sha256:{config_digest}: pushed"));
     pushed.digest = upload::put_manifest(&client, &docs.manifest)?;
-    say(
-        progress,
-        &format!("Pushed {} ({}), {} layers uploaded, {} skipped", opts.dest.display(), pushed.digest, pushed.uploaded, pushed.skipped),
+    let done = format!(
+        "Pushed {} ({}), {} layers uploaded, {} skipped",
+        opts.dest.display(),
+        pushed.digest,
+        pushed.uploaded,
+        pushed.skipped
     );
+    say(progress, &done);
     Ok(pushed)
 }
 
@@ -229,4 +259,3 @@ fn is_store(plan: &Plan<'_>, i: usize) -> bool {
 fn uncompressed(comp: LayerCompression) -> bool {
     comp.kind == Compression::None
 }
-

@@ -121,7 +121,8 @@ mod tests {
         });
         let mut got = Vec::new();
         r.read_to_end(&mut got)?;
-        t.join().map_err(|_| io::Error::other("writer panicked"))??;
+        t.join()
+            .map_err(|_| io::Error::other("writer panicked"))??;
         assert_eq!(got, data);
         Ok(())
     }
@@ -140,6 +141,9 @@ mod tests {
         let (mut w, r) = pipe();
         drop(r);
         let e = w.write_all(&vec![0u8; 2 * CHUNK]);
-        assert!(matches!(e, Err(ref e) if e.kind() != io::ErrorKind::BrokenPipe), "{e:?}");
+        assert!(
+            matches!(e, Err(ref e) if e.kind() != io::ErrorKind::BrokenPipe),
+            "{e:?}"
+        );
     }
 }

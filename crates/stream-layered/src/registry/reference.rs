@@ -33,7 +33,9 @@ pub enum ReferenceError {
     #[error("{0:?}: invalid repository name {1:?} (lowercase letters, digits and . _ - separators, components joined by /)")]
     Repository(String, String),
     /// A tag the distribution spec does not allow.
-    #[error("{0:?}: invalid tag {1:?} (letters, digits, _ . -, at most 128, not starting with . or -)")]
+    #[error(
+        "{0:?}: invalid tag {1:?} (letters, digits, _ . -, at most 128, not starting with . or -)"
+    )]
     Tag(String, String),
     /// An empty or malformed host.
     #[error("{0:?}: invalid host {1:?}")]
@@ -78,7 +80,8 @@ fn tag_ok(t: &str) -> bool {
     let ok = |x: &u8| x.is_ascii_alphanumeric() || matches!(x, b'_' | b'.' | b'-');
     !b.is_empty()
         && b.len() <= 128
-        && b.first().is_some_and(|f| f.is_ascii_alphanumeric() || *f == b'_')
+        && b.first()
+            .is_some_and(|f| f.is_ascii_alphanumeric() || *f == b'_')
         && b.iter().all(ok)
 }
 
@@ -157,12 +160,22 @@ mod tests {
     fn host_port_repository_and_tag_are_split() -> Result<(), ReferenceError> {
         assert_eq!(
             parts("docker://127.0.0.1:5000/a/b-c:v1.2")?,
-            ("127.0.0.1:5000".into(), "127.0.0.1:5000".into(), "a/b-c".into(), "v1.2".into())
+            (
+                "127.0.0.1:5000".into(),
+                "127.0.0.1:5000".into(),
+                "a/b-c".into(),
+                "v1.2".into()
+            )
         );
         assert_eq!(parts("docker://localhost/x")?.3, "latest");
         assert_eq!(
             parts("docker://docker.io/busybox:1")?,
-            ("docker.io".into(), "registry-1.docker.io".into(), "library/busybox".into(), "1".into())
+            (
+                "docker.io".into(),
+                "registry-1.docker.io".into(),
+                "library/busybox".into(),
+                "1".into()
+            )
         );
         assert_eq!(parts("docker://docker.io/me/app")?.2, "me/app");
         Ok(())
@@ -172,12 +185,24 @@ mod tests {
     fn malformed_destinations_say_what_is_wrong() {
         let cases: [(&str, fn(&ReferenceError) -> bool); 7] = [
             ("oci:x", |e| matches!(e, ReferenceError::Transport(_))),
-            ("docker://host", |e| matches!(e, ReferenceError::NoRepository(_))),
-            ("docker://host/", |e| matches!(e, ReferenceError::NoRepository(_))),
-            ("docker://host/a@sha256:00", |e| matches!(e, ReferenceError::Digest(_))),
-            ("docker://host/Upper:t", |e| matches!(e, ReferenceError::Repository(..))),
-            ("docker://host/a//b:t", |e| matches!(e, ReferenceError::Repository(..))),
-            ("docker://host/a:-t", |e| matches!(e, ReferenceError::Tag(..))),
+            ("docker://host", |e| {
+                matches!(e, ReferenceError::NoRepository(_))
+            }),
+            ("docker://host/", |e| {
+                matches!(e, ReferenceError::NoRepository(_))
+            }),
+            ("docker://host/a@sha256:00", |e| {
+                matches!(e, ReferenceError::Digest(_))
+            }),
+            ("docker://host/Upper:t", |e| {
+                matches!(e, ReferenceError::Repository(..))
+            }),
+            ("docker://host/a//b:t", |e| {
+                matches!(e, ReferenceError::Repository(..))
+            }),
+            ("docker://host/a:-t", |e| {
+                matches!(e, ReferenceError::Tag(..))
+            }),
         ];
         for (s, want) in cases {
             match Reference::parse(s) {

@@ -2,6 +2,8 @@
 //! manifest put under the tag.
 
 use std::io::Write;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Mutex, PoisonError};
 use std::thread;
 
 use ureq::http::StatusCode;
@@ -9,18 +11,19 @@ use ureq::http::StatusCode;
 use super::cache::{self, BlobCache};
 use super::client::{Client, Payload, Request, RETRY_PAUSES};
 use super::pipe::pipe;
-use super::{is_store, say, short, uncompressed, RegistryError};
+use super::{is_store, say, short, uncompressed, RegistryError, PARALLEL_LAYERS};
 use crate::oci::{Blob, BlobError, Plan};
 use crate::{Changed, Error};
 
 const MANIFEST_TYPE: &str = "application/vnd.oci.image.manifest.v1+json";
 
-/// What pushing the layers needs.
+/// What pushing the layers needs; the cache and the progress lines are shared by the threads
+/// that push layers at once.
 pub(super) struct Layers<'a, 'p> {
     pub client: &'a Client,
     pub plan: &'a Plan<'p>,
-    pub cache: &'a mut BlobCache,
-    pub progress: &'a mut dyn Write,
+    pub cache: Mutex<BlobCache>,
+    pub progress: Mutex<&'a mut (dyn Write + Send)>,
 }
 
 /// The size of blob `digest` in the registry, or `None` when it does not have it.
@@ -152,24 +155,64 @@ enum Attempt {
     Fatal(Error),
 }
 
-impl<'a, 'p> Layers<'a, 'p> {
+impl Layers<'_, '_> {
+    fn say(&self, line: &str) {
+        let mut p = self.progress.lock().unwrap_or_else(PoisonError::into_inner);
+        say(*p, line);
+    }
+
+    fn cache(&self) -> std::sync::MutexGuard<'_, BlobCache> {
+        self.cache.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Pushes every layer ([`PARALLEL_LAYERS`] at once), `ids` being their diff_ids; after a
+    /// failure no new layer is started. Returns each layer's result, in order (those never
+    /// started are left out).
+    pub fn push_all(&self, ids: &[String]) -> Vec<Result<(Blob, bool), Error>> {
+        let next = AtomicUsize::new(0);
+        let failed = AtomicBool::new(false);
+        let slots: Vec<Mutex<Option<Result<(Blob, bool), Error>>>> =
+            ids.iter().map(|_| Mutex::new(None)).collect();
+        thread::scope(|s| {
+            for _ in 0..PARALLEL_LAYERS.min(ids.len()) {
+                s.spawn(|| {
+                    while !failed.load(Ordering::Relaxed) {
+                        let i = next.fetch_add(1, Ordering::Relaxed);
+                        let (Some(id), Some(slot)) = (ids.get(i), slots.get(i)) else {
+                            break;
+                        };
+                        let result = self.push_layer(i, id, ids.len());
+                        failed.fetch_or(result.is_err(), Ordering::Relaxed);
+                        *slot.lock().unwrap_or_else(PoisonError::into_inner) = Some(result);
+                    }
+                });
+            }
+        });
+        slots
+            .into_iter()
+            .filter_map(|s| s.into_inner().unwrap_or_else(PoisonError::into_inner))
+            .collect()
+    }
+
     /// Pushes layer `i` (of `count`), whose diff_id is `diff_id`; returns its blob and whether
     /// it was uploaded.
-    pub fn push_layer(&mut self, i: usize, diff_id: &str, count: usize) -> Result<(Blob, bool), Error> {
+    fn push_layer(&self, i: usize, diff_id: &str, count: usize) -> Result<(Blob, bool), Error> {
         let comp = self.plan.comp;
-        let key = self.cache.key(diff_id, comp);
+        let key = self.cache().key(diff_id, comp);
         let known = match uncompressed(comp) {
             true => Some(cache::Blob {
                 digest: diff_id.to_string(),
                 size: 0,
             }),
-            false => self.cache.get(&key).cloned(),
+            false => self.cache().get(&key).cloned(),
         };
         let name = format!("layer {}/{count} {}", i + 1, short(diff_id));
         if let Some(k) = &known {
             if let Some(size) = blob_size(self.client, &k.digest)? {
                 let size = if size > 0 { size } else { k.size };
-                say(self.progress, &format!("{name}: skipped, the registry has it ({size} bytes)"));
+                self.say(&format!(
+                    "{name}: skipped, the registry has it ({size} bytes)"
+                ));
                 let blob = Blob {
                     diff_id: diff_id.to_string(),
                     digest: k.digest.clone(),
@@ -185,23 +228,29 @@ impl<'a, 'p> Layers<'a, 'p> {
                 after: blob.diff_id.clone(),
             };
             return Err(match self.plan.prep.conf.store_layer_infos {
-                Some(_) => Error::InfoMismatch { layer: i + 1, source },
-                None => Error::Changed { layer: i + 1, source },
+                Some(_) => Error::InfoMismatch {
+                    layer: i + 1,
+                    source,
+                },
+                None => Error::Changed {
+                    layer: i + 1,
+                    source,
+                },
             });
         }
         if let Some(k) = known.filter(|k| k.digest != blob.digest && !uncompressed(comp)) {
-            say(self.progress, &format!("warning: {name}: the cache said blob sha256:{}, the upload gave sha256:{}; entry replaced", k.digest, blob.digest));
+            self.say(&format!("warning: {name}: the cache said blob sha256:{}, the upload gave sha256:{}; entry replaced", k.digest, blob.digest));
         }
         let entry = cache::Blob {
             digest: blob.digest.clone(),
             size: blob.size,
         };
-        self.cache.put(key, entry);
+        self.cache().put(key, entry);
         let of = match uncompressed(comp) {
             true => String::new(),
             false => format!(" ({} of {})", comp.kind.name(), short(&blob.digest)),
         };
-        say(self.progress, &format!("{name}: uploaded {} bytes{of}", blob.size));
+        self.say(&format!("{name}: uploaded {} bytes{of}", blob.size));
         Ok((blob, true))
     }
 
@@ -250,13 +299,19 @@ impl<'a, 'p> Layers<'a, 'p> {
                 Err(sent) => return Err(Attempt::Again(sent.into())),
                 Ok(_) => return Err(Attempt::Fatal(Error::Write(e))),
             },
-            Err(_) => return Err(Attempt::Fatal(Error::Write(std::io::Error::other("the blob writer panicked")))),
+            Err(_) => {
+                return Err(Attempt::Fatal(Error::Write(std::io::Error::other(
+                    "the blob writer panicked",
+                ))))
+            }
         };
         let mut resp = sent.map_err(|e| Attempt::Again(e.into()))?;
         let what = format!("upload layer {}", i + 1);
         let status = resp.status();
         if status.is_server_error() {
-            return Err(Attempt::Again(client.status_error(&what, status, &mut resp).into()));
+            return Err(Attempt::Again(
+                client.status_error(&what, status, &mut resp).into(),
+            ));
         }
         let loc = location(client, &what, &mut resp).map_err(Attempt::Fatal)?;
         close_upload(client, &loc, &blob.digest, &[]).map_err(Attempt::Fatal)?;
