@@ -56,6 +56,8 @@ pub struct Client {
     creds: Option<Credentials>,
     auth_files: Vec<std::path::PathBuf>,
     authorization: Mutex<Option<String>>,
+    /// False while probing for https: a failure there means "try plain HTTP", not "try again".
+    retries: bool,
 }
 
 /// Whether an error is worth trying again.
@@ -71,11 +73,31 @@ fn transient(e: &ureq::Error) -> bool {
     }
 }
 
-fn agent(tls_verify: bool) -> Agent {
+/// How long the https probe of `--tls-verify=false` may take: a plain HTTP server may wait for
+/// a request that a TLS handshake never completes.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Whether the registry was never reached (no connection), as opposed to a connection that broke.
+fn connect_failure(e: &ureq::Error) -> bool {
+    use std::io::ErrorKind as K;
+    use ureq::Error as E;
+    match e {
+        E::HostNotFound | E::ConnectionFailed | E::Tls(_) => true,
+        E::Io(io) => matches!(
+            io.kind(),
+            K::ConnectionRefused | K::AddrNotAvailable | K::NetworkUnreachable | K::HostUnreachable
+        ),
+        E::Timeout(t) => matches!(t, ureq::Timeout::Connect | ureq::Timeout::Resolve),
+        _ => false,
+    }
+}
+
+fn agent(tls_verify: bool, timeout: Option<Duration>) -> Agent {
     let tls = ureq::tls::TlsConfig::builder()
         .disable_verification(!tls_verify)
         .build();
     Agent::config_builder()
+        .timeout_global(timeout)
         .http_status_as_error(false)
         .max_redirects(0)
         .tls_config(tls)
@@ -124,15 +146,19 @@ impl Client {
         creds: Option<Credentials>,
         auth_files: Vec<std::path::PathBuf>,
     ) -> Result<Client, RegistryError> {
+        let probe = (!tls_verify).then_some(PROBE_TIMEOUT);
         let mut client = Client {
-            agent: agent(tls_verify),
+            agent: agent(tls_verify, probe),
             base: format!("https://{}", dest.api_host),
             dest: dest.clone(),
             creds,
             auth_files,
             authorization: Mutex::new(None),
+            retries: tls_verify,
         };
         let first = client.ping();
+        client.agent = agent(tls_verify, None);
+        client.retries = true;
         let plain_http = matches!(&first, Err(RegistryError::Unreachable { .. })) && !tls_verify;
         if !plain_http {
             return first.map(|()| client);
@@ -246,10 +272,13 @@ impl Client {
             }
         };
         result.map_err(|e| {
-            let again = transient(&e);
+            let again = transient(&e) && self.retries;
+            // The upload URLs carry the registry's state in their query: not worth printing.
+            let shown = url.split('?').next().unwrap_or(&url);
             let err = RegistryError::Unreachable {
-                url: format!("{} {url}", req.method),
-                source: e,
+                url: format!("{} {shown}", req.method),
+                reached: !connect_failure(&e),
+                detail: e.to_string(),
             };
             (err, again)
         })

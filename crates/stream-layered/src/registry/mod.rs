@@ -41,14 +41,15 @@ pub use reference::{Reference, ReferenceError};
 /// Why a push failed at the registry.
 #[derive(Debug, thiserror::Error)]
 pub enum RegistryError {
-    /// The registry could not be reached (or the connection broke, after the retries).
-    #[error("cannot reach the registry: {url}: {source}")]
+    /// The registry could not be reached, or the connection broke (after the retries).
+    #[error("{}: {url}: {detail}", if *.reached { "the connection to the registry failed" } else { "cannot reach the registry" })]
     Unreachable {
         /// The request.
         url: String,
+        /// Whether a connection was made (and then failed).
+        reached: bool,
         /// The transport error.
-        #[source]
-        source: ureq::Error,
+        detail: String,
     },
     /// A 401 or 403.
     #[error("{registry}: access denied ({status}) {whose}: {detail}")]
