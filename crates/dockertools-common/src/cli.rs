@@ -210,12 +210,18 @@ pub fn read_input(path: &Path) -> io::Result<Vec<u8>> {
     std::fs::read(path)
 }
 
-/// Parses a time in seconds since the epoch, optionally written `@N` as GNU tar's `--mtime`.
-pub fn parse_mtime(s: &str) -> Result<i64, String> {
+/// An `--mtime` that is not a number of seconds.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("{0:?} is not a number of seconds")]
+pub struct BadMtime(pub String);
+
+/// Parses a time in seconds since the epoch, optionally written `@N` as GNU tar's `--mtime`
+/// (a clap value parser).
+pub fn parse_mtime(s: &str) -> Result<i64, BadMtime> {
     s.strip_prefix('@')
         .unwrap_or(s)
         .parse::<i64>()
-        .map_err(|_| format!("{s:?} is not a number of seconds"))
+        .map_err(|_| BadMtime(s.to_string()))
 }
 
 /// A `SOURCE_DATE_EPOCH` that is not a number of seconds.

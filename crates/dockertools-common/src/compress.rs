@@ -22,12 +22,14 @@ use std::path::Path;
 
 mod decode;
 
-/// A stream's compression.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// A stream's compression, and the value of every tool's compression flag
+/// (`--compress`, `--layer-compression`: `none`, `gz`, `zstd`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum Compression {
     /// Plain bytes.
     None,
     /// gzip (RFC 1952).
+    #[value(name = "gz")]
     Gzip,
     /// Zstandard.
     Zstd,
@@ -51,6 +53,30 @@ impl Compression {
             Compression::None => "none",
             Compression::Gzip => "gz",
             Compression::Zstd => "zstd",
+        }
+    }
+
+    /// The levels a compressor takes: gzip 0-9, zstd 1-19 (none: only 0, its default).
+    pub fn levels(self) -> std::ops::RangeInclusive<i32> {
+        match self {
+            Compression::None => 0..=0,
+            Compression::Gzip => 0..=9,
+            Compression::Zstd => 1..=19,
+        }
+    }
+
+    /// Checks a level given for this compression: an error message when it does not apply.
+    pub fn check_level(self, level: i32) -> Result<(), String> {
+        let r = self.levels();
+        match self {
+            Compression::None => Err(format!("--level {level}: the output is not compressed")),
+            _ if !r.contains(&level) => Err(format!(
+                "--level {level} is out of range for {} ({}-{})",
+                self.name(),
+                r.start(),
+                r.end()
+            )),
+            _ => Ok(()),
         }
     }
 

@@ -13,8 +13,9 @@ use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
 use dockertools_common::atomic::AtomicDir;
-use dockertools_common::tar::writer::TarWriter;
-use dockertools_common::tar::{gnu, Header, DIR, REGULAR};
+use dockertools_common::tar::gnu::GnuOptions;
+use dockertools_common::tar::writer::{Data, DataError, TarWriter};
+use dockertools_common::tar::{Dialect, Header, DIR, REGULAR};
 
 /// Errors of fake-nss.
 #[derive(Debug, thiserror::Error)]
@@ -51,9 +52,15 @@ pub enum Error {
     /// Writing the tar failed.
     #[error("writing tar: {0}")]
     Write(#[source] io::Error),
-    /// A header value does not fit.
-    #[error(transparent)]
-    Overflow(#[from] dockertools_common::tar::FieldOverflow),
+    /// An entry could not be written (a header value does not fit).
+    #[error("{name}: {source}")]
+    Entry {
+        /// The entry.
+        name: String,
+        /// The error.
+        #[source]
+        source: DataError,
+    },
 }
 
 /// The extra lines, in flag order.
@@ -159,42 +166,39 @@ pub struct TarOptions {
 /// Writes the tree as a GNU-format layer tar.
 pub fn write_tar<W: Write>(out: W, lines: &Lines, opts: &TarOptions) -> Result<W, Error> {
     let contents = files(lines)?;
-    let mut tar = TarWriter::new(out);
-    let gopts = gnu::GnuOptions {
+    let dialect = Dialect::Gnu(GnuOptions {
         numeric_owner: opts.numeric_owner,
+    });
+    let mut tar = TarWriter::new(out, dialect);
+    let mut append = |name: &str, data: Option<&[u8]>| {
+        let h = Header {
+            name: name.as_bytes().to_vec(),
+            mode: if data.is_some() { 0o444 } else { 0o555 },
+            uid: opts.uid,
+            gid: opts.gid,
+            size: data.map_or(0, |d| d.len() as u64),
+            mtime: opts.mtime,
+            typeflag: if data.is_some() { REGULAR } else { DIR },
+            uname: opts.uname.clone(),
+            gname: opts.gname.clone(),
+            ..Header::default()
+        };
+        let data = data.map_or(Data::Empty, Data::Bytes);
+        tar.append(&h, data).map_err(|source| match source {
+            DataError::Write(e) => Error::Write(e),
+            source => Error::Entry {
+                name: name.to_string(),
+                source,
+            },
+        })
     };
-    let header = |name: &str, typeflag: u8, mode: u32, size: u64| Header {
-        name: name.as_bytes().to_vec(),
-        mode,
-        uid: opts.uid,
-        gid: opts.gid,
-        size,
-        mtime: opts.mtime,
-        typeflag,
-        uname: opts.uname.clone(),
-        gname: opts.gname.clone(),
-        ..Header::default()
-    };
-    let mut buf = Vec::new();
-    let mut dir = |tar: &mut TarWriter<W>, name: &str| -> Result<(), Error> {
-        buf.clear();
-        gnu::encode(&header(name, DIR, 0o555, 0), gopts, &mut buf)?;
-        tar.raw(&buf).map_err(Error::Write)
-    };
-    dir(&mut tar, "./")?;
-    dir(&mut tar, "./etc/")?;
+    append("./", None)?;
+    append("./etc/", None)?;
     for (rel, bytes) in &contents {
-        let mut b = Vec::new();
-        gnu::encode(
-            &header(&format!("./{rel}"), REGULAR, 0o444, bytes.len() as u64),
-            gopts,
-            &mut b,
-        )?;
-        tar.raw(&b).map_err(Error::Write)?;
-        tar.data_bytes(bytes).map_err(Error::Write)?;
+        append(&format!("./{rel}"), Some(bytes))?;
     }
-    dir(&mut tar, "./var/")?;
-    dir(&mut tar, "./var/empty/")?;
+    append("./var/", None)?;
+    append("./var/empty/", None)?;
     tar.finish().map_err(Error::Write)
 }
 

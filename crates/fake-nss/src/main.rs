@@ -44,23 +44,33 @@ struct Args {
     numeric_owner: bool,
 }
 
+/// An `--owner` or `--group` that names no one.
+#[derive(Debug, thiserror::Error)]
+enum OwnerError {
+    /// `NAME:ID` whose ID is not a number.
+    #[error("{0:?}: invalid owner id")]
+    BadId(String),
+    /// A name that is not in `/etc/passwd` (or `/etc/group`).
+    #[error("{0:?}: unknown user or group")]
+    Unknown(String),
+}
+
 /// Resolves GNU tar's NAME, ID or NAME:ID owner spelling to (id, name).
 fn owner(
     spec: &str,
     lookup_name: impl Fn(u64) -> Vec<u8>,
     lookup_id: impl Fn(&[u8]) -> Option<u64>,
-) -> Result<(u64, Vec<u8>), String> {
+) -> Result<(u64, Vec<u8>), OwnerError> {
     if let Some((name, id)) = spec.split_once(':') {
         let id = id
             .parse::<u64>()
-            .map_err(|_| format!("{spec:?}: invalid owner id"))?;
+            .map_err(|_| OwnerError::BadId(spec.to_string()))?;
         return Ok((id, name.as_bytes().to_vec()));
     }
     if let Ok(id) = spec.parse::<u64>() {
         return Ok((id, lookup_name(id)));
     }
-    let id =
-        lookup_id(spec.as_bytes()).ok_or_else(|| format!("{spec:?}: unknown user or group"))?;
+    let id = lookup_id(spec.as_bytes()).ok_or_else(|| OwnerError::Unknown(spec.to_string()))?;
     Ok((id, spec.as_bytes().to_vec()))
 }
 
@@ -68,8 +78,8 @@ fn owner(
 enum MainError {
     #[error(transparent)]
     Nss(#[from] Error),
-    #[error("{0}")]
-    Owner(String),
+    #[error(transparent)]
+    Owner(#[from] OwnerError),
     #[error("writing stdout: {0}")]
     Out(#[from] std::io::Error),
 }
@@ -84,11 +94,9 @@ fn run(args: Args) -> Result<(), MainError> {
         None => {
             let names = Names::system();
             let owner_spec = args.owner.as_deref().unwrap_or("0");
-            let (uid, uname) = owner(owner_spec, |id| names.user(id), |n| names.uid_of(n))
-                .map_err(MainError::Owner)?;
+            let (uid, uname) = owner(owner_spec, |id| names.user(id), |n| names.uid_of(n))?;
             let group_spec = args.group.as_deref().unwrap_or("0");
-            let (gid, gname) = owner(group_spec, |id| names.group(id), |n| names.gid_of(n))
-                .map_err(MainError::Owner)?;
+            let (gid, gname) = owner(group_spec, |id| names.group(id), |n| names.gid_of(n))?;
             let (uname, gname) = if args.numeric_owner {
                 (Vec::new(), Vec::new())
             } else {

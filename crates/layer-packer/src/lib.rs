@@ -25,8 +25,9 @@ use std::sync::mpsc::{channel, sync_channel, Receiver, Sender, SyncSender};
 use std::sync::Arc;
 
 use dockertools_common::hash::hex;
-use dockertools_common::tar::writer::{check_data_end, read_data, DataError};
-use dockertools_common::tar::{self as tarfmt, gnu, Header};
+use dockertools_common::tar::gnu::GnuOptions;
+use dockertools_common::tar::writer::{read_some, Data, DataError, Sink, TarWriter};
+use dockertools_common::tar::{self as tarfmt, Dialect, Header};
 use sha2::{Digest, Sha256};
 use tarsum::{EntryHeader, TarSum};
 use tree::{Node, Tree};
@@ -53,18 +54,25 @@ pub enum Error {
         name: String,
         /// The field.
         #[source]
-        source: tarfmt::FieldOverflow,
+        source: tarfmt::HeaderError,
     },
-    /// An invalid option value.
-    #[error("{0}")]
-    Option(String),
-    /// The base JSON is unusable.
-    #[error("{}: {why}", .path.display())]
+    /// A `--mkdir` path that cannot be made.
+    #[error(transparent)]
+    Mkdir(#[from] tree::MkdirError),
+    /// The base JSON is not JSON.
+    #[error("{}: {source}", .path.display())]
     BaseJson {
         /// The file.
         path: PathBuf,
-        /// What is wrong.
-        why: String,
+        /// The parser's error.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// The base JSON is not an object.
+    #[error("{}: not a JSON object", .path.display())]
+    BaseNotObject {
+        /// The file.
+        path: PathBuf,
     },
     /// Writing the tar failed (the caller knows where it was going and names it).
     #[error("writing the layer: {0}")]
@@ -111,9 +119,10 @@ enum SumEvent {
     End,
 }
 
-/// Builds the tar stream in [`CHUNK`]-sized buffers. File data is read straight into the
-/// buffer; each full buffer goes, without copying, to the sha256 thread, to the tarsum thread
-/// (with the entry events it carries) and to the output. Buffers come back through `pool`.
+/// The tar writer's sink: the stream in [`CHUNK`]-sized buffers. File data is read straight
+/// into the buffer ([`Sink::put_read`]); each full buffer goes, without copying, to the sha256
+/// thread, to the tarsum thread (with the entry events it carries) and to the output.
+/// Buffers come back through `pool`.
 struct Chunker<W: Write> {
     out: W,
     cur: Chunk,
@@ -134,6 +143,27 @@ fn recycle(chunk: Arc<Chunk>, pool: &Sender<Chunk>) {
 }
 
 impl<W: Write> Chunker<W> {
+    fn new(
+        out: W,
+        sha_tx: SyncSender<Arc<Chunk>>,
+        sum_tx: SyncSender<(Arc<Chunk>, Vec<SumEvent>)>,
+        pool: Receiver<Chunk>,
+    ) -> Self {
+        Chunker {
+            out,
+            cur: Chunk {
+                buf: vec![0; CHUNK],
+                len: 0,
+            },
+            events: Vec::new(),
+            sha_tx,
+            sum_tx,
+            pool,
+            spare: None,
+            written: 0,
+        }
+    }
+
     fn fresh(&mut self) -> Chunk {
         match self
             .spare
@@ -173,8 +203,16 @@ impl<W: Write> Chunker<W> {
         Ok(())
     }
 
-    /// Appends bytes that are not entry data (headers, padding).
-    fn push(&mut self, mut bytes: &[u8]) -> io::Result<()> {
+    /// Sends the last, partly filled buffer; returns the output and the bytes written.
+    fn close(mut self) -> io::Result<(W, u64)> {
+        self.emit()?;
+        Ok((self.out, self.written))
+    }
+}
+
+impl<W: Write> Sink for Chunker<W> {
+    /// Appends bytes that are not read from a file (headers, padding).
+    fn put(&mut self, mut bytes: &[u8]) -> io::Result<()> {
         while !bytes.is_empty() {
             if self.cur.len == CHUNK {
                 self.emit()?;
@@ -187,92 +225,73 @@ impl<W: Write> Chunker<W> {
         Ok(())
     }
 
-    /// Appends exactly `size` bytes read from `src`, then the padding; fails when `src` ends
-    /// early or has more than `size` bytes.
-    fn data_from(&mut self, src: &mut dyn Read, size: u64) -> Result<(), DataError> {
-        let mut left = size;
-        while left > 0 {
-            if self.cur.len == CHUNK {
-                self.emit().map_err(DataError::Write)?;
-            }
-            let start = self.cur.len;
-            let want = left.min((CHUNK - start) as u64) as usize;
-            let n = read_data(src, &mut self.cur.buf[start..start + want], size, left)?;
-            self.cur.len += n;
-            self.events.push(SumEvent::Data(start..start + n));
-            left -= n as u64;
+    /// Reads file data straight into the current buffer and tells the tarsum thread where it is.
+    fn put_read(
+        &mut self,
+        src: &mut dyn Read,
+        left: u64,
+        _scratch: &mut Vec<u8>,
+    ) -> Result<usize, DataError> {
+        if self.cur.len == CHUNK {
+            self.emit().map_err(DataError::Write)?;
         }
-        check_data_end(src, size)?;
-        self.push(&[0u8; tarfmt::BLOCK][..tarfmt::block_padding(size)])
-            .map_err(DataError::Write)
-    }
-
-    /// Ends the archive (two zero blocks, then zeros to a whole record) and sends the rest.
-    fn finish(mut self) -> io::Result<(W, u64)> {
-        self.push(&[0u8; 2 * tarfmt::BLOCK])?;
-        let total = self.written + self.cur.len as u64;
-        let rem = (total % tarfmt::RECORD as u64) as usize;
-        if rem != 0 {
-            self.push(&vec![0u8; tarfmt::RECORD - rem])?;
-        }
-        self.emit()?;
-        Ok((self.out, self.written))
+        let start = self.cur.len;
+        let want = left.min((CHUNK - start) as u64) as usize;
+        let n = read_some(src, &mut self.cur.buf[start..start + want]).map_err(DataError::Read)?;
+        self.cur.len += n;
+        self.events.push(SumEvent::Data(start..start + n));
+        Ok(n)
     }
 }
 
 struct Packer<'a, W: Write> {
-    tar: Chunker<W>,
+    tar: TarWriter<Chunker<W>>,
     sums: TarSum,
     owner: &'a Owner,
-    /// `--numeric-owner` (also empties the `././@LongLink` owner names).
-    numeric_owner: bool,
-    head: Vec<u8>,
+}
+
+/// The fields Go's reader sees back from `h` written by GNU tar, which writes only the
+/// permission bits and device numbers only for devices (0 otherwise).
+fn sum_header(h: &Header) -> EntryHeader<'_> {
+    EntryHeader {
+        name: &h.name,
+        mode: i64::from(h.mode & 0o7777),
+        uid: h.uid as i64,
+        gid: h.gid as i64,
+        size: h.size as i64,
+        typeflag: h.typeflag,
+        linkname: &h.linkname,
+        devmajor: h.devmajor as i64,
+        devminor: h.devminor as i64,
+        xattrs: None,
+    }
 }
 
 impl<W: Write> Packer<'_, W> {
     fn entry(&mut self, h: Header, data: Option<&Path>) -> Result<(), Error> {
-        self.head.clear();
-        let name = String::from_utf8_lossy(&h.name).into_owned();
-        gnu::encode(
-            &h,
-            gnu::GnuOptions {
-                numeric_owner: self.numeric_owner,
-            },
-            &mut self.head,
-        )
-        .map_err(|source| Error::Overflow {
-            name: name.clone(),
-            source,
-        })?;
-        let out_err = Error::Output;
-        // Go's reader sees exactly these fields back (GNU tar writes only permission bits,
-        // device numbers only for devices).
-        let sum = self.sums.begin(&EntryHeader {
-            name: &h.name,
-            mode: i64::from(h.mode & 0o7777),
-            uid: h.uid as i64,
-            gid: h.gid as i64,
-            size: h.size as i64,
-            typeflag: h.typeflag,
-            linkname: &h.linkname,
-            devmajor: h.devmajor as i64,
-            devminor: h.devminor as i64,
-            xattrs: None,
-        });
-        self.tar.push(&self.head).map_err(out_err)?;
-        self.tar.events.push(SumEvent::Start(sum));
-        if let Some(path) = data {
-            let data_err = |source| Error::Data {
-                path: path.to_path_buf(),
+        let sum = self.sums.begin(&sum_header(&h));
+        self.tar.sink_mut().events.push(SumEvent::Start(sum));
+        let appended = match data {
+            Some(path) => fs::File::open(path)
+                .map_err(DataError::Read)
+                .and_then(|mut file| self.tar.append(&h, Data::Reader(&mut file))),
+            None => self.tar.append(&h, Data::Empty),
+        };
+        appended.map_err(|source| match source {
+            DataError::Write(e) => Error::Output(e),
+            DataError::Header(source) => Error::Overflow {
+                name: String::from_utf8_lossy(&h.name).into_owned(),
                 source,
-            };
-            let mut file = fs::File::open(path).map_err(|e| data_err(DataError::Read(e)))?;
-            self.tar.data_from(&mut file, h.size).map_err(|e| match e {
-                DataError::Write(source) => out_err(source),
-                other => data_err(other),
-            })?;
-        }
-        self.tar.events.push(SumEvent::End);
+            },
+            source => Error::Data {
+                path: data.map_or_else(
+                    || PathBuf::from(OsStr::from_bytes(&h.name)),
+                    Path::to_path_buf,
+                ),
+                source,
+            },
+        })?;
+        self.tar.sink_mut().events.push(SumEvent::End);
         Ok(())
     }
 
@@ -321,53 +340,71 @@ impl<W: Write> Packer<'_, W> {
             name: name.to_vec(),
             ..self.owner.header()
         };
-        let h = match node {
-            Node::Dir { mode, .. } => {
-                let mut h = Header {
-                    mode: *mode,
-                    typeflag: tarfmt::DIR,
-                    ..base
-                };
-                h.name.push(b'/');
-                h
-            }
-            Node::File { mode, size, .. } => Header {
-                mode: *mode,
-                size: *size,
-                typeflag: tarfmt::REGULAR,
-                ..base
-            },
-            Node::Symlink { target } => Header {
-                mode: 0o777,
-                typeflag: tarfmt::SYMLINK,
-                linkname: target.clone(),
-                ..base
-            },
-            Node::Fifo { mode } => Header {
-                mode: *mode,
-                typeflag: tarfmt::FIFO,
-                ..base
-            },
-            Node::Device {
-                char,
-                mode,
-                major,
-                minor,
-            } => Header {
-                mode: *mode,
-                typeflag: if *char {
-                    tarfmt::CHAR
-                } else {
-                    tarfmt::BLOCKDEV
-                },
-                devmajor: *major,
-                devminor: *minor,
-                ..base
-            },
-        };
         let data = data.filter(|_| matches!(node, Node::File { .. }));
-        self.entry(h, data)
+        self.entry(node_header(node, base), data)
     }
+}
+
+/// The header GNU tar writes for `node`, on top of `base` (its name and owner fields).
+fn node_header(node: &Node, base: Header) -> Header {
+    let (mode, typeflag) = match node {
+        Node::Dir { mode, .. } => (*mode, tarfmt::DIR),
+        Node::File { mode, .. } => (*mode, tarfmt::REGULAR),
+        Node::Symlink { .. } => (0o777, tarfmt::SYMLINK),
+        Node::Fifo { mode } => (*mode, tarfmt::FIFO),
+        Node::Device {
+            char: true, mode, ..
+        } => (*mode, tarfmt::CHAR),
+        Node::Device { mode, .. } => (*mode, tarfmt::BLOCKDEV),
+    };
+    let mut h = Header {
+        mode,
+        typeflag,
+        ..base
+    };
+    match node {
+        Node::Dir { .. } => h.name.push(b'/'),
+        Node::File { size, .. } => h.size = *size,
+        Node::Symlink { target } => h.linkname = target.clone(),
+        Node::Device { major, minor, .. } => (h.devmajor, h.devminor) = (*major, *minor),
+        Node::Fifo { .. } => {}
+    }
+    h
+}
+
+/// The sha256 thread: hashes every buffer of the tar, in order.
+fn hash_all(chunks: Receiver<Arc<Chunk>>, pool: Sender<Chunk>) -> String {
+    let mut sha = Sha256::new();
+    for chunk in chunks {
+        sha.update(chunk.bytes());
+        recycle(chunk, &pool);
+    }
+    hex(&sha.finalize())
+}
+
+/// The tarsum thread: hashes each entry's data at the ranges its events name.
+fn hash_entries(chunks: Receiver<(Arc<Chunk>, Vec<SumEvent>)>, pool: Sender<Chunk>) -> String {
+    let mut sums = TarSum::new();
+    let mut current = None;
+    for (chunk, events) in chunks {
+        for event in events {
+            match event {
+                SumEvent::Start(sum) => current = Some(sum),
+                SumEvent::Data(range) => {
+                    if let Some(sum) = current.as_mut() {
+                        sum.update(&chunk.buf[range]);
+                    }
+                }
+                SumEvent::End => {
+                    if let Some(sum) = current.take() {
+                        sums.end(sum);
+                    }
+                }
+            }
+        }
+        recycle(chunk, &pool);
+    }
+    sums.finish()
 }
 
 /// Packs `tree` as GNU tar does from the folder's root (`./` names), writing to `out`;
@@ -386,60 +423,21 @@ pub fn pack<W: Write>(
     let out_err = Error::Output;
     std::thread::scope(|scope| {
         let sha_pool = pool_tx.clone();
-        let sha_thread = scope.spawn(move || {
-            let mut sha = Sha256::new();
-            for chunk in sha_rx {
-                sha.update(chunk.bytes());
-                recycle(chunk, &sha_pool);
-            }
-            hex(&sha.finalize())
-        });
-        let sum_thread = scope.spawn(move || {
-            let mut sums = TarSum::new();
-            let mut current = None;
-            for (chunk, events) in sum_rx {
-                for event in events {
-                    match event {
-                        SumEvent::Start(sum) => current = Some(sum),
-                        SumEvent::Data(range) => {
-                            if let Some(sum) = current.as_mut() {
-                                sum.update(&chunk.buf[range]);
-                            }
-                        }
-                        SumEvent::End => {
-                            if let Some(sum) = current.take() {
-                                sums.end(sum);
-                            }
-                        }
-                    }
-                }
-                recycle(chunk, &pool_tx);
-            }
-            sums.finish()
-        });
-        let tar = Chunker {
-            out,
-            cur: Chunk {
-                buf: vec![0; CHUNK],
-                len: 0,
-            },
-            events: Vec::new(),
-            sha_tx,
-            sum_tx,
-            pool: pool_rx,
-            spare: None,
-            written: 0,
-        };
+        let sha_thread = scope.spawn(move || hash_all(sha_rx, sha_pool));
+        let sum_thread = scope.spawn(move || hash_entries(sum_rx, pool_tx));
+        let chunker = Chunker::new(out, sha_tx, sum_tx, pool_rx);
+        let dialect = Dialect::Gnu(GnuOptions { numeric_owner });
         let mut p = Packer {
-            tar,
+            tar: TarWriter::new(chunker, dialect),
             sums: TarSum::new(),
             owner,
-            numeric_owner,
-            head: Vec::with_capacity(2048),
         };
         let walked = p.walk(tree);
-        // Finishing (or dropping, on failure) the chunker closes both channels.
-        let finished = walked.and_then(|()| p.tar.finish().map_err(out_err));
+        // Closing (or dropping, on failure) the chunker closes both channels.
+        let finished = walked.and_then(|()| {
+            let chunker = p.tar.finish().map_err(out_err)?;
+            chunker.close().map_err(out_err)
+        });
         let stopped = || out_err(io::Error::other("a hashing thread stopped"));
         let sha256 = sha_thread.join().map_err(|_| stopped())?;
         let tarsum = sum_thread.join().map_err(|_| stopped())?;
@@ -485,7 +483,7 @@ pub fn build_tree(
         *mode |= 0o660;
     }
     for (path, m) in mkdirs {
-        tree::mkdir(&mut tree.root, path, *m).map_err(Error::Option)?;
+        tree::mkdir(&mut tree.root, path, *m)?;
     }
     Ok(tree)
 }
@@ -505,20 +503,27 @@ mod tests {
         }
     }
 
-    /// Packs a folder whose file is changed between the walk and the read.
-    fn pack_changed(name: &str, change: impl FnOnce(&Path)) -> Error {
+    /// A new, empty folder for test `name`.
+    fn fresh_dir(name: &str) -> PathBuf {
         let dir = std::env::temp_dir().join(format!("lp-{name}-{}", std::process::id()));
         let _ = fs::remove_dir_all(&dir);
         fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    /// The tree mkPureLayer packs from the one source `dir`.
+    fn pure_tree(dir: &Path) -> Tree {
+        let sources = [dir.to_path_buf()];
+        let links = tree::Dirlinks::Copy;
+        build_tree(Mode::Pure(links), &sources, &[], tree::MAX_ENTRIES).unwrap()
+    }
+
+    /// Packs a folder whose file is changed between the walk and the read.
+    fn pack_changed(name: &str, change: impl FnOnce(&Path)) -> Error {
+        let dir = fresh_dir(name);
         // Big enough to span several buffers.
         fs::write(dir.join("f"), vec![7u8; 3 * CHUNK + 5]).unwrap();
-        let tree = build_tree(
-            Mode::Pure(tree::Dirlinks::Copy),
-            std::slice::from_ref(&dir),
-            &[],
-            tree::MAX_ENTRIES,
-        )
-        .unwrap();
+        let tree = pure_tree(&dir);
         change(&dir.join("f"));
         let err = pack(&tree, &owner(), false, io::sink()).unwrap_err();
         fs::remove_dir_all(&dir).unwrap();
@@ -574,22 +579,14 @@ mod tests {
 
     #[test]
     fn the_sums_match_the_bytes_across_buffer_boundaries() {
-        let dir = std::env::temp_dir().join(format!("lp-sums-{}", std::process::id()));
-        let _ = fs::remove_dir_all(&dir);
-        fs::create_dir_all(&dir).unwrap();
+        let dir = fresh_dir("sums");
         for (i, len) in [0, 1, 511, 512, CHUNK - 700, CHUNK, 2 * CHUNK + 3]
             .iter()
             .enumerate()
         {
             fs::write(dir.join(format!("f{i}")), vec![i as u8; *len]).unwrap();
         }
-        let tree = build_tree(
-            Mode::Pure(tree::Dirlinks::Copy),
-            std::slice::from_ref(&dir),
-            &[],
-            tree::MAX_ENTRIES,
-        )
-        .unwrap();
+        let tree = pure_tree(&dir);
         let (tar, packed) = pack(&tree, &owner(), false, Vec::new()).unwrap();
         fs::remove_dir_all(&dir).unwrap();
         assert_eq!(packed.size, tar.len() as u64);

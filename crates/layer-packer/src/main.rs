@@ -115,10 +115,9 @@ fn absolute_sources(sources: &[PathBuf]) -> Result<Vec<PathBuf>, MainError> {
         .collect()
 }
 
-fn run(args: Args) -> Result<(), MainError> {
-    let env_mtime = cli::source_date_epoch(std::env::var_os("SOURCE_DATE_EPOCH"))?;
-    let names = Names::system();
-    let (common, mode, owner, base_json) = match args.cmd {
+/// The subcommand's common flags, how it merges, who owns the entries and the base JSON path.
+fn plan(cmd: Cmd, env_mtime: Option<i64>, names: &Names) -> (Common, Mode, Owner, Option<PathBuf>) {
+    match cmd {
         Cmd::Pure {
             common,
             base_json,
@@ -131,9 +130,8 @@ fn run(args: Args) -> Result<(), MainError> {
             } else {
                 Dirlinks::Copy
             };
-            let mtime = mtime_of(&common, env_mtime);
             let owner = Owner {
-                mtime,
+                mtime: mtime_of(&common, env_mtime),
                 uid,
                 gid,
                 uname: names.user(uid),
@@ -142,37 +140,36 @@ fn run(args: Args) -> Result<(), MainError> {
             (common, Mode::Pure(links), owner, base_json)
         }
         Cmd::Customisation { common } => {
-            let mtime = mtime_of(&common, env_mtime);
+            // `--numeric-owner` 0:0: no owner names.
             let owner = Owner {
-                mtime,
-                uid: 0,
-                gid: 0,
-                uname: Vec::new(),
-                gname: Vec::new(),
+                mtime: mtime_of(&common, env_mtime),
+                ..Owner::default()
             };
             (common, Mode::Join, owner, None)
         }
-    };
+    }
+}
+
+/// The base JSON at `path`, which must be an object.
+fn read_base_json(path: &Path) -> Result<serde_json::Value, MainError> {
+    let bytes = fs::read(path).map_err(io_err(path))?;
+    let v: serde_json::Value =
+        serde_json::from_slice(&bytes).map_err(|source| Error::BaseJson {
+            path: path.to_path_buf(),
+            source,
+        })?;
+    if !v.is_object() {
+        let path = path.to_path_buf();
+        return Err(Error::BaseNotObject { path }.into());
+    }
+    Ok(v)
+}
+
+fn run(args: Args) -> Result<(), MainError> {
+    let env_mtime = cli::source_date_epoch(std::env::var_os("SOURCE_DATE_EPOCH"))?;
+    let (common, mode, owner, base_json) = plan(args.cmd, env_mtime, &Names::system());
     // Read the base JSON first: a bad one must fail before anything is written.
-    let base = match &base_json {
-        Some(p) => {
-            let bytes = fs::read(p).map_err(io_err(p))?;
-            let v: serde_json::Value =
-                serde_json::from_slice(&bytes).map_err(|e| Error::BaseJson {
-                    path: p.clone(),
-                    why: e.to_string(),
-                })?;
-            if !v.is_object() {
-                return Err(Error::BaseJson {
-                    path: p.clone(),
-                    why: "not a JSON object".into(),
-                }
-                .into());
-            }
-            Some(v)
-        }
-        None => None,
-    };
+    let base = base_json.as_deref().map(read_base_json).transpose()?;
     // The output is checked (and its temporary folder made) before any work.
     let stdout = Path::new("stdout");
     let out = if common.out == Path::new("-") {
@@ -248,9 +245,8 @@ fn write_out_dir(
     }
     if let Some((base, base_path)) = base {
         let json = layer_packer::jshon::layer_json(base, &packed.tarsum).ok_or_else(|| {
-            Error::BaseJson {
+            Error::BaseNotObject {
                 path: base_path.clone(),
-                why: "not a JSON object".into(),
             }
         })?;
         write("json", json.as_bytes())?;

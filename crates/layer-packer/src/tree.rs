@@ -781,8 +781,36 @@ fn lndir_dir(dest: &mut Node, place: &mut Place) -> Result<Vec<Subdir>, TreeErro
     Ok(subdirs)
 }
 
+/// Why `--mkdir PATH` cannot be made.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("{}: {problem}", String::from_utf8_lossy(.path))]
+pub struct MkdirError {
+    /// The path as given.
+    pub path: Vec<u8>,
+    /// What is in the way.
+    pub problem: MkdirProblem,
+}
+
+/// What is in the way of a `--mkdir` path.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum MkdirProblem {
+    /// A `..` component.
+    #[error("'..' is not allowed")]
+    ParentComponent,
+    /// A parent in the tree is not a folder.
+    #[error("a parent is not a directory")]
+    ParentNotDir,
+    /// The path is in the tree and is not a folder.
+    #[error("exists and is not a directory")]
+    NotDir,
+}
+
 /// `mkdir -p PATH && chmod MODE PATH` inside the tree.
-pub fn mkdir(root: &mut Node, rel: &[u8], mode: u32) -> Result<(), String> {
+pub fn mkdir(root: &mut Node, rel: &[u8], mode: u32) -> Result<(), MkdirError> {
+    let err = |problem| MkdirError {
+        path: rel.to_vec(),
+        problem,
+    };
     let mut cur = root;
     let parts: Vec<&[u8]> = rel
         .split(|&b| b == b'/')
@@ -796,24 +824,15 @@ pub fn mkdir(root: &mut Node, rel: &[u8], mode: u32) -> Result<(), String> {
     }
     for (i, part) in parts.iter().enumerate() {
         if *part == b".." {
-            return Err(format!(
-                "{}: '..' is not allowed",
-                String::from_utf8_lossy(rel)
-            ));
+            return Err(err(MkdirProblem::ParentComponent));
         }
         let Node::Dir { children, .. } = cur else {
-            return Err(format!(
-                "{}: a parent is not a directory",
-                String::from_utf8_lossy(rel)
-            ));
+            return Err(err(MkdirProblem::ParentNotDir));
         };
         let last = i + 1 == parts.len();
         let slot = children.get_or_insert_with(part, || Node::dir(0o755));
         if !matches!(slot, Node::Dir { .. }) {
-            return Err(format!(
-                "{}: exists and is not a directory",
-                String::from_utf8_lossy(rel)
-            ));
+            return Err(err(MkdirProblem::NotDir));
         }
         if last {
             if let Node::Dir { mode: m, .. } = slot {
@@ -1190,5 +1209,29 @@ mod tests {
             matches!(&err, TreeError::Clash { path, at } if *path == tmp.join("s3/filedir") && at == "/filedir"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn a_mkdir_path_that_cannot_be_made_says_why() {
+        let mut root = Node::dir(0o755);
+        mkdir(&mut root, b"./a/b", 0o1777).unwrap();
+        let Node::Dir { children, .. } = &mut root else {
+            panic!("root is a folder");
+        };
+        children.merge(vec![(b"f".as_slice().into(), Node::Fifo { mode: 0o644 })]);
+        for (path, problem) in [
+            (&b"a/../x"[..], MkdirProblem::ParentComponent),
+            (b"f/x", MkdirProblem::NotDir),
+            (b"f", MkdirProblem::NotDir),
+        ] {
+            let err = mkdir(&mut root, path, 0o755).unwrap_err();
+            assert_eq!(err.problem, problem);
+            assert_eq!(err.path, path);
+        }
+        let err = mkdir(&mut root, b"f", 0o755).unwrap_err();
+        assert_eq!(err.to_string(), "f: exists and is not a directory");
+        let mut not_a_folder = Node::Fifo { mode: 0o644 };
+        let err = mkdir(&mut not_a_folder, b"x", 0o755).unwrap_err();
+        assert_eq!(err.problem, MkdirProblem::ParentNotDir);
     }
 }

@@ -6,7 +6,8 @@
 //! (`<sha256>/layer.tar`), but buildImage names it by the sha256 of the layer's legacy JSON.
 //! An OCI-style member `blobs/sha256/<sha256>` is named by its own digest.
 //! A layer member stored compressed (which `docker load` accepts) has a diff_id of its
-//! decompressed bytes, so it is not checked here.
+//! decompressed bytes, so it is not checked here; nor are the layers of an image whose config
+//! is missing or has no `rootfs.diff_ids`.
 
 use std::collections::BTreeMap;
 
@@ -14,16 +15,8 @@ use serde_json::Value;
 
 use crate::index::{Index, JSON_LIMIT};
 use crate::tree::{components, Kind};
-use crate::Error;
-
-/// Where an expected digest comes from, for messages.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) enum Source {
-    /// The `rootfs.diff_ids` of an image config (its member name).
-    DiffId(String),
-    /// The member's own name (`blobs/sha256/<sha256>`).
-    Name,
-}
+pub(crate) use crate::DigestSource as Source;
+use crate::{Error, ImageProblem};
 
 /// An expected sha256 and where it comes from.
 pub(crate) type Expected = ([u8; 32], Source);
@@ -40,14 +33,19 @@ impl Digests {
             let Some(bytes) = &input.json.manifest else {
                 continue;
             };
-            let not_image = |why: String| Error::NotImage {
+            let not_image = |problem| Error::NotImage {
                 input: input.path.clone(),
-                why,
+                problem,
             };
-            let items: Vec<Value> = serde_json::from_slice(bytes)
-                .map_err(|e| not_image(format!("manifest.json: {e}")))?;
+            let items: Vec<Value> = serde_json::from_slice(bytes).map_err(|source| {
+                let member = "manifest.json".to_string();
+                not_image(ImageProblem::Json { member, source })
+            })?;
             for item in &items {
-                d.add_image(index, item).map_err(not_image)?;
+                d.add_image(index, item).map_err(|e| match e {
+                    Invalid::Image(problem) => not_image(problem),
+                    Invalid::Input(e) => *e,
+                })?;
             }
         }
         Ok(d)
@@ -62,35 +60,41 @@ impl Digests {
     }
 
     /// Pairs one manifest item's `Layers` with its config's `diff_ids`.
-    fn add_image(&mut self, index: &Index, item: &Value) -> Result<(), String> {
+    fn add_image(&mut self, index: &Index, item: &Value) -> Result<(), Invalid> {
         let Some(config) = item.get("Config").and_then(Value::as_str) else {
-            return Err("a manifest.json item has no Config".into());
+            return Err(ImageProblem::NoConfig.into());
         };
+        let config_name = || config.to_string();
         let layers: Vec<&str> = match item.get("Layers").and_then(Value::as_array) {
             Some(l) => l.iter().filter_map(Value::as_str).collect(),
-            None => return Err(format!("the manifest.json item of {config} has no Layers")),
+            None => {
+                return Err(ImageProblem::NoLayers {
+                    config: config_name(),
+                }
+                .into())
+            }
         };
         let Some(diff_ids) = config_diff_ids(index, config)? else {
             return Ok(());
         };
         if diff_ids.len() != layers.len() {
-            return Err(format!(
-                "{config} lists {} diff_ids for {} layers",
-                diff_ids.len(),
-                layers.len()
-            ));
+            return Err(ImageProblem::DiffIdCount {
+                config: config_name(),
+                diff_ids: diff_ids.len(),
+                layers: layers.len(),
+            }
+            .into());
         }
         for (layer, diff_id) in layers.iter().zip(diff_ids) {
-            let key = normalised(layer).ok_or_else(|| format!("layer {layer:?}: bad name"))?;
-            let expected = (diff_id, Source::DiffId(config.to_string()));
+            let key = normalised(layer).ok_or_else(|| bad_name("layer", layer))?;
             match self.0.get(&key) {
                 Some((other, _)) if *other != diff_id => {
-                    return Err(format!(
-                    "layer {layer:?} has two different diff_ids (in {config} and another config)"
-                ))
+                    let layer = layer.to_string();
+                    let config = config_name();
+                    return Err(ImageProblem::TwoDiffIds { layer, config }.into());
                 }
                 _ => {
-                    self.0.insert(key, expected);
+                    self.0.insert(key, (diff_id, Source::DiffId(config_name())));
                 }
             }
         }
@@ -106,33 +110,66 @@ fn normalised(name: &str) -> Option<Vec<u8>> {
         .map(|parts| parts.join(&b'/'))
 }
 
+/// Why an image's digests cannot be read: the image is wrong, or reading its input failed
+/// (an error of its own, naming the input).
+enum Invalid {
+    Image(ImageProblem),
+    Input(Box<Error>),
+}
+
+impl From<ImageProblem> for Invalid {
+    fn from(p: ImageProblem) -> Self {
+        Invalid::Image(p)
+    }
+}
+
+fn bad_name(what: &'static str, name: &str) -> ImageProblem {
+    let name = name.to_string();
+    ImageProblem::BadName { what, name }
+}
+
 /// The `rootfs.diff_ids` of the config member `config`; `None` when it has none.
-fn config_diff_ids(index: &Index, config: &str) -> Result<Option<Vec<[u8; 32]>>, String> {
+fn config_diff_ids(index: &Index, config: &str) -> Result<Option<Vec<[u8; 32]>>, Invalid> {
     let parts = components(config.as_bytes())
         .ok()
         .flatten()
-        .ok_or_else(|| format!("config {config:?}: bad name"))?;
-    let node = index.tree.get(&parts).ok_or_else(|| {
-        format!("manifest.json names config {config}, which the image does not have")
-    })?;
+        .ok_or_else(|| bad_name("config", config))?;
+    let config_name = || config.to_string();
+    // Without its config an image cannot be loaded, and there is nothing to check its layers
+    // against; mergeImages copies such an archive as it is, and so does this.
+    let Some(node) = index.tree.get(&parts) else {
+        return Ok(None);
+    };
     let Kind::File(data) = node.kind else {
-        return Err(format!("config {config} is not a regular file"));
+        return Err(ImageProblem::ConfigNotRegular {
+            config: config_name(),
+        }
+        .into());
     };
     if data.size > JSON_LIMIT {
-        return Err(format!(
-            "config {config} is larger than {} MiB",
-            JSON_LIMIT >> 20
-        ));
+        let (config, limit) = (config_name(), JSON_LIMIT);
+        return Err(ImageProblem::ConfigTooLarge { config, limit }.into());
     }
-    let src = index
-        .inputs
-        .get(node.input)
-        .ok_or_else(|| format!("config {config}: not indexed"))?;
+    // The tree only holds members of indexed inputs.
+    let Some(src) = index.inputs.get(node.input) else {
+        return Err(ImageProblem::ConfigMissing {
+            config: config_name(),
+        }
+        .into());
+    };
     let mut bytes = vec![0u8; data.size as usize];
     src.read_exact_at(&mut bytes, data.offset, config.as_bytes())
-        .map_err(|e| e.to_string())?;
-    let value: Value =
-        serde_json::from_slice(&bytes).map_err(|e| format!("config {config}: {e}"))?;
+        .map_err(|e| Invalid::Input(Box::new(e)))?;
+    let value: Value = serde_json::from_slice(&bytes).map_err(|source| ImageProblem::Json {
+        member: format!("config {config}"),
+        source,
+    })?;
+    diff_ids(&value, config)
+}
+
+/// The `rootfs.diff_ids` of the config `value` named `config`, each `sha256:` and 64 hex digits;
+/// `None` when it has none.
+fn diff_ids(value: &Value, config: &str) -> Result<Option<Vec<[u8; 32]>>, Invalid> {
     let Some(ids) = value.pointer("/rootfs/diff_ids").and_then(Value::as_array) else {
         return Ok(None);
     };
@@ -142,7 +179,8 @@ fn config_diff_ids(index: &Index, config: &str) -> Result<Option<Vec<[u8; 32]>>,
                 .and_then(|s| s.strip_prefix("sha256:"))
                 .and_then(parse_hex)
                 .ok_or_else(|| {
-                    format!("config {config}: diff_id {id} is not sha256:<64 hex digits>")
+                    let (config, diff_id) = (config.to_string(), id.to_string());
+                    ImageProblem::BadDiffId { config, diff_id }.into()
                 })
         })
         .collect::<Result<Vec<_>, _>>()

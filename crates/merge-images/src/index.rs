@@ -21,7 +21,7 @@ use dockertools_common::tar::{self as tarfmt};
 
 use crate::json::ImageJson;
 use crate::tree::{components, Data, Duplicate, Kind, Tree, TreeError};
-use crate::Error;
+use crate::{Error, ImageProblem};
 
 /// Largest JSON member (`manifest.json`, `repositories`) read into memory.
 pub(crate) const JSON_LIMIT: u64 = 64 << 20;
@@ -444,7 +444,7 @@ impl Scan {
             let Kind::File(data) = node.kind else {
                 return Err(Error::NotImage {
                     input: self.path.clone(),
-                    why: format!("{member} is not a regular file"),
+                    problem: ImageProblem::NotRegular { member },
                 });
             };
             if data.size > JSON_LIMIT {
@@ -505,8 +505,8 @@ impl<R: Read> Seek for NoSeek<R> {
 mod tests {
     use super::*;
     use dockertools_common::compress::Compressor;
-    use dockertools_common::tar::writer::TarWriter;
-    use dockertools_common::tar::{gnu, Header};
+    use dockertools_common::tar::writer::{Data, TarWriter};
+    use dockertools_common::tar::{Dialect, Header};
 
     type TestResult = Result<(), Box<dyn std::error::Error>>;
 
@@ -514,7 +514,7 @@ mod tests {
     type Member<'a> = (&'a str, u8, &'a [u8]);
 
     fn tar(members: &[Member]) -> io::Result<Vec<u8>> {
-        let mut w = TarWriter::new(Vec::new());
+        let mut w = TarWriter::new(Vec::new(), Dialect::Gnu(Default::default()));
         for &(name, typeflag, body) in members {
             let (size, linkname) = match typeflag {
                 tarfmt::REGULAR => (body.len() as u64, Vec::new()),
@@ -528,12 +528,12 @@ mod tests {
                 linkname,
                 ..Header::default()
             };
-            let mut head = Vec::new();
-            gnu::encode(&h, gnu::GnuOptions::default(), &mut head).map_err(io::Error::other)?;
-            w.raw(&head)?;
-            if typeflag == tarfmt::REGULAR {
-                w.data_bytes(body)?;
-            }
+            let data = if size > 0 {
+                Data::Bytes(body)
+            } else {
+                Data::Empty
+            };
+            w.append(&h, data).map_err(io::Error::other)?;
         }
         w.finish()
     }
@@ -700,7 +700,7 @@ mod tests {
         ])?;
         let e = index(dir.path(), &[a]).err();
         assert!(
-            matches!(&e, Some(Error::NotImage { why, .. }) if why == "repositories is not a regular file"),
+            matches!(&e, Some(Error::NotImage { problem: ImageProblem::NotRegular { member }, .. }) if member == "repositories"),
             "{e:?}"
         );
         Ok(())

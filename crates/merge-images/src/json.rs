@@ -7,7 +7,7 @@ use std::path::Path;
 use dockertools_common::jq;
 use serde_json::{Map, Value};
 
-use crate::Error;
+use crate::{Error, ImageProblem};
 
 /// One input's `manifest.json` and `repositories` bytes, as found.
 #[derive(Clone, Debug, Default)]
@@ -49,23 +49,26 @@ pub(crate) fn merge<'a>(
     Ok(members)
 }
 
-fn not_image(input: &Path, why: impl Into<String>) -> Error {
+fn not_image(input: &Path, problem: ImageProblem) -> Error {
     Error::NotImage {
         input: input.to_path_buf(),
-        why: why.into(),
+        problem,
     }
 }
 
 fn parse(input: &Path, name: &str, bytes: &[u8]) -> Result<Value, Error> {
-    serde_json::from_slice(bytes).map_err(|e| not_image(input, format!("{name}: {e}")))
+    serde_json::from_slice(bytes).map_err(|source| {
+        let member = name.to_string();
+        not_image(input, ImageProblem::Json { member, source })
+    })
 }
 
 /// The images an input's `manifest.json` lists; an input without one is not an image.
 fn manifest_items(input: &Path, bytes: Option<&[u8]>) -> Result<Vec<Value>, Error> {
-    let bytes = bytes.ok_or_else(|| not_image(input, "no manifest.json"))?;
+    let bytes = bytes.ok_or_else(|| not_image(input, ImageProblem::NoManifest))?;
     match parse(input, "manifest.json", bytes)? {
         Value::Array(items) => Ok(items),
-        _ => Err(not_image(input, "manifest.json is not a list")),
+        _ => Err(not_image(input, ImageProblem::ManifestNotList)),
     }
 }
 
@@ -74,7 +77,7 @@ fn repositories_object(input: &Path, bytes: &[u8]) -> Result<Option<Map<String, 
     match parse(input, "repositories", bytes)? {
         Value::Object(m) => Ok(Some(m)),
         Value::Null => Ok(None),
-        _ => Err(not_image(input, "repositories is not an object")),
+        _ => Err(not_image(input, ImageProblem::RepositoriesNotObject)),
     }
 }
 

@@ -8,7 +8,7 @@
 //! is the concatenation of the inputs' manifests and `repositories` the merge of theirs, printed as
 //! `jq` prints them.
 //!
-//! Nothing is unpacked. The pipeline has three stages:
+//! Nothing is unpacked. The pipeline has four stages:
 //! - `index`: each input is opened once and its headers read (a plain file in place, seeking
 //!   over data; a compressed input or a pipe decompressed once into an unlinked spool file beside
 //!   OUT); its members form a tree of their own, as `tar -x` would extract them, and that tree is
@@ -28,7 +28,7 @@ use std::path::{Path, PathBuf};
 use dockertools_common::atomic::AtomicFile;
 use dockertools_common::compress::Compression;
 use dockertools_common::tar::reader::ReadError;
-use dockertools_common::tar::FieldOverflow;
+use dockertools_common::tar::HeaderError;
 
 mod digests;
 mod index;
@@ -81,13 +81,14 @@ pub enum Error {
         #[source]
         source: tree::TreeError,
     },
-    /// An input without a usable `manifest.json`.
-    #[error("{}: not a docker-archive: {why}", .input.display())]
+    /// An input without a usable `manifest.json`, `repositories` or image config.
+    #[error("{}: not a docker-archive: {problem}", .input.display())]
     NotImage {
         /// The input.
         input: PathBuf,
-        /// What is missing.
-        why: String,
+        /// What is wrong.
+        #[source]
+        problem: ImageProblem,
     },
     /// A `manifest.json` or `repositories` too large to read into memory.
     #[error("{}: {member} is larger than {} MiB", .input.display(), .limit >> 20)]
@@ -134,7 +135,7 @@ pub enum Error {
         /// The sha256 it should have.
         expected: String,
         /// Where that digest comes from.
-        from: String,
+        from: DigestSource,
         /// The sha256 of its bytes.
         actual: String,
     },
@@ -163,6 +164,9 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// `--level` does not fit the output's compression (known once the last input is open).
+    #[error("{0}")]
+    Level(String),
     /// The output could not be written.
     #[error("{}: {source}", .out.display())]
     Output {
@@ -173,8 +177,124 @@ pub enum Error {
         source: std::io::Error,
     },
     /// A header value does not fit.
-    #[error(transparent)]
-    Overflow(#[from] FieldOverflow),
+    #[error("entry {entry:?}: {source}")]
+    Overflow {
+        /// The entry.
+        entry: String,
+        /// The field.
+        #[source]
+        source: HeaderError,
+    },
+}
+
+/// Where the digest a layer member must have comes from.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DigestSource {
+    /// The `rootfs.diff_ids` of an image config (its member name).
+    DiffId(String),
+    /// The member's own name (`blobs/sha256/<sha256>`).
+    Name,
+}
+
+impl std::fmt::Display for DigestSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DigestSource::DiffId(config) => write!(f, "its diff_id in {config}"),
+            DigestSource::Name => f.write_str("its name"),
+        }
+    }
+}
+
+/// What makes an input unusable as a docker-archive.
+#[derive(Debug, thiserror::Error)]
+pub enum ImageProblem {
+    /// It has no `manifest.json`.
+    #[error("no manifest.json")]
+    NoManifest,
+    /// A JSON member (`manifest.json`, `repositories`) is a folder, link or device.
+    #[error("{member} is not a regular file")]
+    NotRegular {
+        /// The member.
+        member: String,
+    },
+    /// A JSON member or an image config is not JSON.
+    #[error("{member}: {source}")]
+    Json {
+        /// The member.
+        member: String,
+        /// The parser's error.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// `manifest.json` is not a list.
+    #[error("manifest.json is not a list")]
+    ManifestNotList,
+    /// `repositories` is neither an object nor `null`.
+    #[error("repositories is not an object")]
+    RepositoriesNotObject,
+    /// An item of `manifest.json` without `Config`.
+    #[error("a manifest.json item has no Config")]
+    NoConfig,
+    /// An item of `manifest.json` without `Layers`.
+    #[error("the manifest.json item of {config} has no Layers")]
+    NoLayers {
+        /// Its config.
+        config: String,
+    },
+    /// A layer or config name that is not a clean path inside the archive.
+    #[error("{what} {name:?}: bad name")]
+    BadName {
+        /// `layer` or `config`.
+        what: &'static str,
+        /// The name.
+        name: String,
+    },
+    /// A config the archive does not hold.
+    #[error("manifest.json names config {config}, which the image does not have")]
+    ConfigMissing {
+        /// The config's name.
+        config: String,
+    },
+    /// A config that is not a regular file.
+    #[error("config {config} is not a regular file")]
+    ConfigNotRegular {
+        /// The config's name.
+        config: String,
+    },
+    /// A config too large to read into memory.
+    #[error("config {config} is larger than {} MiB", .limit >> 20)]
+    ConfigTooLarge {
+        /// The config's name.
+        config: String,
+        /// The limit in bytes.
+        limit: u64,
+    },
+    /// A diff_id that is not `sha256:` and 64 hex digits.
+    #[error("config {config}: diff_id {diff_id} is not sha256:<64 hex digits>")]
+    BadDiffId {
+        /// The config's name.
+        config: String,
+        /// The diff_id as written.
+        diff_id: String,
+    },
+    /// A config whose diff_ids do not pair with its manifest item's layers.
+    #[error("{config} lists {diff_ids} diff_ids for {layers} layers")]
+    DiffIdCount {
+        /// The config's name.
+        config: String,
+        /// How many diff_ids it lists.
+        diff_ids: usize,
+        /// How many layers the manifest item lists.
+        layers: usize,
+    },
+    /// A layer that two configs give different diff_ids.
+    #[error("layer {layer:?} has two different diff_ids (in {config} and another config)")]
+    TwoDiffIds {
+        /// The layer.
+        layer: String,
+        /// The second config.
+        config: String,
+    },
 }
 
 /// Options.
@@ -218,6 +338,9 @@ pub fn merge(out: &Path, inputs: &[PathBuf], opts: &Options) -> Result<(), Error
             .last()
             .map_or(Compression::None, |i| i.compression)
     });
+    if let Some(level) = opts.level {
+        compression.check_level(level).map_err(Error::Level)?;
+    }
     let format = write::Format {
         compression,
         level: opts.level.unwrap_or_else(|| compression.default_level()),

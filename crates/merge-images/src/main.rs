@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, ValueEnum};
+use clap::Parser;
 use dockertools_common::cli;
 use dockertools_common::compress::Compression;
 
@@ -23,17 +23,10 @@ struct Args {
     images: Vec<PathBuf>,
     /// Output compression (default: that of the last image).
     #[arg(long, value_enum)]
-    compress: Option<Compress>,
+    compress: Option<Compression>,
     /// Compression level (gzip 0-9, zstd 1-19).
     #[arg(long, value_parser = clap::value_parser!(i32).range(0..=19))]
     level: Option<i32>,
-}
-
-#[derive(Clone, Copy, ValueEnum)]
-enum Compress {
-    None,
-    Gz,
-    Zstd,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -42,21 +35,26 @@ enum MainError {
     Merge(Box<merge_images::Error>),
     #[error(transparent)]
     Epoch(#[from] cli::BadSourceDateEpoch),
+    #[error("{0}")]
+    Usage(#[source] cli::UsageError),
 }
 
 fn run(args: Args) -> Result<(), MainError> {
     let mtime = cli::source_date_epoch(std::env::var_os("SOURCE_DATE_EPOCH"))?.unwrap_or(315532800);
-    let compress = args.compress.map(|c| match c {
-        Compress::None => Compression::None,
-        Compress::Gz => Compression::Gzip,
-        Compress::Zstd => Compression::Zstd,
-    });
     let opts = merge_images::Options {
         mtime,
-        compress,
+        compress: args.compress,
         level: args.level,
     };
-    merge_images::merge(&args.out, &args.images, &opts).map_err(|e| MainError::Merge(Box::new(e)))
+    // A level must fit the compression; with --compress it is checked before any work.
+    if let (Some(kind), Some(level)) = (args.compress, args.level) {
+        kind.check_level(level)
+            .map_err(|e| MainError::Usage(cli::UsageError(e)))?;
+    }
+    merge_images::merge(&args.out, &args.images, &opts).map_err(|e| match e {
+        merge_images::Error::Level(why) => MainError::Usage(cli::UsageError(why)),
+        e => MainError::Merge(Box::new(e)),
+    })
 }
 
 fn main() -> ExitCode {

@@ -12,8 +12,9 @@ use std::path::Path;
 use dockertools_common::atomic::AtomicFile;
 use dockertools_common::compress::{Compression, Compressor};
 use dockertools_common::hash::hex;
-use dockertools_common::tar::writer::{DataError, TarWriter};
-use dockertools_common::tar::{self as tarfmt, gnu, Header};
+use dockertools_common::tar::gnu::GnuOptions;
+use dockertools_common::tar::writer::{Data as TarData, DataError, TarWriter};
+use dockertools_common::tar::{self as tarfmt, Dialect, Header};
 use sha2::{Digest, Sha256};
 
 use crate::digests::{Digests, Expected, Source};
@@ -44,16 +45,22 @@ pub(crate) fn write(
         source,
     };
     let comp = Compressor::new(file, format.compression, format.level).map_err(out_err)?;
+    // `--owner=0 --group=0`: GNU tar names them `root`, in the `././@LongLink` records too.
+    let dialect = Dialect::Gnu(GnuOptions {
+        numeric_owner: false,
+    });
     let mut w = Emitter {
-        tar: TarWriter::new(comp),
+        tar: TarWriter::new(comp, dialect),
         index,
         digests,
         mtime: format.mtime,
         out,
-        head: Vec::new(),
         buf: vec![0u8; 1 << 20],
     };
-    w.entry(b"./".to_vec(), 0o755, tarfmt::DIR, 0, Vec::new())?;
+    w.append(
+        &w.header(b"./".to_vec(), 0o755, tarfmt::DIR),
+        TarData::Empty,
+    )?;
     index.tree.walk(|path, node| w.node(path, node))?;
     let comp = w.tar.finish().map_err(out_err)?;
     comp.finish().map_err(out_err)
@@ -66,7 +73,6 @@ struct Emitter<'a> {
     digests: &'a Digests,
     mtime: i64,
     out: &'a Path,
-    head: Vec<u8>,
     buf: Vec<u8>,
 }
 
@@ -78,63 +84,52 @@ impl Emitter<'_> {
         }
     }
 
-    /// Writes one header as GNU tar does with `--owner=0 --group=0` (names `root`).
-    fn entry(
-        &mut self,
-        name: Vec<u8>,
-        mode: u32,
-        typeflag: u8,
-        size: u64,
-        linkname: Vec<u8>,
-    ) -> Result<(), Error> {
-        let header = Header {
+    /// The header GNU tar writes with `--owner=0 --group=0` (names `root`).
+    fn header(&self, name: Vec<u8>, mode: u32, typeflag: u8) -> Header {
+        Header {
             name,
             mode,
-            size,
             mtime: self.mtime,
             typeflag,
-            linkname,
             uname: b"root".to_vec(),
             gname: b"root".to_vec(),
             ..Header::default()
-        };
-        self.head.clear();
-        let opts = gnu::GnuOptions {
-            numeric_owner: false,
-        };
-        gnu::encode(&header, opts, &mut self.head)?;
-        let head = std::mem::take(&mut self.head);
-        let written = self.tar.raw(&head);
-        self.head = head;
-        written.map_err(|e| self.out_err(e))
+        }
+    }
+
+    fn append(&mut self, h: &Header, data: TarData<'_>) -> Result<(), Error> {
+        self.tar
+            .append(h, data)
+            .map_err(|e| data_err(self.out, h, e))
     }
 
     fn node(&mut self, path: &[u8], node: &Node) -> Result<(), Error> {
-        let name = path.to_vec();
+        let mut h = self.header(path.to_vec(), node.mode, tarfmt::REGULAR);
         match &node.kind {
             Kind::Dir => {
-                let mut name = name;
-                name.push(b'/');
-                self.entry(name, node.mode, tarfmt::DIR, 0, Vec::new())
+                h.name.push(b'/');
+                h.typeflag = tarfmt::DIR;
+                self.append(&h, TarData::Empty)
             }
             Kind::Symlink(target) => {
-                let target = target.strip_prefix(b"./").unwrap_or(target).to_vec();
-                self.entry(name, 0o777, tarfmt::SYMLINK, 0, target)
+                h.mode = 0o777;
+                h.typeflag = tarfmt::SYMLINK;
+                h.linkname = target.strip_prefix(b"./").unwrap_or(target).to_vec();
+                self.append(&h, TarData::Empty)
             }
             Kind::Generated(bytes) => {
-                let size = bytes.len() as u64;
-                self.entry(name, node.mode, tarfmt::REGULAR, size, Vec::new())?;
-                self.tar.data_bytes(bytes).map_err(|e| self.out_err(e))
+                h.size = bytes.len() as u64;
+                self.append(&h, TarData::Bytes(bytes))
             }
             Kind::File(data) => {
-                self.entry(name, node.mode, tarfmt::REGULAR, data.size, Vec::new())?;
-                self.file(path, node.input, *data)
+                h.size = data.size;
+                self.file(&h, path, node.input, *data)
             }
         }
     }
 
     /// Copies a file's bytes from its input, checking a layer's digest on the way.
-    fn file(&mut self, path: &[u8], input: usize, data: Data) -> Result<(), Error> {
+    fn file(&mut self, h: &Header, path: &[u8], input: usize, data: Data) -> Result<(), Error> {
         let src = self.index.inputs.get(input).ok_or_else(|| {
             self.out_err(io::Error::other(
                 "a member of an input that was not indexed",
@@ -142,7 +137,10 @@ impl Emitter<'_> {
         })?;
         let mut expected = self.digests.expected(path);
         let mut hasher = expected.as_ref().map(|_| Sha256::new());
-        let mut w = self.tar.entry_writer();
+        let mut w = self
+            .tar
+            .append_writer(h)
+            .map_err(|e| data_err(self.out, h, e))?;
         let mut done = 0u64;
         while done < data.size {
             let n = (data.size - done).min(self.buf.len() as u64) as usize;
@@ -160,7 +158,7 @@ impl Emitter<'_> {
             })?;
             done += n as u64;
         }
-        w.finish(data.size).map_err(|e| self.data_err(e))?;
+        w.finish().map_err(|e| data_err(self.out, h, e))?;
         let (Some((want, source)), Some(h)) = (expected, hasher) else {
             return Ok(());
         };
@@ -172,19 +170,25 @@ impl Emitter<'_> {
             input: src.path.clone(),
             entry: String::from_utf8_lossy(path).into_owned(),
             expected: hex(&want),
-            from: match source {
-                Source::DiffId(config) => format!("its diff_id in {config}"),
-                Source::Name => "its name".into(),
-            },
+            from: source,
             actual: hex(&got),
         })
     }
+}
 
-    fn data_err(&self, e: DataError) -> Error {
-        match e {
-            DataError::Write(source) | DataError::Read(source) => self.out_err(source),
-            other => self.out_err(io::Error::other(other.to_string())),
+/// Entry `h` could not be written: the output's fault, or a header that does not fit.
+fn data_err(out: &Path, h: &Header, e: DataError) -> Error {
+    let source = match e {
+        DataError::Header(source) => {
+            let entry = String::from_utf8_lossy(&h.name).into_owned();
+            return Error::Overflow { entry, source };
         }
+        DataError::Write(source) | DataError::Read(source) => source,
+        other => io::Error::other(other),
+    };
+    Error::Output {
+        out: out.to_path_buf(),
+        source,
     }
 }
 

@@ -19,8 +19,7 @@ use std::path::{Path, PathBuf};
 use dockertools_common::compress::open_decompressed;
 use dockertools_common::hash::hex;
 use dockertools_common::tar::reader::{Entry, ReadError, Reader};
-use dockertools_common::tar::writer::{read_data, DataError, TarWriter, COPY_BUF};
-use dockertools_common::tar::{pax, Header};
+use dockertools_common::tar::writer::{read_some, Data, DataError, TarWriter, COPY_BUF};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
@@ -380,7 +379,6 @@ impl BaseImage {
     ) -> Result<(), CopyError> {
         let mut reader: Option<BaseReader> = None;
         let mut next_index = 0u64;
-        let mut head = Vec::new();
         for (num, layer) in self.layers.iter().enumerate() {
             // Scan forward to the member; reopen when it lies behind us.
             if reader.is_none() || layer.index < next_index {
@@ -390,12 +388,8 @@ impl BaseImage {
             let entry = self.scan_to(r, layer.index, &layer.member_name())?;
             next_index = entry.index + 1;
             progress(num + 1, &layer.member);
-            head.clear();
-            pax::encode_with(&tarfile_header(&entry), &entry.pax, &mut head);
-            tar.raw(&head).map_err(CopyError::Write)?;
-            let mut data = Verified::new(DataReader { r });
-            let size = entry.size.max(0) as u64;
-            tar.data_from(&mut data, size)
+            let mut data = Verified::new(r.data());
+            tar.append(&entry.to_header(), Data::Reader(&mut data))
                 .map_err(|source| self.copy_err(layer, source))?;
             self.verify(layer, data.sha256())?;
         }
@@ -431,17 +425,16 @@ impl BaseImage {
             return Ok(());
         };
         let mut r = open(&self.path)?;
-        let entry = self.scan_to(&mut r, layer.index, &layer.member_name())?;
-        let size = entry.size.max(0) as u64;
-        let mut data = DataReader { r: &mut r };
+        self.scan_to(&mut r, layer.index, &layer.member_name())?;
+        let mut data = r.data();
         let mut buf = vec![0u8; COPY_BUF];
-        let mut left = size;
-        while left > 0 {
-            let want = left.min(buf.len() as u64) as usize;
-            let n = read_data(&mut data, &mut buf[..want], size, left)
-                .map_err(|e| self.copy_err(layer, e))?;
+        loop {
+            let n = read_some(&mut data, &mut buf)
+                .map_err(|e| self.copy_err(layer, DataError::Read(e)))?;
+            if n == 0 {
+                break;
+            }
             out.write_all(&buf[..n]).map_err(CopyError::Write)?;
-            left -= n as u64;
         }
         Ok(())
     }
@@ -481,24 +474,6 @@ fn diff_ids(config: &Value, name: &str) -> Result<Vec<String>, Problem> {
         .ok_or_else(|| Problem::NoDiffIds(name.into()))
 }
 
-/// The header `tarfile.addfile` writes for a member read from the base archive.
-fn tarfile_header(entry: &Entry) -> Header {
-    Header {
-        name: entry.name.clone(),
-        mode: (entry.mode & 0o7777) as u32,
-        uid: entry.uid.max(0) as u64,
-        gid: entry.gid.max(0) as u64,
-        size: entry.size.max(0) as u64,
-        mtime: entry.mtime,
-        typeflag: entry.typeflag,
-        linkname: entry.linkname.clone(),
-        uname: entry.uname.clone(),
-        gname: entry.gname.clone(),
-        devmajor: entry.devmajor.max(0) as u64,
-        devminor: entry.devminor.max(0) as u64,
-    }
-}
-
 /// Errors while copying base layers.
 #[derive(Debug, thiserror::Error)]
 pub enum CopyError {
@@ -508,16 +483,6 @@ pub enum CopyError {
     /// Writing the output failed.
     #[error("writing output: {0}")]
     Write(#[source] io::Error),
-}
-
-struct DataReader<'a, R: Read> {
-    r: &'a mut Reader<R>,
-}
-
-impl<R: Read> Read for DataReader<'_, R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        self.r.read_data(buf).map_err(io::Error::other)
-    }
 }
 
 /// A reader that hashes what passes through it.

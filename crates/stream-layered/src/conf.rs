@@ -37,12 +37,12 @@ pub enum ConfError {
     #[error("missing key {0:?} (a conf has all of uid, gid, uname and gname, or none of them)")]
     OwnerIncomplete(&'static str),
     /// A key has a value of the wrong kind.
-    #[error("key {key:?}: {why}")]
+    #[error("key {key:?}: {problem}")]
     Bad {
         /// The key.
         key: &'static str,
         /// What is wrong.
-        why: String,
+        problem: BadValue,
     },
     /// An id that is not between 0 and 2^64-1.
     #[error("key {key:?}: {value} is out of range (an id is from 0 to 18446744073709551615)")]
@@ -52,6 +52,72 @@ pub enum ConfError {
         /// The value as written in the conf.
         value: String,
     },
+}
+
+/// What is wrong with a conf value (each carries the value: a string's text, or the JSON of
+/// anything else).
+#[derive(Debug, thiserror::Error)]
+pub enum BadValue {
+    /// Not a string.
+    #[error("expected a string, found {0}")]
+    NotString(String),
+    /// A string that is not a time.
+    #[error("{0:?} is not an ISO 8601 time")]
+    NotTime(String),
+    /// A JSON number that neither Rust nor Python reads as a number.
+    #[error("{0} is not a number")]
+    NotNumber(String),
+    /// A string that `int()` does not read.
+    #[error("{0:?} is not an integer")]
+    NotIntegerText(String),
+    /// Neither a number, a string nor a boolean.
+    #[error("expected an integer, found {0}")]
+    NotInteger(String),
+    /// `from_image` that is neither a string nor `null`.
+    #[error("expected a path or null, found {0}")]
+    NotPath(String),
+    /// `store_layers` that is not a list of lists.
+    #[error("expected a list of lists of store paths")]
+    NotLayerList,
+    /// A store path that is not a string.
+    #[error("store paths must be strings")]
+    StorePathNotString,
+    /// `store_layer_infos` that is not a list.
+    #[error("expected a list, found {0}")]
+    NotInfoList(String),
+    /// `store_layer_infos` with another length than `store_layers`.
+    #[error("{found} infos for {layers} store layers (one per store layer, in order)")]
+    InfoCount {
+        /// Infos given.
+        found: usize,
+        /// Store layers.
+        layers: usize,
+    },
+    /// One info is malformed.
+    #[error("store layer {layer}: {problem}")]
+    Info {
+        /// The store layer (1-based).
+        layer: usize,
+        /// What is wrong.
+        problem: InfoProblem,
+    },
+}
+
+/// What is wrong with one `store_layer_infos` entry.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum InfoProblem {
+    /// Not an object.
+    #[error("expected {{\"diff_id\": ..., \"size\": ...}}, found {0}")]
+    NotObject(String),
+    /// A key other than `diff_id` and `size`.
+    #[error("unknown key {0:?}")]
+    UnknownKey(String),
+    /// `diff_id` missing or not `sha256:` and 64 lowercase hex digits.
+    #[error("diff_id must be \"sha256:\" and 64 lowercase hex digits, found {0}")]
+    DiffId(String),
+    /// `size` missing or not a whole number.
+    #[error("size must be a whole number of bytes, found {0}")]
+    Size(String),
 }
 
 /// The parsed conf.
@@ -109,32 +175,27 @@ impl StoreLayerInfo {
         )
     }
 
-    /// Reads one info object; `why` says what is wrong.
-    pub fn from_value(v: &Value) -> Result<StoreLayerInfo, String> {
+    /// Reads one info object.
+    pub fn from_value(v: &Value) -> Result<StoreLayerInfo, InfoProblem> {
         let Value::Object(m) = v else {
-            return Err(format!(
-                "expected {{\"diff_id\": ..., \"size\": ...}}, found {v}"
-            ));
+            return Err(InfoProblem::NotObject(v.to_string()));
         };
         if let Some(k) = m.keys().find(|k| *k != "diff_id" && *k != "size") {
-            return Err(format!("unknown key {k:?} in {v}"));
+            return Err(InfoProblem::UnknownKey(k.clone()));
         }
+        let shown = |k: &str| m.get(k).map_or("nothing".into(), Value::to_string);
         let hex = match m.get("diff_id") {
             Some(Value::String(s)) => s.strip_prefix("sha256:").unwrap_or_default(),
-            _ => return Err(format!("missing \"diff_id\" string in {v}")),
+            _ => "",
         };
         if hex.len() != 64 || !hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
-            return Err(format!(
-                "diff_id must be \"sha256:\" and 64 lowercase hex digits, found {v}"
-            ));
+            return Err(InfoProblem::DiffId(shown("diff_id")));
         }
         let size = match m.get("size") {
             Some(Value::Number(n)) => n.as_u64(),
             _ => None,
         };
-        let Some(size) = size else {
-            return Err(format!("size must be a whole number of bytes in {v}"));
-        };
+        let size = size.ok_or_else(|| InfoProblem::Size(shown("size")))?;
         Ok(StoreLayerInfo {
             diff_id: hex.to_string(),
             size,
@@ -166,7 +227,7 @@ fn string(m: &Map<String, Value>, key: &'static str) -> Result<String, ConfError
         Value::String(s) => Ok(s.clone()),
         other => Err(ConfError::Bad {
             key,
-            why: format!("expected a string, found {other}"),
+            problem: BadValue::NotString(other.to_string()),
         }),
     }
 }
@@ -176,9 +237,9 @@ fn time(m: &Map<String, Value>, key: &'static str, now: DateTime) -> Result<Date
     if s == "now" {
         return Ok(now);
     }
-    isotime::parse(&s).ok_or_else(|| ConfError::Bad {
+    isotime::parse(&s).ok_or(ConfError::Bad {
         key,
-        why: format!("{s:?} is not an ISO 8601 time"),
+        problem: BadValue::NotTime(s),
     })
 }
 
@@ -193,10 +254,10 @@ fn id(m: &Map<String, Value>, key: &'static str) -> Result<u64, ConfError> {
                 Err(_) => {
                     // A float, truncated toward zero as `int()` does; one beyond u64's range
                     // (1e400 included, which Python reads as infinity) is out of range.
-                    let f = text.parse::<f64>().map_err(|_| ConfError::Bad {
-                        key,
-                        why: format!("{text} is not a number"),
-                    })?;
+                    let Ok(f) = text.parse::<f64>() else {
+                        let problem = BadValue::NotNumber(text);
+                        return Err(ConfError::Bad { key, problem });
+                    };
                     if !(f > -1.0 && f < 18_446_744_073_709_551_616.0) {
                         return Err(out_of_range(text));
                     }
@@ -209,13 +270,13 @@ fn id(m: &Map<String, Value>, key: &'static str) -> Result<u64, ConfError> {
             let t = s.trim().replace('_', "");
             t.parse::<i128>().map_err(|_| ConfError::Bad {
                 key,
-                why: format!("{s:?} is not an integer"),
+                problem: BadValue::NotIntegerText(s.clone()),
             })?
         }
         other => {
             return Err(ConfError::Bad {
                 key,
-                why: format!("expected an integer, found {other}"),
+                problem: BadValue::NotInteger(other.to_string()),
             })
         }
     };
@@ -228,30 +289,30 @@ fn from_image(m: &Map<String, Value>) -> Result<Option<PathBuf>, ConfError> {
         Some(Value::String(s)) => Ok(Some(PathBuf::from(s))),
         Some(other) => Err(ConfError::Bad {
             key: "from_image",
-            why: format!("expected a path or null, found {other}"),
+            problem: BadValue::NotPath(other.to_string()),
         }),
     }
 }
 
 fn store_layers(m: &Map<String, Value>) -> Result<Vec<Vec<String>>, ConfError> {
-    let bad = |why: &str| ConfError::Bad {
+    let bad = |problem| ConfError::Bad {
         key: "store_layers",
-        why: why.into(),
+        problem,
     };
     let Value::Array(layers) = get(m, "store_layers")? else {
-        return Err(bad("expected a list of lists of store paths"));
+        return Err(bad(BadValue::NotLayerList));
     };
     layers
         .iter()
         .map(|layer| {
             let Value::Array(paths) = layer else {
-                return Err(bad("expected a list of lists of store paths"));
+                return Err(bad(BadValue::NotLayerList));
             };
             paths
                 .iter()
                 .map(|p| match p {
                     Value::String(s) => Ok(s.clone()),
-                    _ => Err(bad("store paths must be strings")),
+                    _ => Err(bad(BadValue::StorePathNotString)),
                 })
                 .collect()
         })
@@ -295,27 +356,31 @@ fn store_layer_infos(
     m: &Map<String, Value>,
     layers: usize,
 ) -> Result<Option<Vec<StoreLayerInfo>>, ConfError> {
-    let bad = |why: String| ConfError::Bad {
+    let bad = |problem| ConfError::Bad {
         key: "store_layer_infos",
-        why,
+        problem,
     };
     let list = match m.get("store_layer_infos") {
         None | Some(Value::Null) => return Ok(None),
         Some(Value::Array(list)) => list,
-        Some(other) => return Err(bad(format!("expected a list, found {other}"))),
+        Some(other) => return Err(bad(BadValue::NotInfoList(other.to_string()))),
     };
     if list.len() != layers {
-        return Err(bad(format!(
-            "{} infos for {layers} store layers (one per store layer, in order)",
-            list.len()
-        )));
+        return Err(bad(BadValue::InfoCount {
+            found: list.len(),
+            layers,
+        }));
     }
     let infos = list
         .iter()
         .enumerate()
         .map(|(i, v)| {
-            StoreLayerInfo::from_value(v)
-                .map_err(|why| bad(format!("store layer {}: {why}", i + 1)))
+            StoreLayerInfo::from_value(v).map_err(|problem| {
+                bad(BadValue::Info {
+                    layer: i + 1,
+                    problem,
+                })
+            })
         })
         .collect::<Result<Vec<_>, _>>()?;
     Ok(Some(infos))
@@ -523,20 +588,36 @@ mod tests {
 
     #[test]
     fn values_of_the_wrong_kind_name_their_key() {
-        let cases: [(&str, Value); 6] = [
-            ("uid", serde_json::json!("abc")),
-            ("uid", serde_json::json!([1])),
-            ("uname", serde_json::json!(5)),
-            ("created", serde_json::json!("yesterday")),
-            ("from_image", serde_json::json!(3)),
-            ("store_layers", serde_json::json!([["/nix/store/a", 5]])),
+        let cases: [(&str, Value, &str); 6] = [
+            ("uid", serde_json::json!("abc"), "\"abc\" is not an integer"),
+            (
+                "uid",
+                serde_json::json!([1]),
+                "expected an integer, found [1]",
+            ),
+            ("uname", serde_json::json!(5), "expected a string, found 5"),
+            (
+                "created",
+                serde_json::json!("yesterday"),
+                "\"yesterday\" is not an ISO 8601 time",
+            ),
+            (
+                "from_image",
+                serde_json::json!(3),
+                "expected a path or null, found 3",
+            ),
+            (
+                "store_layers",
+                serde_json::json!([["/nix/store/a", 5]]),
+                "store paths must be strings",
+            ),
         ];
-        for (key, v) in cases {
+        for (key, v, why) in cases {
             let e = conf_with(|m| {
                 m.insert(key.into(), v.clone());
             });
             assert!(
-                matches!(&e, Err(ConfError::Bad { key: k, .. }) if *k == key),
+                matches!(&e, Err(ConfError::Bad { key: k, problem }) if *k == key && problem.to_string() == why),
                 "{key}: {e:?}"
             );
         }

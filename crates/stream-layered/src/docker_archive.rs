@@ -12,8 +12,8 @@ use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use dockertools_common::compress::Compressor;
 use dockertools_common::hash::{sha256_hex, HashingWriter};
 use dockertools_common::py::{bytes_code_points, repr_str_list, str_code_points};
-use dockertools_common::tar::writer::{DataError, TarWriter};
-use dockertools_common::tar::{self as tarfmt, pax, Header};
+use dockertools_common::tar::writer::{Data, DataError, TarWriter};
+use dockertools_common::tar::{self as tarfmt, Dialect, Header};
 
 use crate::conf::StoreLayerInfo;
 use crate::image::{self, LayerInfo};
@@ -83,7 +83,6 @@ fn member_header(name: &[u8], size: u64, mtime: i64) -> Header {
 struct Archive<'p, W: Write> {
     tar: TarWriter<W>,
     layers: Vec<LayerInfo>,
-    head: Vec<u8>,
     progress: &'p mut dyn Write,
 }
 
@@ -93,15 +92,11 @@ impl<W: Write> Archive<'_, W> {
         let _ = writeln!(self.progress, "{line}");
     }
 
-    fn header(&mut self, h: &Header) -> Result<(), Error> {
-        self.head.clear();
-        pax::encode(h, &mut self.head);
-        self.tar.raw(&self.head).map_err(Error::Write)
-    }
-
     fn bytes_member(&mut self, name: &[u8], bytes: &[u8], mtime: i64) -> Result<(), Error> {
-        self.header(&member_header(name, bytes.len() as u64, mtime))?;
-        self.tar.data_bytes(bytes).map_err(Error::Write)
+        let h = member_header(name, bytes.len() as u64, mtime);
+        self.tar
+            .append(&h, Data::Bytes(bytes))
+            .map_err(Error::member(name))
     }
 }
 
@@ -124,9 +119,8 @@ pub fn write<W: Write>(
         )),
     };
     let mut archive = Archive {
-        tar: TarWriter::new(out),
+        tar: TarWriter::new(out, Dialect::Pax),
         layers: Vec::new(),
-        head: Vec::new(),
         progress,
     };
     base_layers(prep, &mut archive)?;
@@ -199,22 +193,17 @@ fn store_layer<W: Write>(
         repr_str_list(&list)
     ));
     let name = format!("{checksum}/layer.tar").into_bytes();
-    archive.header(&member_header(&name, size, prep.conf.mtime))?;
     let known = matches!(expected, Expected::Known(_));
     let mismatch = |source| match known {
         true => Error::InfoMismatch { layer: num, source },
         false => Error::Changed { layer: num, source },
     };
-    let mut w = archive.tar.entry_writer();
-    let mut capped = Capped::new(&mut w, size);
-    let streamed = stream_layer(prep, layer, &mut capped, known);
-    let over = capped.over;
-    let found = streamed.map_err(|source| match source {
-        _ if over => mismatch(Changed::Size(DataError::SizeChanged {
-            declared: size,
-            actual: size + 1,
-            more: true,
-        })),
+    let h = member_header(&name, size, prep.conf.mtime);
+    let mut w = archive
+        .tar
+        .append_writer(&h)
+        .map_err(Error::member(&name))?;
+    let found = stream_layer(prep, layer, &mut w, known).map_err(|source| match source {
         LayerError::Write(e) => Error::Write(e),
         LayerError::Data {
             source: DataError::Write(e),
@@ -222,7 +211,8 @@ fn store_layer<W: Write>(
         } => Error::Write(e),
         source => layer_err(source),
     })?;
-    w.finish(size).map_err(|source| match source {
+    // Bytes past the declared size were counted, not written: the member never overflows.
+    w.finish().map_err(|source| match source {
         DataError::Write(e) => Error::Write(e),
         source => mismatch(Changed::Size(source)),
     })?;
@@ -255,39 +245,6 @@ fn stream_layer(
     Ok(Some(hashing.finish().1))
 }
 
-/// Passes at most `left` bytes on; one more is refused (and noted), so that a layer that grew
-/// since its size was taken never writes past its tar member.
-struct Capped<W> {
-    inner: W,
-    left: u64,
-    over: bool,
-}
-
-impl<W: Write> Capped<W> {
-    fn new(inner: W, left: u64) -> Self {
-        Capped {
-            inner,
-            left,
-            over: false,
-        }
-    }
-}
-
-impl<W: Write> Write for Capped<W> {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        if buf.len() as u64 > self.left {
-            self.over = true;
-            return Err(io::Error::other("the layer is longer than its member"));
-        }
-        let n = self.inner.write(buf)?;
-        self.left -= n as u64;
-        Ok(n)
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        self.inner.flush()
-    }
-}
-
 fn customisation_layer<W: Write>(
     prep: &Prepared,
     archive: &mut Archive<'_, W>,
@@ -297,16 +254,16 @@ fn customisation_layer<W: Write>(
         "Creating layer {} with customisation...",
         archive.layers.len() + 1
     ));
-    archive.header(&custom.header)?;
     let mut file = std::fs::File::open(&custom.path).map_err(|source| {
         Error::Customisation(CustomisationError::Io {
             path: custom.path.clone(),
             source,
         })
     })?;
+    let data = Data::Reader(&mut file);
     archive
         .tar
-        .data_from(&mut file, custom.header.size)
+        .append(&custom.header, data)
         .map_err(|source| match source {
             DataError::Write(e) => Error::Write(e),
             source => Error::Customisation(CustomisationError::Data {

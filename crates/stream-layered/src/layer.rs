@@ -12,11 +12,11 @@ use std::ffi::OsStr;
 use std::fs;
 use std::io::{self, Write};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
-use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::os::unix::fs::FileTypeExt;
 use std::path::{Path, PathBuf};
 
-use dockertools_common::tar::writer::{DataError, TarWriter};
-use dockertools_common::tar::{self, pax, Header};
+use dockertools_common::tar::writer::{Data, DataError, TarWriter};
+use dockertools_common::tar::{self, Dialect, Header};
 
 use crate::store::StorePath;
 
@@ -49,17 +49,6 @@ pub enum LayerError {
     Write(#[source] io::Error),
 }
 
-impl LayerError {
-    /// True when the failure is a closed downstream pipe.
-    pub fn is_broken_pipe(&self) -> bool {
-        match self {
-            LayerError::Write(e) => e.kind() == io::ErrorKind::BrokenPipe,
-            LayerError::Data { source, .. } => source.is_broken_pipe(),
-            _ => false,
-        }
-    }
-}
-
 pub use dockertools_common::tar::Owner;
 
 /// What every entry of a store layer gets: the conf's owner and mtime, and the mode of the
@@ -78,7 +67,6 @@ pub use dockertools_common::py::name_cmp as py_name_cmp;
 struct Walk<'a, W: Write> {
     tar: TarWriter<W>,
     owner: &'a LayerOwner,
-    buf: Vec<u8>,
 }
 
 impl<W: Write> Walk<'_, W> {
@@ -87,33 +75,20 @@ impl<W: Write> Walk<'_, W> {
             name: name.to_vec(),
             mode: self.owner.nix_root_mode,
             typeflag: tar::DIR,
-            ..self.base_header()
+            ..self.owner.owner.header()
         };
-        self.buf.clear();
-        pax::encode(&h, &mut self.buf);
-        self.tar.raw(&self.buf).map_err(LayerError::Write)
-    }
-
-    fn base_header(&self) -> Header {
-        self.owner.owner.header()
+        let path = Path::new(OsStr::from_bytes(name));
+        self.tar.append(&h, Data::Empty).map_err(entry_err(path))
     }
 
     /// The entry header of `path` (named `name` in the archive, without a trailing slash).
     fn header(&self, path: &Path, md: &fs::Metadata, name: &[u8]) -> Result<Header, LayerError> {
-        let ft = md.file_type();
-        let mut h = Header {
-            name: name.to_vec(),
-            mode: md.mode() & 0o7777,
-            ..self.base_header()
-        };
-        if ft.is_dir() {
-            h.typeflag = tar::DIR;
+        let mut h = Header::from_metadata(md, &self.owner.owner)
+            .ok_or_else(|| LayerError::Socket(path.to_path_buf()))?;
+        h.name = name.to_vec();
+        if h.typeflag == tar::DIR {
             h.name.push(b'/');
-        } else if ft.is_file() {
-            h.typeflag = tar::REGULAR;
-            h.size = md.len();
-        } else if ft.is_symlink() {
-            h.typeflag = tar::SYMLINK;
+        } else if h.typeflag == tar::SYMLINK {
             h.linkname = fs::read_link(path)
                 .map_err(|source| LayerError::Io {
                     path: path.to_path_buf(),
@@ -121,18 +96,6 @@ impl<W: Write> Walk<'_, W> {
                 })?
                 .into_os_string()
                 .into_vec();
-        } else if ft.is_fifo() {
-            h.typeflag = tar::FIFO;
-        } else if ft.is_char_device() || ft.is_block_device() {
-            h.typeflag = if ft.is_char_device() {
-                tar::CHAR
-            } else {
-                tar::BLOCKDEV
-            };
-            h.devmajor = tar::dev_major(md.rdev());
-            h.devminor = tar::dev_minor(md.rdev());
-        } else {
-            return Err(LayerError::Socket(path.to_path_buf()));
         }
         Ok(h)
     }
@@ -146,19 +109,12 @@ impl<W: Write> Walk<'_, W> {
         };
         let md = fs::symlink_metadata(path).map_err(io_err)?;
         let h = self.header(path, &md, name)?;
-        self.buf.clear();
-        pax::encode(&h, &mut self.buf);
         if h.typeflag == tar::REGULAR {
             let mut file = fs::File::open(path).map_err(io_err)?;
-            self.tar.raw(&self.buf).map_err(LayerError::Write)?;
-            self.tar
-                .data_from(&mut file, h.size)
-                .map_err(|source| LayerError::Data {
-                    path: path.to_path_buf(),
-                    source,
-                })?;
+            let data = Data::Reader(&mut file);
+            self.tar.append(&h, data).map_err(entry_err(path))?;
         } else {
-            self.tar.raw(&self.buf).map_err(LayerError::Write)?;
+            self.tar.append(&h, Data::Empty).map_err(entry_err(path))?;
         }
         if md.file_type().is_dir() {
             self.add_children(path, name)?;
@@ -187,6 +143,17 @@ impl<W: Write> Walk<'_, W> {
             self.add(&path.join(OsStr::from_bytes(&child)), &child_name)?;
         }
         Ok(())
+    }
+}
+
+/// The error of an entry for `path` that could not be written: the output's, or the file's.
+fn entry_err(path: &Path) -> impl Fn(DataError) -> LayerError + '_ {
+    move |source| match source {
+        DataError::Write(e) => LayerError::Write(e),
+        source => LayerError::Data {
+            path: path.to_path_buf(),
+            source,
+        },
     }
 }
 
@@ -228,9 +195,8 @@ pub fn write_layer<W: Write>(
     out: W,
 ) -> Result<W, LayerError> {
     let mut walk = Walk {
-        tar: TarWriter::new(out),
+        tar: TarWriter::new(out, Dialect::Pax),
         owner,
-        buf: Vec::with_capacity(2048),
     };
     walk.dir_entry(b"/nix")?;
     walk.dir_entry(b"/nix/store")?;

@@ -6,7 +6,7 @@
 //! and the original's progress lines on another; or an OCI layout.
 //!
 //! The pipeline, one module per stage:
-//! - [`prepare`] reads the conf ([`conf`]) and checks everything bad input can break before the
+//! - [`prepare`](mod@prepare) reads the conf ([`conf`]) and checks everything bad input can break before the
 //!   first byte: store paths against `store_dir` ([`store`]), every file of every layer (it exists
 //!   and can be opened), the customisation layer and the base image ([`base`]);
 //! - [`image`] writes the image's config and manifest;
@@ -130,6 +130,29 @@ pub enum Error {
     /// Writing the output stream failed.
     #[error("writing output: {0}")]
     Write(#[source] io::Error),
+    /// A member of the image's own could not be written.
+    #[error("member {member}: {source}")]
+    Member {
+        /// The member's name.
+        member: String,
+        /// The error.
+        #[source]
+        source: DataError,
+    },
+}
+
+impl Error {
+    /// The error of the image's member `name` that could not be written: writing the output
+    /// failed, or the member itself is wrong.
+    fn member(name: &[u8]) -> impl Fn(DataError) -> Error + '_ {
+        move |source| match source {
+            DataError::Write(e) => Error::Write(e),
+            source => Error::Member {
+                member: String::from_utf8_lossy(name).into_owned(),
+                source,
+            },
+        }
+    }
 }
 
 /// How a layer differed on its second pass.

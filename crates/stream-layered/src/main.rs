@@ -56,11 +56,11 @@ struct Args {
     /// docker-archive, oci-archive: compress the whole stream on stdout, like piping it to pigz
     /// or zstd (default none).
     #[arg(long, value_enum)]
-    compress: Option<Comp>,
+    compress: Option<Compression>,
     /// oci-archive, oci-dir: compression of the layer blobs (default none); registry: the same
     /// (default gz).
     #[arg(long, value_enum)]
-    layer_compression: Option<Comp>,
+    layer_compression: Option<Compression>,
     /// Compression level (gzip 0-9, default 6; zstd 1-19, default 3).
     #[arg(long, value_parser = clap::value_parser!(i32).range(0..=19))]
     level: Option<i32>,
@@ -113,23 +113,6 @@ enum Format {
     OciArchive,
     OciDir,
     Registry,
-}
-
-#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-enum Comp {
-    None,
-    Gz,
-    Zstd,
-}
-
-impl Comp {
-    fn kind(self) -> Compression {
-        match self {
-            Comp::None => Compression::None,
-            Comp::Gz => Compression::Gzip,
-            Comp::Zstd => Compression::Zstd,
-        }
-    }
 }
 
 const EPOCH_ONE: &str = "1970-01-01T00:00:01Z";
@@ -252,13 +235,13 @@ fn check_usage(args: &Args) -> Result<(), UsageError> {
 /// The stream's and the layer blobs' compression with their levels; `--level` must fit every
 /// compressor it applies to.
 fn compression(args: &Args) -> Result<(LayerCompression, LayerCompression), UsageError> {
-    let stream = args.compress.unwrap_or(Comp::None).kind();
+    let stream = args.compress.unwrap_or(Compression::None);
     // A registry gets gzip blobs unless told otherwise, as skopeo and podman push them.
     let default_layers = match args.format() {
-        Format::Registry => Comp::Gz,
-        _ => Comp::None,
+        Format::Registry => Compression::Gzip,
+        _ => Compression::None,
     };
-    let layers = args.layer_compression.unwrap_or(default_layers).kind();
+    let layers = args.layer_compression.unwrap_or(default_layers);
     let used: Vec<Compression> = [stream, layers]
         .into_iter()
         .filter(|k| *k != Compression::None)
@@ -268,20 +251,9 @@ fn compression(args: &Args) -> Result<(LayerCompression, LayerCompression), Usag
             "--level only applies with --compress or --layer-compression gz or zstd".into(),
         ));
     }
-    for kind in used {
-        let level = args.level.unwrap_or_else(|| kind.default_level());
-        let range = if kind == Compression::Gzip {
-            0..=9
-        } else {
-            1..=19
-        };
-        if !range.contains(&level) {
-            return Err(UsageError(format!(
-                "--level {level} is out of range for {} ({}-{})",
-                kind.name(),
-                range.start(),
-                range.end()
-            )));
+    if let Some(level) = args.level {
+        for kind in used {
+            kind.check_level(level).map_err(UsageError)?;
         }
     }
     let with_level = |kind: Compression| LayerCompression {

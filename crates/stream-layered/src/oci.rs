@@ -18,8 +18,8 @@ use dockertools_common::atomic::AtomicDir;
 use dockertools_common::compress::{Compression, Compressor};
 use dockertools_common::hash::{sha256_hex, HashingWriter};
 use dockertools_common::py::{bytes_code_points, str_code_points};
-use dockertools_common::tar::writer::{DataError, TarWriter};
-use dockertools_common::tar::{self as tarfmt, pax, Header};
+use dockertools_common::tar::writer::{Data, DataError, TarWriter};
+use dockertools_common::tar::{self as tarfmt, Dialect, Header};
 use rayon::prelude::*;
 use serde_json::json;
 
@@ -279,7 +279,7 @@ pub fn write_archive<W: Write>(
     );
     let blobs = plan.hash_blobs()?;
     let docs = plan.documents(&blobs)?;
-    let mut tar = TarWriter::new(out);
+    let mut tar = TarWriter::new(out, Dialect::Pax);
     let mtime = prep.conf.mtime;
     bytes_member(&mut tar, "oci-layout", OCI_LAYOUT, mtime)?;
     dir_member(&mut tar, "blobs/", mtime)?;
@@ -312,8 +312,8 @@ fn stream_blob<W: Write>(
     tar: &mut TarWriter<W>,
 ) -> Result<(), Error> {
     let name = format!("blobs/sha256/{}", blob.digest);
-    member(tar, &name, tarfmt::REGULAR, blob.size, plan.prep.conf.mtime)?;
-    let mut w = tar.entry_writer();
+    let h = member(&name, tarfmt::REGULAR, blob.size, plan.prep.conf.mtime);
+    let mut w = tar.append_writer(&h).map_err(Error::member(&h.name))?;
     let (_, again) = plan.blob_to(i, &mut w).map_err(|e| match e {
         BlobError::Source(e) => e,
         BlobError::Write(e) => Error::Write(e),
@@ -328,36 +328,29 @@ fn stream_blob<W: Write>(
             after: again.digest,
         }));
     }
-    w.finish(blob.size).map_err(|e| changed(Changed::Size(e)))
+    w.finish().map_err(|e| changed(Changed::Size(e)))
 }
 
-fn member<W: Write>(
-    tar: &mut TarWriter<W>,
-    name: &str,
-    typeflag: u8,
-    size: u64,
-    mtime: i64,
-) -> Result<(), Error> {
+/// The header of a member of the layout (`tarfile.TarInfo` defaults, as the docker-archive's).
+fn member(name: &str, typeflag: u8, size: u64, mtime: i64) -> Header {
     let mode = if typeflag == tarfmt::DIR {
         0o755
     } else {
         0o644
     };
-    let h = Header {
+    Header {
         name: name.as_bytes().to_vec(),
         mode,
         size,
         mtime,
         typeflag,
         ..Header::default()
-    };
-    let mut head = Vec::new();
-    pax::encode(&h, &mut head);
-    tar.raw(&head).map_err(Error::Write)
+    }
 }
 
 fn dir_member<W: Write>(tar: &mut TarWriter<W>, name: &str, mtime: i64) -> Result<(), Error> {
-    member(tar, name, tarfmt::DIR, 0, mtime)
+    let h = member(name, tarfmt::DIR, 0, mtime);
+    tar.append(&h, Data::Empty).map_err(Error::member(&h.name))
 }
 
 fn bytes_member<W: Write>(
@@ -366,8 +359,9 @@ fn bytes_member<W: Write>(
     bytes: &[u8],
     mtime: i64,
 ) -> Result<(), Error> {
-    member(tar, name, tarfmt::REGULAR, bytes.len() as u64, mtime)?;
-    tar.data_bytes(bytes).map_err(Error::Write)
+    let h = member(name, tarfmt::REGULAR, bytes.len() as u64, mtime);
+    tar.append(&h, Data::Bytes(bytes))
+        .map_err(Error::member(&h.name))
 }
 
 /// Writes the image of `prep` as an OCI layout into `dir` (created by the caller before any

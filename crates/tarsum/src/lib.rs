@@ -436,6 +436,8 @@ pub fn tarsum_with_threads<R: Read>(input: R, threads: usize) -> Result<String, 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use dockertools_common::tar::writer::{Data, TarWriter};
+    use dockertools_common::tar::{Dialect, Header};
 
     #[test]
     fn empty_input_is_sha256_of_nothing() -> Result<(), Error> {
@@ -458,36 +460,19 @@ mod tests {
     #[test]
     fn thread_count_does_not_change_the_sum() -> Result<(), Error> {
         // A small archive: one directory and two files, one of them several chunks long.
-        let mut tar = Vec::new();
-        let mut w = dockertools_common::tar::writer::TarWriter::new(&mut tar);
+        let mut w = TarWriter::new(Vec::new(), Dialect::Pax);
         for (name, size) in [("d/", 0usize), ("d/a", 3 * CHUNK + 17), ("d/b", 5)] {
-            let h = dockertools_common::tar::Header {
+            let h = Header {
                 name: name.as_bytes().to_vec(),
                 mode: 0o644,
                 size: size as u64,
                 typeflag: if size == 0 { b'5' } else { b'0' },
                 ..Default::default()
             };
-            let mut head = Vec::new();
-            dockertools_common::tar::pax::encode(&h, &mut head);
-            w.raw(&head).map_err(|e| {
-                Error::Read(ReadError {
-                    index: 0,
-                    offset: 0,
-                    kind: dockertools_common::tar::reader::ReadErrorKind::Io(e),
-                })
-            })?;
             let data: Vec<u8> = (0..size).map(|i| (i * 7 % 251) as u8).collect();
-            w.data_bytes(&data).map_err(|e| {
-                Error::Read(ReadError {
-                    index: 0,
-                    offset: 0,
-                    kind: dockertools_common::tar::reader::ReadErrorKind::Io(e),
-                })
-            })?;
+            w.append(&h, Data::Bytes(&data)).unwrap();
         }
-        drop(w);
-        tar.resize(tar.len() + 1024, 0);
+        let tar = w.finish().unwrap();
         let one = tarsum_with_threads(&tar[..], 1)?;
         assert_eq!(tarsum_with_threads(&tar[..], 2)?, one);
         assert_eq!(tarsum_with_threads(&tar[..], 7)?, one);
@@ -505,25 +490,20 @@ mod tests {
     /// `n` regular files whose names repeat every `names` entries (some spelled with `./`),
     /// each holding its own index as text.
     fn repeated_names(n: usize, names: usize) -> Vec<u8> {
-        let mut tar = Vec::new();
-        let mut w = dockertools_common::tar::writer::TarWriter::new(&mut tar);
+        let mut w = TarWriter::new(Vec::new(), Dialect::Pax);
         for i in 0..n {
             let dot = if i % 3 == 0 { "./" } else { "" };
             let data = i.to_string().into_bytes();
-            let h = dockertools_common::tar::Header {
+            let h = Header {
                 name: format!("{dot}d/f{}", i % names).into_bytes(),
                 mode: 0o644,
                 size: data.len() as u64,
                 typeflag: b'0',
                 ..Default::default()
             };
-            let mut head = Vec::new();
-            dockertools_common::tar::pax::encode(&h, &mut head);
-            w.raw(&head).unwrap();
-            w.data_bytes(&data).unwrap();
+            w.append(&h, Data::Bytes(&data)).unwrap();
         }
-        w.finish().unwrap();
-        tar
+        w.finish().unwrap()
     }
 
     #[test]
@@ -568,19 +548,19 @@ mod tests {
     #[test]
     fn an_empty_xattr_value_is_hashed() -> Result<(), Error> {
         // moby since v25 hashes every SCHILY.xattr record Go's reader keeps, empty ones too.
-        let h = dockertools_common::tar::Header {
+        let h = Header {
             name: b"f".to_vec(),
             mode: 0o644,
             typeflag: b'0',
+            pax_records: vec![
+                (b"SCHILY.xattr.user.empty".to_vec(), Vec::new()),
+                (b"SCHILY.xattr.user.set".to_vec(), b"1".to_vec()),
+            ],
             ..Default::default()
         };
-        let mut tar = Vec::new();
-        let xattrs = [
-            (b"SCHILY.xattr.user.empty".to_vec(), Vec::new()),
-            (b"SCHILY.xattr.user.set".to_vec(), b"1".to_vec()),
-        ];
-        dockertools_common::tar::pax::encode_with(&h, &xattrs, &mut tar);
-        tar.resize(tar.len() + 1024, 0);
+        let mut w = TarWriter::new(Vec::new(), Dialect::Pax);
+        w.append(&h, Data::Empty).unwrap();
+        let tar = w.finish().unwrap();
         // Go's result; v24's rule (empty values dropped) gave eb82328d...
         let want =
             "tarsum.v1+sha256:558ba622cf3c4e536b734100a740cf423e97bf435b1b75d7b7e497219613d9e8";

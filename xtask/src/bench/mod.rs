@@ -1,5 +1,6 @@
-//! `cargo xtask bench [--reference DIR] [--only TOOL]...`: the speed of every tool against the
-//! program it replaces or a physical floor, measured in the same run on this machine.
+//! `cargo xtask bench [--reference DIR] [--baseline DIR] [--only TOOL]...`: the speed of every
+//! tool against the program it replaces or a physical floor, measured in the same run on this
+//! machine.
 //!
 //! Each tool has a module that adds its rows; this one holds the harness: the fixtures, the
 //! timing (best of N runs), the thread scaling (a row run with `RAYON_NUM_THREADS=1` and with
@@ -7,6 +8,8 @@
 //! Inputs are the conformance fixtures (s10, s300, s1g) and graphs from `mkstore.py --graph-only`.
 //! `--reference DIR` adds the originals where they can run here: `DIR/stream_layered_image.py`,
 //! `DIR/closure-graph.py`, `DIR/auto-layer.py` (not part of the repository).
+//! `--baseline DIR` names another build's binaries (a copy of `target/release` from before a
+//! change): the benches that support it time them in turn with the current ones, in the same run.
 //! Nothing is asserted: the figures are for reading.
 
 mod compress;
@@ -42,6 +45,8 @@ pub struct Ctx {
     work: PathBuf,
     conf_dir: PathBuf,
     reference: Option<PathBuf>,
+    /// Another build's binaries, timed in turn with the current ones.
+    baseline: Option<PathBuf>,
     /// Cores used by the "all threads" runs.
     cores: usize,
     rows: Vec<Row>,
@@ -195,11 +200,13 @@ const BENCHES: &[(&str, Bench)] = &[
 /// Runs the benchmarks.
 pub fn main(args: &[String]) -> Result<()> {
     let mut reference: Option<PathBuf> = None;
+    let mut baseline: Option<PathBuf> = None;
     let mut only: Vec<String> = Vec::new();
     let mut it = args.iter();
     while let Some(a) = it.next() {
         match a.as_str() {
             "--reference" => reference = it.next().map(PathBuf::from),
+            "--baseline" => baseline = it.next().map(PathBuf::from),
             "--only" => only.extend(it.next().cloned()),
             other => bail!("unknown bench argument {other:?}"),
         }
@@ -223,6 +230,7 @@ pub fn main(args: &[String]) -> Result<()> {
         work,
         conf_dir,
         reference,
+        baseline,
         cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
         rows: Vec::new(),
     };

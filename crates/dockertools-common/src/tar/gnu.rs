@@ -1,31 +1,31 @@
 //! GNU tar 1.34's default (`gnu`) header dialect.
 //!
-//! Facts reproduced (checked against GNU tar in this module's tests):
+//! Facts reproduced (checked against GNU tar by the crate's `tests/dialects.rs`):
 //! magic `ustar  \0`; numbers as zero-padded octal with a NUL, or base-256 when they do not fit;
 //! only the permission bits in `mode`; device numbers only for devices (NUL otherwise);
 //! a name or link target longer than 100 bytes is preceded by a `././@LongLink` entry
 //! (`K` for the link target first, then `L` for the name) whose owner names are `root`
 //! unless `--numeric-owner` empties them; owner names are cut to 31 bytes and a NUL.
 
-use super::{put_base256, put_bytes, put_checksum, put_octal, FieldOverflow, Header, BLOCK};
+use super::{put_base256, put_bytes, put_checksum, put_octal, Header, HeaderError, BLOCK};
 
 const NAME_FIELD: usize = 100;
 
 /// Options of the GNU dialect that change header bytes.
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct GnuOptions {
     /// GNU tar's `--numeric-owner`: the `././@LongLink` records carry empty owner names.
     pub numeric_owner: bool,
 }
 
-fn put_number(field: &mut [u8], name: &'static str, value: i128) -> Result<(), FieldOverflow> {
+fn put_number(field: &mut [u8], name: &'static str, value: i128) -> Result<(), HeaderError> {
     if value >= 0 && u64::try_from(value).is_ok_and(|v| put_octal(field, v)) {
         return Ok(());
     }
     if put_base256(field, value) {
         return Ok(());
     }
-    Err(FieldOverflow { field: name, value })
+    Err(HeaderError::Overflow { field: name, value })
 }
 
 fn long_link(out: &mut Vec<u8>, kind: u8, payload: &[u8], opts: GnuOptions) {
@@ -52,7 +52,18 @@ fn long_link(out: &mut Vec<u8>, kind: u8, payload: &[u8], opts: GnuOptions) {
 }
 
 /// Appends the header blocks of `h` (long-link records first, if any) to `out`.
-pub fn encode(h: &Header, opts: GnuOptions, out: &mut Vec<u8>) -> Result<(), FieldOverflow> {
+/// Nothing is appended when it fails.
+pub fn encode(h: &Header, opts: GnuOptions, out: &mut Vec<u8>) -> Result<(), HeaderError> {
+    if !h.pax_records.is_empty() {
+        return Err(HeaderError::PaxRecords {
+            count: h.pax_records.len(),
+        });
+    }
+    let start = out.len();
+    encode_blocks(h, opts, out).inspect_err(|_| out.truncate(start))
+}
+
+fn encode_blocks(h: &Header, opts: GnuOptions, out: &mut Vec<u8>) -> Result<(), HeaderError> {
     if h.linkname.len() > NAME_FIELD {
         long_link(out, b'K', &h.linkname, opts);
     }

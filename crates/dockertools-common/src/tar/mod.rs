@@ -1,11 +1,16 @@
 //! Deterministic tar writing and reading.
 //!
-//! Two header dialects are written byte for byte:
+//! Two header dialects are written byte for byte ([`Dialect`]):
 //! [`gnu`] is GNU tar 1.34's default format (`ustar  \0` magic, `././@LongLink` records),
 //! [`pax`] is Python `tarfile`'s PAX format (`ustar\0` `00` magic, `././@PaxHeader` records).
-//! [`writer::TarWriter`] frames entries (data padding, end-of-archive blocks, 10240-byte records)
-//! and checks that every entry's data is exactly as long as its header says.
-//! [`reader`] reads archives the way Go's `archive/tar` does.
+//! [`writer::TarWriter`] is the entry-level API: callers say what an entry is (a [`Header`] and
+//! its data), and the writer encodes the header in its dialect, copies exactly the declared size
+//! and pads; it ends the archive with two zero blocks and zeros to a whole 10240-byte record.
+//! [`reader`] reads archives the way Go's `archive/tar` does; [`reader::Entry::to_header`] turns
+//! a read entry back into a [`Header`].
+
+use std::fs;
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
 
 pub mod gnu;
 pub mod pax;
@@ -90,16 +95,82 @@ pub struct Header {
     pub devmajor: u64,
     /// Device minor number (encoded only for character and block devices).
     pub devminor: u64,
+    /// PAX records the entry carries (a member copied from another archive), in order:
+    /// the PAX dialect writes them first and adds no record for a field they name;
+    /// the GNU dialect refuses a header that has any.
+    pub pax_records: Vec<(Vec<u8>, Vec<u8>)>,
 }
 
-/// A header field that cannot be encoded in the chosen dialect.
+impl Header {
+    /// The type, permission bits, size (of a regular file) and device numbers of a file whose
+    /// `lstat` metadata is `md`, with `owner`'s owner and time fields; `None` for a socket,
+    /// which a tar cannot hold.
+    /// The name and a symlink's target are the caller's to fill in.
+    pub fn from_metadata(md: &fs::Metadata, owner: &Owner) -> Option<Header> {
+        let ft = md.file_type();
+        let mut h = Header {
+            mode: md.mode() & 0o7777,
+            ..owner.header()
+        };
+        if ft.is_dir() {
+            h.typeflag = DIR;
+        } else if ft.is_file() {
+            h.typeflag = REGULAR;
+            h.size = md.len();
+        } else if ft.is_symlink() {
+            h.typeflag = SYMLINK;
+        } else if ft.is_fifo() {
+            h.typeflag = FIFO;
+        } else if ft.is_char_device() || ft.is_block_device() {
+            h.typeflag = if ft.is_char_device() { CHAR } else { BLOCKDEV };
+            h.devmajor = dev_major(md.rdev());
+            h.devminor = dev_minor(md.rdev());
+        } else {
+            return None;
+        }
+        Some(h)
+    }
+}
+
+/// The header dialect of an archive.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Dialect {
+    /// GNU tar 1.34's default format, with its options.
+    Gnu(gnu::GnuOptions),
+    /// Python `tarfile`'s PAX format.
+    Pax,
+}
+
+impl Dialect {
+    /// Appends the header blocks of `h` (long-name or PAX records first, if any) to `out`.
+    pub fn encode(self, h: &Header, out: &mut Vec<u8>) -> Result<(), HeaderError> {
+        match self {
+            Dialect::Gnu(opts) => gnu::encode(h, opts, out),
+            Dialect::Pax => {
+                pax::encode(h, out);
+                Ok(())
+            }
+        }
+    }
+}
+
+/// A header that cannot be encoded in the chosen dialect.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
-#[error("{field} value {value} does not fit in a tar header")]
-pub struct FieldOverflow {
-    /// Name of the field.
-    pub field: &'static str,
-    /// The value that did not fit.
-    pub value: i128,
+pub enum HeaderError {
+    /// A number does not fit in its field.
+    #[error("{field} value {value} does not fit in a tar header")]
+    Overflow {
+        /// Name of the field.
+        field: &'static str,
+        /// The value that did not fit.
+        value: i128,
+    },
+    /// PAX records in a GNU-format archive, which has no place for them.
+    #[error("{count} PAX records cannot be written in GNU format")]
+    PaxRecords {
+        /// How many records the header carries.
+        count: usize,
+    },
 }
 
 /// Writes `value` as zero-padded octal in `field`, `field.len() - 1` digits and a NUL.

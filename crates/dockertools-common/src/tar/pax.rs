@@ -1,6 +1,6 @@
 //! Python `tarfile`'s PAX header dialect (`format=PAX_FORMAT`, the default since Python 3.8).
 //!
-//! Facts reproduced (checked against CPython in this module's tests):
+//! Facts reproduced (checked against CPython by the crate's `tests/dialects.rs`):
 //! magic `ustar\0` version `00`; numbers as zero-padded octal with a NUL;
 //! a name or link target longer than 100 characters, an owner or group name longer than 32,
 //! or any of them not ASCII, goes into a `././@PaxHeader` record (`path`, `linkpath`, `uname`, `gname`),
@@ -84,99 +84,105 @@ fn ustar_block(u: &Ustar<'_>, out: &mut Vec<u8>) {
     out.extend_from_slice(&block);
 }
 
-/// Appends the header blocks of `h` (a `././@PaxHeader` entry first, if needed) to `out`.
-///
-/// `carried` are PAX records the entry already had (a base image's member being copied):
-/// they come first, and a field they name is not added again, as in `tarfile`.
-pub fn encode_with(h: &Header, carried: &[(Vec<u8>, Vec<u8>)], out: &mut Vec<u8>) {
-    // tarfile's TarInfo.get_info: a directory's name always ends in '/'.
-    if h.typeflag == super::DIR && h.name.last() != Some(&b'/') {
-        let mut h = h.clone();
-        h.name.push(b'/');
-        return encode_with(&h, carried, out);
-    }
-    let mut records: Vec<(&[u8], Vec<u8>)> = carried
+/// PAX records in order, the key borrowed.
+type Records<'a> = Vec<(&'a [u8], Vec<u8>)>;
+
+/// The records `h` needs: those it carries, then each string field that is not ASCII or too
+/// long, then each number that does not fit its octal field (a field a carried record names is
+/// not added again). Returns them with the values of the four number fields (0 where a record
+/// holds the number).
+fn records(h: &Header) -> (Records<'_>, [u64; 4]) {
+    let mut records: Records<'_> = h
+        .pax_records
         .iter()
         .map(|(k, v)| (k.as_slice(), v.clone()))
         .collect();
-    let has = |records: &Vec<(&[u8], Vec<u8>)>, key: &[u8]| records.iter().any(|(k, _)| *k == key);
+    let has = |records: &Records<'_>, key: &[u8]| records.iter().any(|(k, _)| *k == key);
     for (key, value, limit) in [
         (&b"path"[..], &h.name, 100usize),
         (b"linkpath", &h.linkname, 100),
         (b"uname", &h.uname, 32),
         (b"gname", &h.gname, 32),
     ] {
-        if has(&records, key) {
-            continue;
-        }
-        if !value.is_ascii() || py_len(value) > limit {
+        if !has(&records, key) && (!value.is_ascii() || py_len(value) > limit) {
             records.push((key, value.clone()));
         }
     }
-    let mut numbers = [
-        (&b"uid"[..], i128::from(h.uid), 8u32, 0u64),
-        (b"gid", i128::from(h.gid), 8, 0),
-        (b"size", i128::from(h.size), 12, 0),
-        (b"mtime", i128::from(h.mtime), 12, 0),
+    let mut fields = [0u64; 4];
+    let numbers = [
+        (&b"uid"[..], i128::from(h.uid), 8u32),
+        (b"gid", i128::from(h.gid), 8),
+        (b"size", i128::from(h.size), 12),
+        (b"mtime", i128::from(h.mtime), 12),
     ];
-    for (key, value, digits, field) in numbers.iter_mut() {
-        let fits = *value >= 0 && *value < 1i128 << (3 * (*digits - 1));
-        if fits {
-            *field = *value as u64;
+    for ((key, value, digits), field) in numbers.into_iter().zip(fields.iter_mut()) {
+        if value >= 0 && value < 1i128 << (3 * (digits - 1)) {
+            *field = value as u64;
         } else if !has(&records, key) {
             records.push((key, value.to_string().into_bytes()));
         }
     }
+    (records, fields)
+}
+
+/// Appends the `././@PaxHeader` entry holding `records` to `out`.
+fn pax_entry(records: &Records<'_>, out: &mut Vec<u8>) {
+    let binary = records.iter().any(|(_, v)| std::str::from_utf8(v).is_err());
+    let mut payload = Vec::new();
+    if binary {
+        payload.extend_from_slice(b"21 hdrcharset=BINARY\n");
+    }
+    for (k, v) in records {
+        record(&mut payload, k, v);
+    }
+    let header = Ustar {
+        name: b"././@PaxHeader",
+        mode: 0,
+        uid: 0,
+        gid: 0,
+        size: payload.len() as u64,
+        mtime: 0,
+        typeflag: b'x',
+        linkname: b"",
+        uname: b"",
+        gname: b"",
+        dev: None,
+    };
+    ustar_block(&header, out);
+    let len = payload.len() as u64;
+    out.extend_from_slice(&payload);
+    out.resize(out.len() + super::block_padding(len), 0);
+}
+
+/// Appends the header blocks of `h` (a `././@PaxHeader` entry first, if needed) to `out`.
+///
+/// The records `h` carries ([`Header::pax_records`], a base image's member being copied) come
+/// first, and a field they name is not added again, as in `tarfile`.
+pub fn encode(h: &Header, out: &mut Vec<u8>) {
+    // tarfile's TarInfo.get_info: a directory's name always ends in '/'.
+    if h.typeflag == super::DIR && h.name.last() != Some(&b'/') {
+        let mut h = h.clone();
+        h.name.push(b'/');
+        return encode(&h, out);
+    }
+    let (records, [uid, gid, size, mtime]) = records(h);
     if !records.is_empty() {
-        let binary = records.iter().any(|(_, v)| std::str::from_utf8(v).is_err());
-        let mut payload = Vec::new();
-        if binary {
-            payload.extend_from_slice(b"21 hdrcharset=BINARY\n");
-        }
-        for (k, v) in &records {
-            record(&mut payload, k, v);
-        }
-        ustar_block(
-            &Ustar {
-                name: b"././@PaxHeader",
-                mode: 0,
-                uid: 0,
-                gid: 0,
-                size: payload.len() as u64,
-                mtime: 0,
-                typeflag: b'x',
-                linkname: b"",
-                uname: b"",
-                gname: b"",
-                dev: None,
-            },
-            out,
-        );
-        let len = payload.len() as u64;
-        out.extend_from_slice(&payload);
-        out.resize(out.len() + super::block_padding(len), 0);
+        pax_entry(&records, out);
     }
     let dev = (h.typeflag == super::CHAR || h.typeflag == super::BLOCKDEV)
         .then_some((h.devmajor, h.devminor));
-    ustar_block(
-        &Ustar {
-            name: &h.name,
-            mode: h.mode,
-            uid: numbers[0].3,
-            gid: numbers[1].3,
-            size: numbers[2].3,
-            mtime: numbers[3].3,
-            typeflag: h.typeflag,
-            linkname: &h.linkname,
-            uname: &h.uname,
-            gname: &h.gname,
-            dev,
-        },
-        out,
-    );
-}
-
-/// Appends the header blocks of `h` to `out` (no carried records).
-pub fn encode(h: &Header, out: &mut Vec<u8>) {
-    encode_with(h, &[], out);
+    let header = Ustar {
+        name: &h.name,
+        mode: h.mode,
+        uid,
+        gid,
+        size,
+        mtime,
+        typeflag: h.typeflag,
+        linkname: &h.linkname,
+        uname: &h.uname,
+        gname: &h.gname,
+        dev,
+    };
+    ustar_block(&header, out);
 }

@@ -12,7 +12,7 @@
 use std::collections::BTreeMap;
 use std::io::{self, Read};
 
-use super::BLOCK;
+use super::{Header, BLOCK};
 
 /// PAX records in first-seen order, last value per key.
 pub type Records = Vec<(Vec<u8>, Vec<u8>)>;
@@ -143,6 +143,27 @@ pub struct Entry {
 }
 
 impl Entry {
+    /// The header that writes this entry again as read: permission bits of the mode, negative
+    /// numbers as 0, and every PAX record it had (carried first by the PAX dialect).
+    pub fn to_header(&self) -> Header {
+        let unsigned = |n: i64| n.max(0) as u64;
+        Header {
+            name: self.name.clone(),
+            mode: (self.mode & 0o7777) as u32,
+            uid: unsigned(self.uid),
+            gid: unsigned(self.gid),
+            size: unsigned(self.size),
+            mtime: self.mtime,
+            typeflag: self.typeflag,
+            linkname: self.linkname.clone(),
+            uname: self.uname.clone(),
+            gname: self.gname.clone(),
+            devmajor: unsigned(self.devmajor),
+            devminor: unsigned(self.devminor),
+            pax_records: self.pax.clone(),
+        }
+    }
+
     /// Whether Go's writer would refuse to re-encode this header (tarsum re-encodes every entry).
     pub fn writer_rejects(&self) -> bool {
         let ends_slash = self.name.last() == Some(&b'/');
@@ -153,54 +174,7 @@ impl Entry {
         if !header_only && self.size < 0 {
             return true;
         }
-        let mut allowed = format::USTAR | format::PAX | format::GNU;
-        let octal_fits = |n: i64, size: u32| n >= 0 && (n as u128) < 1u128 << (3 * (size - 1));
-        let b256_fits = |n: i64, size: u32| {
-            size >= 9 || {
-                let bits = 8 * (size - 1);
-                n >= -(1i64 << bits) && n < 1i64 << bits
-            }
-        };
-        let strings: [(&[u8], usize, bool, bool); 4] = [
-            (&self.name, 100, true, true),
-            (&self.linkname, 100, true, false),
-            (&self.uname, 32, false, false),
-            (&self.gname, 32, false, false),
-        ];
-        for (s, size, long_gnu_ok, ustar_split) in strings {
-            let too_long = s.len() > size;
-            if s.contains(&0) || (too_long && !long_gnu_ok) {
-                allowed &= !format::GNU;
-            }
-            if (!s.is_ascii() || too_long) && !(ustar_split && splits_ustar(s)) {
-                allowed &= !format::USTAR;
-            }
-        }
-        // Numbers PAX can carry in records: uid, gid, size. Mode and device numbers it cannot.
-        for (n, size, pax_ok) in [
-            (self.mode, 8, false),
-            (self.uid, 8, true),
-            (self.gid, 8, true),
-            (self.size, 12, true),
-            (self.devmajor, 8, false),
-            (self.devminor, 8, false),
-        ] {
-            if !b256_fits(n, size) {
-                allowed &= !format::GNU;
-            }
-            if !octal_fits(n, size) {
-                allowed &= !format::USTAR;
-                if !pax_ok {
-                    allowed &= !format::PAX;
-                }
-            }
-        }
-        if !b256_fits(self.mtime, 12) {
-            allowed &= !format::GNU;
-        }
-        if !octal_fits(self.mtime, 12) {
-            allowed &= !format::USTAR;
-        }
+        let mut allowed = self.string_formats() & self.number_formats();
         if self.has_atime_ctime {
             allowed &= !format::USTAR;
         }
@@ -218,6 +192,61 @@ impl Entry {
             allowed &= want;
         }
         allowed == 0
+    }
+
+    /// The formats (of ustar, PAX and GNU) whose fields hold the entry's names.
+    fn string_formats(&self) -> u8 {
+        let mut allowed = format::USTAR | format::PAX | format::GNU;
+        let strings: [(&[u8], usize, bool, bool); 4] = [
+            (&self.name, 100, true, true),
+            (&self.linkname, 100, true, false),
+            (&self.uname, 32, false, false),
+            (&self.gname, 32, false, false),
+        ];
+        for (s, size, long_gnu_ok, ustar_split) in strings {
+            let too_long = s.len() > size;
+            if s.contains(&0) || (too_long && !long_gnu_ok) {
+                allowed &= !format::GNU;
+            }
+            if (!s.is_ascii() || too_long) && !(ustar_split && splits_ustar(s)) {
+                allowed &= !format::USTAR;
+            }
+        }
+        allowed
+    }
+
+    /// The formats (of ustar, PAX and GNU) whose fields, or records, hold the entry's numbers.
+    fn number_formats(&self) -> u8 {
+        let mut allowed = format::USTAR | format::PAX | format::GNU;
+        let octal_fits = |n: i64, size: u32| n >= 0 && (n as u128) < 1u128 << (3 * (size - 1));
+        let b256_fits = |n: i64, size: u32| {
+            size >= 9 || {
+                let bits = 8 * (size - 1);
+                n >= -(1i64 << bits) && n < 1i64 << bits
+            }
+        };
+        // Numbers PAX can carry in records: uid, gid, size, mtime. Mode and device numbers it
+        // cannot.
+        for (n, size, pax_ok) in [
+            (self.mode, 8, false),
+            (self.uid, 8, true),
+            (self.gid, 8, true),
+            (self.size, 12, true),
+            (self.devmajor, 8, false),
+            (self.devminor, 8, false),
+            (self.mtime, 12, true),
+        ] {
+            if !b256_fits(n, size) {
+                allowed &= !format::GNU;
+            }
+            if !octal_fits(n, size) {
+                allowed &= !format::USTAR;
+                if !pax_ok {
+                    allowed &= !format::PAX;
+                }
+            }
+        }
+        allowed
     }
 }
 
@@ -478,6 +507,29 @@ impl MapTokens {
     }
 }
 
+/// A GNU header's access and change times: whether they are set (into `e`), and the format and
+/// name prefix that follow. Times that do not parse mean the field is an old-style prefix, as Go
+/// reads it, and the entry cannot be re-encoded as it was.
+fn gnu_times<'b>(e: &mut Entry, blk: &'b [u8; BLOCK]) -> (u8, &'b [u8]) {
+    let atime = &blk[345..357];
+    let ctime = &blk[357..369];
+    let mut times_ok = true;
+    if atime[0] != 0 {
+        times_ok &= parse_numeric(atime).is_some();
+        e.has_atime_ctime = true;
+    }
+    if ctime[0] != 0 {
+        times_ok &= parse_numeric(ctime).is_some();
+        e.has_atime_ctime = true;
+    }
+    if times_ok {
+        return (format::GNU, &[]);
+    }
+    e.has_atime_ctime = false;
+    let p = cstr(&blk[345..500]);
+    (0, if p.is_ascii() { p } else { &[] })
+}
+
 /// Reads entries from a tar stream.
 pub struct Reader<R: Read> {
     r: R,
@@ -688,8 +740,9 @@ impl<R: Read> Reader<R> {
         Ok(())
     }
 
-    /// Reads one header block; `Ok(None)` at a normal end of archive.
-    fn header(&mut self) -> Result<Option<(Entry, [u8; BLOCK], u8)>, ReadError> {
+    /// Reads the next header block; `Ok(None)` at a normal end of archive (the end of the
+    /// input, or two zero blocks).
+    fn header_block(&mut self) -> Result<Option<[u8; BLOCK]>, ReadError> {
         let mut blk = [0u8; BLOCK];
         match self.fill(&mut blk)? {
             Fill::Full => {}
@@ -707,6 +760,14 @@ impl<R: Read> Reader<R> {
             }
             return Err(self.err(ReadErrorKind::ZeroThenHeader));
         }
+        Ok(Some(blk))
+    }
+
+    /// Reads one header block; `Ok(None)` at a normal end of archive.
+    fn header(&mut self) -> Result<Option<(Entry, [u8; BLOCK], u8)>, ReadError> {
+        let Some(blk) = self.header_block()? else {
+            return Ok(None);
+        };
         let fmt = block_format(&blk);
         if fmt == 0 {
             return Err(self.err(ReadErrorKind::BadHeader));
@@ -725,66 +786,57 @@ impl<R: Read> Reader<R> {
             mtime: num(&blk[136..148], "mtime")?,
             ..Entry::default()
         };
-        let mut hdr_format = 0;
-        if fmt > format::V7 {
-            e.uname = cstr(&blk[265..297]).to_vec();
-            e.gname = cstr(&blk[297..329]).to_vec();
-            e.devmajor = num(&blk[329..337], "devmajor")?;
-            e.devminor = num(&blk[337..345], "devminor")?;
-            let mut prefix: &[u8] = &[];
-            if fmt & (format::USTAR | format::PAX) != 0 {
-                hdr_format = fmt;
-                prefix = cstr(&blk[345..500]);
-                let ends_nul = |r: std::ops::Range<usize>| blk[r.end - 1] == 0;
-                if !blk.is_ascii()
-                    || !(ends_nul(124..136)
-                        && ends_nul(100..108)
-                        && ends_nul(108..116)
-                        && ends_nul(116..124)
-                        && ends_nul(136..148)
-                        && ends_nul(329..337)
-                        && ends_nul(337..345))
-                {
-                    hdr_format = 0;
-                }
-            } else if fmt == format::STAR {
-                prefix = cstr(&blk[345..476]);
-                num(&blk[476..488], "atime")?;
-                num(&blk[488..500], "ctime")?;
-                e.has_atime_ctime = true;
-            } else if fmt == format::GNU {
-                hdr_format = fmt;
-                let atime = &blk[345..357];
-                let ctime = &blk[357..369];
-                let mut times_ok = true;
-                if atime[0] != 0 {
-                    times_ok &= parse_numeric(atime).is_some();
-                    e.has_atime_ctime = true;
-                }
-                if ctime[0] != 0 {
-                    times_ok &= parse_numeric(ctime).is_some();
-                    e.has_atime_ctime = true;
-                }
-                if !times_ok {
-                    e.has_atime_ctime = false;
-                    let p = cstr(&blk[345..500]);
-                    if p.is_ascii() {
-                        prefix = p;
-                    }
-                    hdr_format = 0;
-                }
-            }
-            if !prefix.is_empty() {
-                let mut name = prefix.to_vec();
-                name.push(b'/');
-                name.extend_from_slice(&e.name);
-                e.name = name;
-            }
+        e.format = if fmt > format::V7 {
+            self.ustar_fields(&mut e, &blk, fmt)?
         } else {
-            hdr_format = format::V7;
-        }
-        e.format = hdr_format;
+            format::V7
+        };
         Ok(Some((e, blk, fmt)))
+    }
+
+    /// Reads the fields past the V7 header of a block in format `fmt` into `e` (owner names,
+    /// device numbers, the name prefix, GNU and star times); returns the formats the entry may
+    /// be re-encoded in, as Go's reader decides them.
+    fn ustar_fields(&self, e: &mut Entry, blk: &[u8; BLOCK], fmt: u8) -> Result<u8, ReadError> {
+        let num = |field: &[u8], name: &'static str| {
+            parse_numeric(field).ok_or_else(|| self.err(ReadErrorKind::BadNumber(name)))
+        };
+        e.uname = cstr(&blk[265..297]).to_vec();
+        e.gname = cstr(&blk[297..329]).to_vec();
+        e.devmajor = num(&blk[329..337], "devmajor")?;
+        e.devminor = num(&blk[337..345], "devminor")?;
+        let mut hdr_format = 0;
+        let mut prefix: &[u8] = &[];
+        if fmt & (format::USTAR | format::PAX) != 0 {
+            hdr_format = fmt;
+            prefix = cstr(&blk[345..500]);
+            let ends_nul = |r: std::ops::Range<usize>| blk[r.end - 1] == 0;
+            if !blk.is_ascii()
+                || !(ends_nul(124..136)
+                    && ends_nul(100..108)
+                    && ends_nul(108..116)
+                    && ends_nul(116..124)
+                    && ends_nul(136..148)
+                    && ends_nul(329..337)
+                    && ends_nul(337..345))
+            {
+                hdr_format = 0;
+            }
+        } else if fmt == format::STAR {
+            prefix = cstr(&blk[345..476]);
+            num(&blk[476..488], "atime")?;
+            num(&blk[488..500], "ctime")?;
+            e.has_atime_ctime = true;
+        } else if fmt == format::GNU {
+            (hdr_format, prefix) = gnu_times(e, blk);
+        }
+        if !prefix.is_empty() {
+            let mut name = prefix.to_vec();
+            name.push(b'/');
+            name.extend_from_slice(&e.name);
+            e.name = name;
+        }
+        Ok(hdr_format)
     }
 
     fn set_regular(&mut self, e: &Entry) -> Result<(), ReadError> {
@@ -1168,6 +1220,12 @@ impl<R: Read> Reader<R> {
         }
     }
 
+    /// The current entry's data as a [`Read`]er (its errors are [`ReadError`]s inside
+    /// `io::Error`s of kind `Other`).
+    pub fn data(&mut self) -> EntryData<'_, R> {
+        EntryData { r: self }
+    }
+
     /// Reads the rest of the current entry's data into a vector (for small members such as JSON).
     pub fn read_to_vec(&mut self, limit: u64) -> Result<Vec<u8>, ReadError> {
         if self.logical_left > limit {
@@ -1190,6 +1248,17 @@ impl<R: Read> Reader<R> {
             return Err(self.err(ReadErrorKind::BadSparse("more data than declared")));
         }
         Ok(out)
+    }
+}
+
+/// The current entry's data ([`Reader::data`]).
+pub struct EntryData<'a, R: Read> {
+    r: &'a mut Reader<R>,
+}
+
+impl<R: Read> Read for EntryData<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.r.read_data(buf).map_err(io::Error::other)
     }
 }
 
@@ -1744,5 +1813,43 @@ mod tests {
         );
         assert_eq!(show_size(64 << 20), "64 MiB");
         assert_eq!(show_size(1000), "1000 bytes");
+    }
+
+    #[test]
+    fn a_written_entry_reads_back_as_its_header_and_data() {
+        use crate::tar::writer::{Data, TarWriter};
+        use crate::tar::Dialect;
+        let h = Header {
+            name: "d/\u{e9}t\u{e9}-a-long-name-".repeat(6).into_bytes(),
+            mode: 0o4755,
+            uid: 1000,
+            gid: 100,
+            size: 700,
+            mtime: 1_700_000_000,
+            typeflag: b'0',
+            uname: b"alice".to_vec(),
+            gname: b"users".to_vec(),
+            pax_records: vec![(b"SCHILY.xattr.user.k".to_vec(), b"v".to_vec())],
+            ..Header::default()
+        };
+        let data: Vec<u8> = (0..700u32).map(|i| (i % 256) as u8).collect();
+        let mut tar = TarWriter::new(Vec::new(), Dialect::Pax);
+        tar.append(&h, Data::Bytes(&data)).unwrap();
+        let bytes = tar.finish().unwrap();
+        let mut reader = Reader::new(&bytes[..]);
+        let e = reader.next_entry().unwrap().unwrap();
+        let mut read = Vec::new();
+        reader.data().read_to_end(&mut read).unwrap();
+        assert_eq!(read, data);
+        let back = e.to_header();
+        // The reader adds the path record it applied after the carried one.
+        assert_eq!(back.pax_records[0], h.pax_records[0]);
+        assert_eq!(
+            Header {
+                pax_records: h.pax_records.clone(),
+                ..back
+            },
+            h
+        );
     }
 }
