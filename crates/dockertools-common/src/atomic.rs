@@ -47,13 +47,24 @@ pub fn remove_all_temporaries() {
 
 fn remove_temp(p: &Path) {
     match fs::symlink_metadata(p) {
-        Ok(m) if m.is_dir() => {
-            let _ = fs::remove_dir_all(p);
-        }
+        Ok(m) if m.is_dir() => remove_dir_racing(p),
         Ok(_) => {
             let _ = fs::remove_file(p);
         }
         Err(_) => {}
+    }
+}
+
+/// Removes a temporary folder that other threads may still be writing into: a file created
+/// between `remove_dir_all`'s listing and its final `rmdir` makes that pass fail, so try again
+/// (a bounded number of times; the threads create only a few files each).
+fn remove_dir_racing(p: &Path) {
+    for _ in 0..1000 {
+        match fs::remove_dir_all(p) {
+            Ok(()) => return,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return,
+            Err(_) => std::thread::yield_now(),
+        }
     }
 }
 
@@ -225,7 +236,7 @@ impl AtomicDir {
         // rename(2) replaces an empty folder atomically; anything else at the target fails.
         let result = check_dir_target(&self.target).and_then(|()| fs::rename(&temp, &self.target));
         if result.is_err() {
-            let _ = fs::remove_dir_all(&temp);
+            remove_dir_racing(&temp);
         }
         forget(&mut list, &temp);
         result
@@ -236,7 +247,7 @@ impl Drop for AtomicDir {
     fn drop(&mut self) {
         if let Some(temp) = self.temp.take() {
             let mut list = live();
-            let _ = fs::remove_dir_all(&temp);
+            remove_dir_racing(&temp);
             forget(&mut list, &temp);
         }
     }
