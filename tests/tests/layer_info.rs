@@ -256,3 +256,76 @@ fn bad_infos_and_layer_numbers_are_refused() {
         );
     }
 }
+
+/// Nix settings for an offline build without a daemon (as tests/tests/nixpkgs_harness.rs).
+const NIX_CONFIG: &str = "build-users-group =\nsubstituters =\nexperimental-features = nix-command\nsandbox = false\nmax-jobs = 2\ncores = 2";
+
+/// Builds `nix/tests/layer-infos.nix` with nix-bin, once more on failure (Nix 2.8's signal 9
+/// race on quick builders; a second attempt only rebuilds what failed).
+fn build_layer_infos_test(out_link: &Path) -> Option<PathBuf> {
+    let programs = ["nix-build", "fakeroot", "jq", "lndir", "busybox"];
+    if !pipeline_tests::require_root() || !programs.iter().all(|p| pipeline_tests::require(p)) {
+        return None;
+    }
+    let reference = pipeline_tests::root()
+        .join("../shared/reference/nixpkgs")
+        .canonicalize()
+        .expect("the nixpkgs reference at ../shared/reference/nixpkgs");
+    let tools = pipeline_tests::bin_dir()
+        .canonicalize()
+        .expect("tools folder");
+    let expr = pipeline_tests::root().join("nix/tests/layer-infos.nix");
+    let run = || {
+        Command::new("nix-build")
+            .arg(&expr)
+            .args(["--argstr", "nixpkgs"])
+            .arg(&reference)
+            .args(["--argstr", "tools"])
+            .arg(&tools)
+            .arg("-o")
+            .arg(out_link)
+            .env("NIX_CONFIG", NIX_CONFIG)
+            .output()
+            .expect("nix-build runs")
+    };
+    let mut out = run();
+    if !out.status.success() {
+        eprintln!("nix-build failed once, retrying: {}", text(&out.stderr));
+        out = run();
+    }
+    pipeline_tests::ok(&out, "nix-build nix/tests/layer-infos.nix");
+    Some(out_link.to_path_buf())
+}
+
+#[test]
+fn the_overlay_opt_in_feeds_per_layer_infos_and_the_image_is_unchanged() {
+    let tmp = TempDir::new("info-nix");
+    let Some(result) = build_layer_infos_test(&tmp.join("result")) else {
+        return;
+    };
+    let plain = fs::read(result.join("plain.tar")).unwrap();
+    assert!(plain.windows(13).any(|w| w == b"manifest.json"));
+    assert_eq!(fs::read(result.join("fed.tar")).unwrap(), plain);
+    // The opted-in stream script runs stream-layered on the conf with infos.
+    let script = text(&fs::read(result.join("fed-stream-script")).unwrap());
+    let conf_path = script
+        .split_whitespace()
+        .find(|w| w.ends_with("-conf.json"))
+        .expect("the wrapper names its conf");
+    let fed_conf = fs::read(conf_path).unwrap();
+    assert_eq!(fs::read(result.join("fed-conf.json")).unwrap(), fed_conf);
+    let conf: Value = serde_json::from_slice(&fed_conf).unwrap();
+    let infos = conf["store_layer_infos"].as_array().unwrap();
+    assert_eq!(infos.len(), conf["store_layers"].as_array().unwrap().len());
+    assert_eq!(infos.len(), 4);
+    for info in infos {
+        let hex = info["diff_id"].as_str().unwrap().strip_prefix("sha256:");
+        let member = format!("{}/layer.tar", hex.unwrap());
+        assert!(plain.windows(member.len()).any(|w| w == member.as_bytes()));
+    }
+    // One derivation per layer; the image with one leaf changed has exactly one other.
+    let drvs: Value = serde_json::from_slice(&fs::read(result.join("drvs.json")).unwrap()).unwrap();
+    assert_eq!(drvs["image"].as_array().unwrap().len(), 4);
+    assert_eq!(drvs["onlyInChanged"].as_array().unwrap().len(), 1);
+    assert_eq!(drvs["onlyInImage"].as_array().unwrap().len(), 1);
+}
