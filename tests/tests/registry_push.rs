@@ -692,6 +692,44 @@ fn faults_exit_1_with_a_clear_message_and_leave_no_tag() {
     ]);
     assert!(!gone.status.success());
 
+    // A layer that changed since its store_layer_infos entry was computed: the push stops at
+    // that layer, naming it, and the tag is never written.
+    let infos = with_store(
+        &store,
+        &format!(
+            "for n in 1 2; do stream-layered '{}' --layer-info $n; done",
+            conf.display()
+        ),
+        &tmp.0,
+    );
+    ok(&infos, "stream-layered --layer-info");
+    let mut fed: Value = serde_json::from_slice(&fs::read(&conf).unwrap()).unwrap();
+    fed["store_layer_infos"] = text(&infos.stdout)
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .collect::<Vec<Value>>()
+        .into();
+    let fed_conf = tmp.join("fed.json");
+    fs::write(&fed_conf, fed.to_string()).unwrap();
+    let app = fs::read_dir(&store)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.to_string_lossy().ends_with("-app"))
+        .unwrap()
+        .join("bin/app");
+    let script = fs::read_to_string(&app).unwrap();
+    fs::write(&app, script.replace("'hi'", "'HI'")).unwrap();
+    let stale = format!("docker://127.0.0.1:{}/x/stale:z", reg.port);
+    let out = push(&tmp, &store, &fed_conf, &stale, "", "");
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("layer 2 does not match its store_layer_infos entry"),
+        "{err}"
+    );
+    let gone = skopeo(&["inspect", "--raw", "--tls-verify=false", &stale]);
+    assert!(!gone.status.success(), "no tag on a stale layer");
+
     // A registry whose disk is full.
     let full = Registry::start(&tmp.join("full"), Auth::None, Some("64k"));
     let out = push(

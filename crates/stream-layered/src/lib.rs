@@ -189,4 +189,9 @@ pub struct Options {
     pub now: DateTime,
     /// User and group names, for the customisation layer's owner (as `tarfile.gettarinfo` looks them up).
     pub names: Names,
+    /// Open every file of every store layer before any output (a stream's consumer must not get
+    /// a partial image from bad input). A registry push with `store_layer_infos` turns it off:
+    /// it reads only the layers the registry lacks, finds a bad file while uploading, and writes
+    /// no tag then.
+    pub check_files: bool,
 }

@@ -363,6 +363,7 @@ fn options(args: &Args) -> Options {
         repo_tag: args.repo_tag.clone(),
         now: DateTime::from_unix(now.as_secs() as i64, now.subsec_micros()),
         names: Names::system(),
+        check_files: !matches!(args.format, Some(Format::Registry)),
     }
 }
 

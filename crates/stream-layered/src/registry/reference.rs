@@ -183,7 +183,8 @@ mod tests {
 
     #[test]
     fn malformed_destinations_say_what_is_wrong() {
-        let cases: [(&str, fn(&ReferenceError) -> bool); 7] = [
+        type Check = fn(&ReferenceError) -> bool;
+        let cases: [(&str, Check); 7] = [
             ("oci:x", |e| matches!(e, ReferenceError::Transport(_))),
             ("docker://host", |e| {
                 matches!(e, ReferenceError::NoRepository(_))

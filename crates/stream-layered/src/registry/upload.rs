@@ -15,6 +15,9 @@ use super::{is_store, say, short, uncompressed, RegistryError, PARALLEL_LAYERS};
 use crate::oci::{Blob, BlobError, Plan};
 use crate::{Changed, Error};
 
+/// A layer's blob and whether it was uploaded (not skipped).
+type LayerResult = Result<(Blob, bool), Error>;
+
 const MANIFEST_TYPE: &str = "application/vnd.oci.image.manifest.v1+json";
 
 /// What pushing the layers needs; the cache and the progress lines are shared by the threads
@@ -168,11 +171,10 @@ impl Layers<'_, '_> {
     /// Pushes every layer ([`PARALLEL_LAYERS`] at once), `ids` being their diff_ids; after a
     /// failure no new layer is started. Returns each layer's result, in order (those never
     /// started are left out).
-    pub fn push_all(&self, ids: &[String]) -> Vec<Result<(Blob, bool), Error>> {
+    pub fn push_all(&self, ids: &[String]) -> Vec<LayerResult> {
         let next = AtomicUsize::new(0);
         let failed = AtomicBool::new(false);
-        let slots: Vec<Mutex<Option<Result<(Blob, bool), Error>>>> =
-            ids.iter().map(|_| Mutex::new(None)).collect();
+        let slots: Vec<Mutex<Option<LayerResult>>> = ids.iter().map(|_| Mutex::new(None)).collect();
         thread::scope(|s| {
             for _ in 0..PARALLEL_LAYERS.min(ids.len()) {
                 s.spawn(|| {
@@ -196,7 +198,7 @@ impl Layers<'_, '_> {
 
     /// Pushes layer `i` (of `count`), whose diff_id is `diff_id`; returns its blob and whether
     /// it was uploaded.
-    fn push_layer(&self, i: usize, diff_id: &str, count: usize) -> Result<(Blob, bool), Error> {
+    fn push_layer(&self, i: usize, diff_id: &str, count: usize) -> LayerResult {
         let comp = self.plan.comp;
         let key = self.cache().key(diff_id, comp);
         let known = match uncompressed(comp) {
