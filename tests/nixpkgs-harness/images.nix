@@ -9,8 +9,6 @@
 #           so the config's name in manifest.json)
 #   merge   (a) has a `repositories` member holding `null` where (b) has none (README
 #           "Decisions"); without it the archives are equal byte for byte
-#   order   docker-archives equal but for the order of their layers (README "Decisions":
-#           auto-layer's ties)
 #   tag     docker-archives equal but for the tag, which without `tag` is the hash of a store
 #           path that the swaps change
 #   dir     folders holding the same files, byte for byte
@@ -433,9 +431,9 @@ in
       )
     );
     # Several layers tie on closure size here: nixpkgs' auto-layer.py orders them as CPython's
-    # set does (hash seed 0), popularity-sorter by their paths (README "Decisions").
+    # set does (hash seed 0), and so does popularity-sorter.
     stream-many = {
-      kind = "order";
+      kind = "bytes";
       image = streamed (
         dockerTools.streamLayeredImage {
           name = "stream-many";

@@ -323,46 +323,6 @@ fn without_time(bytes: &[u8]) -> Result<Vec<Member>, String> {
     Ok(out)
 }
 
-/// A docker-archive with its layers' order taken out: manifest.json's layers and the config's
-/// diff_ids and history sorted, the config's name blanked, and the members sorted by name.
-fn without_layer_order(bytes: &[u8]) -> Result<Vec<Member>, String> {
-    let mut members = tar_members(bytes).ok_or("not a tar archive")?;
-    let manifest = members
-        .iter()
-        .find(|m| m.name == "manifest.json")
-        .ok_or("no manifest.json")?;
-    let manifest: serde_json::Value =
-        serde_json::from_slice(&manifest.data).map_err(|e| format!("manifest.json: {e}"))?;
-    let config_name = manifest[0]["Config"]
-        .as_str()
-        .ok_or("no Config")?
-        .to_string();
-    let sorted = |v: &mut serde_json::Value| {
-        if let Some(list) = v.as_array_mut() {
-            list.sort_by_key(|x| x.to_string());
-        }
-    };
-    for m in &mut members {
-        let mut v: serde_json::Value = if m.name == "manifest.json" || m.name == config_name {
-            serde_json::from_slice(&m.data).map_err(|e| format!("{}: {e}", m.name))?
-        } else {
-            continue;
-        };
-        if m.name == "manifest.json" {
-            sorted(&mut v[0]["Layers"]);
-            v[0]["Config"] = "CONFIG".into();
-        } else {
-            sorted(&mut v["rootfs"]["diff_ids"]);
-            sorted(&mut v["history"]);
-            m.name = "CONFIG".into();
-        }
-        m.header = Vec::new();
-        m.data = v.to_string().into_bytes();
-    }
-    members.sort_by(|x, y| x.name.cmp(&y.name));
-    Ok(members)
-}
-
 /// A docker-archive with its tag blanked: in manifest.json's RepoTags and in `repositories`.
 fn without_tag(bytes: &[u8]) -> Result<Vec<Member>, String> {
     let untag = |repo_tag: &str| match repo_tag.rsplit_once(':') {
@@ -502,27 +462,6 @@ fn compare(case: &Case, a: &Path, b: &Path, tmp: &Path) -> Result<String, String
                     "differ beyond the time in {names:?} (members {counts:?})"
                 ))
             }
-        }
-        "order" => {
-            let (na, nb) = (without_layer_order(&raw_a)?, without_layer_order(&raw_b)?);
-            if na != nb {
-                let first = na
-                    .iter()
-                    .zip(&nb)
-                    .find(|(x, y)| x != y)
-                    .map(|(x, y)| (&x.name, &y.name));
-                return Err(format!(
-                    "differ beyond the order of layers: first at {first:?} ({} vs {} members)",
-                    na.len(),
-                    nb.len()
-                ));
-            }
-            let order = if raw_a == raw_b {
-                "the same order"
-            } else {
-                "another order"
-            };
-            Ok(format!("{} members equal, layers in {order}", na.len()))
         }
         "tag" => {
             let (na, nb) = (without_tag(&raw_a)?, without_tag(&raw_b)?);

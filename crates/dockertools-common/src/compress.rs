@@ -2,10 +2,10 @@
 //!
 //! Gzip output carries no file name and no timestamp (as `pigz -n`), so the bytes depend
 //! only on the input and the level. Both compressors are parallel and deterministic:
-//! gzip cuts the input into fixed 1 MiB blocks, compresses each on its own with libdeflate on
-//! worker threads (as many as rayon's) and joins them into one deflate stream with sync
-//! flushes; zstd uses its own worker threads, whose output does not depend on how many there
-//! are.
+//! gzip cuts the input into fixed 1 MiB blocks (and where the caller cuts), compresses each on
+//! its own with libdeflate on rayon's pool and joins them into one deflate stream with sync
+//! flushes; zstd uses its own worker threads (as many as rayon's pool has), whose output does
+//! not depend on how many there are.
 //! So the compressed bytes depend only on the input, the format and the level, never on the
 //! number of threads or the machine.
 //!
@@ -263,7 +263,7 @@ impl<W: Write> Compressor<W> {
     pub fn new(out: W, kind: Compression, level: i32) -> io::Result<Self> {
         Ok(match kind {
             Compression::None => Compressor::None(out),
-            Compression::Gzip => Compressor::Gzip(ParGz::new(out, level.clamp(0, 9))?),
+            Compression::Gzip => Compressor::Gzip(ParGz::new(out, gzip_level(level))?),
             Compression::Zstd => {
                 let mut enc = zstd::stream::write::Encoder::new(out, level)?;
                 // A content checksum, as the zstd command writes by default, so that readers
@@ -276,6 +276,26 @@ impl<W: Write> Compressor<W> {
                 Compressor::Zstd(enc)
             }
         })
+    }
+
+    /// Ends the current gzip block here, so that the next byte starts a block (see
+    /// [`ParGz::cut`]); nothing for the other formats, whose bytes do not depend on it.
+    pub fn cut(&mut self) -> io::Result<()> {
+        match self {
+            Compressor::Gzip(g) => g.cut(),
+            _ => Ok(()),
+        }
+    }
+
+    /// Puts a gzip block compressed ahead of time into the stream (see [`ParGz::write_block`]);
+    /// an error for the other formats.
+    pub fn write_block(&mut self, block: GzBlock) -> io::Result<()> {
+        match self {
+            Compressor::Gzip(g) => g.write_block(block),
+            _ => Err(io::Error::other(
+                "a gzip block for a stream that is not gzip",
+            )),
+        }
     }
 
     /// Ends the stream and returns the inner writer.
@@ -305,70 +325,147 @@ impl<W: Write> Write for Compressor<W> {
     }
 }
 
+/// The libdeflate level [`Compressor`] uses for gzip at `level` (gzip's 0-9).
+pub fn gzip_level(level: i32) -> i32 {
+    level.clamp(0, 9)
+}
+
 /// Input bytes per gzip block (the default, which the output bytes depend on).
-const GZ_BLOCK: usize = 1 << 20;
+pub const GZ_BLOCK: usize = 1 << 20;
 
-/// A block's compressed bytes, by block number.
-type Done = (usize, io::Result<Vec<u8>>);
+/// One gzip block: raw deflate data that continues the stream (or ends it, for the last
+/// block), with the CRC32 and length of the input it holds.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct GzBlock {
+    /// The raw deflate bytes, ending on a byte boundary.
+    pub deflate: Vec<u8>,
+    /// CRC32 of the block's input.
+    pub crc: u32,
+    /// Length of the block's input.
+    pub len: u64,
+}
 
-/// Parallel, deterministic gzip writer: fixed blocks (1 MiB unless told otherwise), each compressed on its own by
-/// libdeflate on a worker thread, joined into one deflate stream (every block but the last
-/// ends with a sync-flush marker, see [`crate::deflate::unfinalize`]), written in order as soon
-/// as each is ready. The bytes do not depend on how many workers there are. The workers start
-/// with the second block: a stream of one block is compressed on the caller's thread.
-pub struct ParGz<W: Write> {
-    out: W,
-    level: libdeflater::CompressionLvl,
-    /// Input bytes per block.
-    block_size: usize,
-    /// The block being filled.
-    block: Vec<u8>,
-    workers: Option<Workers>,
-    /// Compressed blocks that arrived ahead of their turn.
-    ready: std::collections::BTreeMap<usize, io::Result<Vec<u8>>>,
+/// A block's result, by sequence number.
+type Done = (usize, io::Result<GzBlock>);
+
+thread_local! {
+    /// One libdeflate compressor per level on each thread that compresses (its tables are
+    /// a few hundred KiB, made once instead of once per block).
+    static DEFLATERS: std::cell::RefCell<Vec<(i32, libdeflater::Compressor)>> =
+        const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Compresses `input` as one block at `level` with this thread's compressor.
+fn compress_block(level: i32, input: &[u8], last: bool) -> io::Result<GzBlock> {
+    DEFLATERS.with(|cell| {
+        let mut all = cell.borrow_mut();
+        let at = match all.iter().position(|(l, _)| *l == level) {
+            Some(at) => at,
+            None => {
+                let lvl = libdeflater::CompressionLvl::new(level)
+                    .map_err(|_| io::Error::other(format!("gzip level {level} is not 0-12")))?;
+                all.push((level, libdeflater::Compressor::new(lvl)));
+                all.len() - 1
+            }
+        };
+        let (_, c) = &mut all[at];
+        Ok(GzBlock {
+            deflate: deflate_block(c, input, last)?,
+            crc: crc32fast::hash(input),
+            len: input.len() as u64,
+        })
+    })
+}
+
+/// Gzip blocks compressed on rayon's global pool (the one pool every parallel stage draws on)
+/// and handed back in the order they were submitted. Blocks compressed elsewhere (ahead of time)
+/// can take their place in that order with [`GzBlocks::push_done`].
+pub struct GzBlocks {
+    level: i32,
+    tx: std::sync::mpsc::Sender<Done>,
+    rx: std::sync::mpsc::Receiver<Done>,
+    /// Blocks that arrived ahead of their turn.
+    ready: std::collections::BTreeMap<usize, io::Result<GzBlock>>,
     submitted: usize,
-    written: usize,
-    crc: crc32fast::Hasher,
-    size: u64,
+    taken: usize,
 }
 
-/// The compressing threads' two channels.
-struct Workers {
-    /// Jobs: block number, input, last block. Dropping it stops the threads.
-    jobs: std::sync::mpsc::SyncSender<(usize, Vec<u8>, bool)>,
-    results: std::sync::mpsc::Receiver<Done>,
-}
+impl GzBlocks {
+    /// A pool of blocks at libdeflate `level` (0-12).
+    pub fn new(level: i32) -> io::Result<GzBlocks> {
+        libdeflater::CompressionLvl::new(level)
+            .map_err(|_| io::Error::other(format!("gzip level {level} is not 0-12")))?;
+        let (tx, rx) = std::sync::mpsc::channel();
+        Ok(GzBlocks {
+            level,
+            tx,
+            rx,
+            ready: std::collections::BTreeMap::new(),
+            submitted: 0,
+            taken: 0,
+        })
+    }
 
-impl Workers {
-    /// As many threads as rayon would use (RAYON_NUM_THREADS or the cores).
-    fn start(level: libdeflater::CompressionLvl) -> Workers {
-        use std::sync::mpsc::{channel, sync_channel};
-        use std::sync::{Arc, Mutex};
-        let n = rayon::current_num_threads().max(1);
-        let (jobs, job_rx) = sync_channel::<(usize, Vec<u8>, bool)>(n);
-        let job_rx = Arc::new(Mutex::new(job_rx));
-        let (done_tx, results) = channel::<Done>();
-        for _ in 0..n {
-            let job_rx = Arc::clone(&job_rx);
-            let done_tx = done_tx.clone();
-            std::thread::spawn(move || {
-                let mut c = libdeflater::Compressor::new(level);
-                loop {
-                    let job = match job_rx.lock() {
-                        Ok(rx) => rx.recv(),
-                        Err(_) => return,
-                    };
-                    let Ok((i, input, last)) = job else { return };
-                    if done_tx
-                        .send((i, deflate_block(&mut c, &input, last)))
-                        .is_err()
-                    {
-                        return;
-                    }
-                }
-            });
+    /// Hands `input` to the pool as the next block; `last` ends the deflate stream.
+    /// On one of rayon's own threads (a stage that is itself one of many parallel tasks, such
+    /// as one layer of several) the block is compressed at once instead: waiting there for
+    /// other tasks could leave every thread waiting, and the parallelism is the caller's.
+    pub fn submit(&mut self, input: Vec<u8>, last: bool) {
+        let seq = self.submitted;
+        self.submitted += 1;
+        if rayon::current_thread_index().is_some() {
+            self.ready
+                .insert(seq, compress_block(self.level, &input, last));
+            return;
         }
-        Workers { jobs, results }
+        let (level, tx) = (self.level, self.tx.clone());
+        rayon::spawn(move || {
+            let _ = tx.send((seq, compress_block(level, &input, last)));
+        });
+    }
+
+    /// Puts a block compressed ahead of time next in the order.
+    pub fn push_done(&mut self, block: GzBlock) {
+        self.ready.insert(self.submitted, Ok(block));
+        self.submitted += 1;
+    }
+
+    /// Blocks submitted and not yet taken.
+    pub fn pending(&self) -> usize {
+        self.submitted - self.taken
+    }
+
+    /// Whether enough blocks are in flight to keep every thread busy: the caller should take
+    /// one (waiting) before it submits more, so memory stays bounded.
+    pub fn full(&self) -> bool {
+        self.pending() > 2 * rayon::current_num_threads().max(1) + 2
+    }
+
+    /// The next block in order: `None` when there is none pending, or when it is not ready
+    /// and `wait` is false.
+    pub fn next(&mut self, wait: bool) -> Option<io::Result<GzBlock>> {
+        loop {
+            if let Some(block) = self.ready.remove(&self.taken) {
+                self.taken += 1;
+                return Some(block);
+            }
+            if self.pending() == 0 {
+                return None;
+            }
+            let (seq, block) = match self.rx.try_recv() {
+                Ok(done) => done,
+                Err(_) if !wait => return None,
+                // A job cannot vanish without sending (rayon aborts the process on a panicking
+                // spawned job), and the sender in `self` keeps the channel open: this only
+                // guards. Blocks are spawned only from outside the pool, so this wait never
+                // holds one of its threads.
+                Err(_) => self
+                    .rx
+                    .recv()
+                    .unwrap_or_else(|_| (self.taken, Err(stopped()))),
+            };
+            self.ready.insert(seq, block);
+        }
     }
 }
 
@@ -387,7 +484,25 @@ fn deflate_block(c: &mut libdeflater::Compressor, input: &[u8], last: bool) -> i
 }
 
 fn stopped() -> io::Error {
-    io::Error::other("the gzip workers stopped")
+    io::Error::other("a gzip block was lost")
+}
+
+/// Parallel, deterministic gzip writer: fixed blocks (1 MiB unless told otherwise), each
+/// compressed on its own by libdeflate on rayon's threads ([`GzBlocks`]), joined into one
+/// deflate stream (every block but the last ends with a sync-flush marker, see
+/// [`crate::deflate::unfinalize`]) and written in order as soon as each is ready.
+/// Each worker also takes its block's CRC32, which the writer combines.
+/// Block boundaries are every `block_size` input bytes, and wherever the caller asks with
+/// [`ParGz::cut`]; they never depend on the number of threads, and neither do the bytes.
+pub struct ParGz<W: Write> {
+    out: W,
+    blocks: GzBlocks,
+    /// Input bytes per block.
+    block_size: usize,
+    /// The block being filled.
+    block: Vec<u8>,
+    crc: crc32fast::Hasher,
+    size: u64,
 }
 
 impl<W: Write> ParGz<W> {
@@ -400,8 +515,7 @@ impl<W: Write> ParGz<W> {
     /// [`Compressor`] writes. For tests and fuzzing of the block joining.
     pub fn with_block_size(mut out: W, level: i32, block_size: usize) -> io::Result<Self> {
         let block_size = block_size.max(1);
-        let lvl = libdeflater::CompressionLvl::new(level)
-            .map_err(|_| io::Error::other(format!("gzip level {level} is not 0-12")))?;
+        let blocks = GzBlocks::new(level)?;
         let xfl = match level {
             9.. => 2,
             1 => 4,
@@ -410,68 +524,64 @@ impl<W: Write> ParGz<W> {
         out.write_all(&[0x1f, 0x8b, 8, 0, 0, 0, 0, 0, xfl, 3])?;
         Ok(ParGz {
             out,
-            level: lvl,
+            blocks,
             block_size,
             block: Vec::with_capacity(block_size),
-            workers: None,
-            ready: std::collections::BTreeMap::new(),
-            submitted: 0,
-            written: 0,
             crc: crc32fast::Hasher::new(),
             size: 0,
         })
     }
 
-    /// Hands the current block to the workers, then writes what is ready; waits while too
+    /// Hands the current block to the pool, then writes what is ready; waits while too
     /// many blocks are in flight.
     fn submit(&mut self, last: bool) -> io::Result<()> {
         let input = std::mem::replace(&mut self.block, Vec::with_capacity(self.block_size));
-        let level = self.level;
-        self.workers
-            .get_or_insert_with(|| Workers::start(level))
-            .jobs
-            .send((self.submitted, input, last))
-            .map_err(|_| stopped())?;
-        self.submitted += 1;
-        let max_in_flight = 2 * rayon::current_num_threads().max(1) + 2;
-        self.write_ready(|gz| gz.submitted - gz.written > max_in_flight)
+        self.blocks.submit(input, last);
+        while self.blocks.full() {
+            self.write_next(true)?;
+        }
+        while self.write_next(false)? {}
+        Ok(())
     }
 
-    /// Writes compressed blocks in order: those already done, and more while `wait` holds.
-    fn write_ready(&mut self, wait: impl Fn(&Self) -> bool) -> io::Result<()> {
-        loop {
-            while let Some(block) = self.ready.remove(&self.written) {
-                self.out.write_all(&block?)?;
-                self.written += 1;
-            }
-            let waiting = wait(self);
-            let Some(workers) = &self.workers else {
-                return Ok(());
-            };
-            let next = if waiting {
-                workers.results.recv().map_err(|_| stopped())?
-            } else {
-                match workers.results.try_recv() {
-                    Ok(done) => done,
-                    Err(_) => return Ok(()),
-                }
-            };
-            self.ready.insert(next.0, next.1);
+    /// Writes the next block in order if it is ready (or once it is, when `wait`); false when
+    /// none was written.
+    fn write_next(&mut self, wait: bool) -> io::Result<bool> {
+        let Some(block) = self.blocks.next(wait) else {
+            return Ok(false);
+        };
+        let block = block?;
+        self.out.write_all(&block.deflate)?;
+        self.crc.combine(&crc32fast::Hasher::new_with_initial_len(
+            block.crc, block.len,
+        ));
+        self.size += block.len;
+        Ok(true)
+    }
+
+    /// Ends the current block here (when it holds anything), so that the next byte starts a
+    /// block. The boundaries, and so the bytes, are those the calls to `cut` make.
+    pub fn cut(&mut self) -> io::Result<()> {
+        if self.block.is_empty() {
+            return Ok(());
         }
+        self.submit(false)
+    }
+
+    /// Cuts, then puts `block` (compressed ahead of time, not the last) next in the stream.
+    /// It must be what this writer would make of its input after a cut, so that the bytes do
+    /// not depend on whether a block was compressed ahead of time.
+    pub fn write_block(&mut self, block: GzBlock) -> io::Result<()> {
+        self.cut()?;
+        self.blocks.push_done(block);
+        while self.write_next(false)? {}
+        Ok(())
     }
 
     /// Writes the last block and the gzip trailer; returns the inner writer.
     pub fn finish(mut self) -> io::Result<W> {
-        if self.workers.is_none() {
-            // One block in all: no threads needed.
-            let mut c = libdeflater::Compressor::new(self.level);
-            let last = deflate_block(&mut c, &self.block, true)?;
-            self.out.write_all(&last)?;
-        } else {
-            self.submit(true)?;
-            self.write_ready(|gz| gz.written < gz.submitted)?;
-        }
-        self.workers = None;
+        self.submit(true)?;
+        while self.write_next(true)? {}
         let crc = self.crc.clone().finalize();
         self.out.write_all(&crc.to_le_bytes())?;
         self.out.write_all(&(self.size as u32).to_le_bytes())?;
@@ -481,8 +591,6 @@ impl<W: Write> ParGz<W> {
 
 impl<W: Write> Write for ParGz<W> {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.crc.update(buf);
-        self.size += buf.len() as u64;
         let mut rest = buf;
         while !rest.is_empty() {
             let take = (self.block_size - self.block.len()).min(rest.len());
@@ -523,22 +631,24 @@ mod tests {
     #[test]
     fn gzip_round_trips_and_ignores_thread_count() -> io::Result<()> {
         let data = sample(5 * GZ_BLOCK + 12345);
-        let compress = |threads: usize| -> io::Result<Vec<u8>> {
+        let compress = || -> io::Result<Vec<u8>> {
+            let mut c = Compressor::new(Vec::new(), Compression::Gzip, 6)?;
+            for chunk in data.chunks(777_777) {
+                c.write_all(chunk)?;
+            }
+            c.finish()
+        };
+        // On the global pool's threads (from this thread, outside the pool), and on the
+        // calling thread alone (inside a pool, as one task of many).
+        let parallel = compress()?;
+        for threads in [1, 2, 8] {
             let pool = rayon::ThreadPoolBuilder::new()
                 .num_threads(threads)
                 .build()
                 .map_err(io::Error::other)?;
-            pool.install(|| {
-                let mut c = Compressor::new(Vec::new(), Compression::Gzip, 6)?;
-                for chunk in data.chunks(777_777) {
-                    c.write_all(chunk)?;
-                }
-                c.finish()
-            })
-        };
-        let one = compress(1)?;
-        assert_eq!(compress(2)?, one);
-        assert_eq!(compress(8)?, one);
+            assert!(pool.install(compress)? == parallel, "{threads} threads");
+        }
+        let one = parallel;
         let mut back = Vec::new();
         flate2::read::GzDecoder::new(&one[..]).read_to_end(&mut back)?;
         assert_eq!(back, data);
@@ -547,6 +657,44 @@ mod tests {
         flate2::read::GzDecoder::new(&empty[..]).read_to_end(&mut out)?;
         assert!(out.is_empty());
         empty.clear();
+        Ok(())
+    }
+
+    #[test]
+    fn blocks_compressed_ahead_give_the_bytes_of_cuts() -> io::Result<()> {
+        let data = sample(3 * GZ_BLOCK + 5000);
+        let member = 1000..1000 + 2 * GZ_BLOCK + 77;
+        // Written through, with a cut before and after the member.
+        let mut cut = Compressor::new(Vec::new(), Compression::Gzip, 6)?;
+        cut.write_all(&data[..member.start])?;
+        cut.cut()?;
+        cut.write_all(&data[member.clone()])?;
+        cut.cut()?;
+        cut.write_all(&data[member.end..])?;
+        let cut = cut.finish()?;
+        // The member's blocks compressed on their own, then put in place.
+        let mut blocks = GzBlocks::new(gzip_level(6))?;
+        for piece in data[member.clone()].chunks(GZ_BLOCK) {
+            blocks.submit(piece.to_vec(), false);
+        }
+        let mut ahead = Compressor::new(Vec::new(), Compression::Gzip, 6)?;
+        ahead.write_all(&data[..member.start])?;
+        while let Some(block) = blocks.next(true) {
+            ahead.write_block(block?)?;
+        }
+        ahead.cut()?;
+        ahead.write_all(&data[member.end..])?;
+        assert!(ahead.finish()? == cut);
+        assert!(verdict(&cut, usize::MAX) == (data.clone(), "ok".into()));
+        if let Some(out) = gzip_command(cut.clone())? {
+            assert!(out == data);
+        }
+        // A cut changes the bytes (a block boundary moved), not what they decompress to.
+        assert!(cut != gzip(&data, 6)?);
+        // Other formats have no blocks to put in place.
+        let mut z = Compressor::new(Vec::new(), Compression::Zstd, 3)?;
+        z.cut()?;
+        assert!(z.write_block(GzBlock::default()).is_err());
         Ok(())
     }
 
@@ -918,7 +1066,16 @@ mod tests {
             }) as usize;
             let level = next(13) as i32;
             let mut gz = ParGz::with_block_size(Vec::new(), level, block)?;
-            gz.write_all(&data)?;
+            // Cuts (block boundaries the caller chooses) at random places now and then.
+            let mut at = 0;
+            while at < data.len() {
+                let n = (1 + next(2 * block as u64) as usize).min(data.len() - at);
+                gz.write_all(&data[at..at + n])?;
+                at += n;
+                if next(4) == 0 {
+                    gz.cut()?;
+                }
+            }
             let bytes = gz.finish()?;
             let mut back = Vec::new();
             flate2::read::GzDecoder::new(&bytes[..]).read_to_end(&mut back)?;

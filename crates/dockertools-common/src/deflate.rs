@@ -279,9 +279,34 @@ fn refill(data: &[u8], buf: &mut u64, count: &mut u32, next: &mut usize) -> bool
     true
 }
 
+/// Stream bits the literal-run table looks at.
+const RUN_BITS: u32 = 14;
+
+/// For each value of the next [`RUN_BITS`] stream bits, how many of them a run of whole
+/// literal codes takes; 0 when the first code is not a literal or is longer than that.
+/// Skipping a run at once instead of a literal at a time halves the walk on data that is
+/// mostly literals (a code of 5-6 bits, two or three per lookup).
+fn literal_runs(lit: &Code) -> Vec<u8> {
+    let mut runs = vec![0u8; 1 << RUN_BITS];
+    for (bits, run) in runs.iter_mut().enumerate() {
+        let mut used = 0;
+        // Bits past RUN_BITS read as zeros here: a code is taken only when all of its bits
+        // are among the known ones, and a canonical code is decided by its own bits.
+        while let Ok((symbol, len)) = lit.lookup((bits >> used) as u64) {
+            if symbol > 255 || used + len > RUN_BITS {
+                break;
+            }
+            used += len;
+        }
+        *run = used as u8;
+    }
+    runs
+}
+
 /// Skips one compressed block's symbols, up to and including its end-of-block code.
 /// The bit buffer lives in locals here: this loop is where the time goes.
 fn skip_symbols(bits: &mut Bits<'_>, lit: &Code, dist: &Code) -> Result<(), Malformed> {
+    let runs = literal_runs(lit);
     let data = bits.data;
     let (mut buf, mut count, mut next) = (bits.buf, bits.count, bits.next);
     let cut = Malformed("stream ends inside a block");
@@ -291,6 +316,12 @@ fn skip_symbols(bits: &mut Bits<'_>, lit: &Code, dist: &Code) -> Result<(), Malf
         }
         // Symbols while a whole code (15 bits) is in the buffer.
         while count >= 15 {
+            let run = u32::from(runs[(buf & ((1 << RUN_BITS) - 1)) as usize]);
+            if run != 0 {
+                buf >>= run;
+                count -= run;
+                continue;
+            }
             let (sym, len) = match lit.lookup(buf) {
                 Ok(x) => x,
                 Err(e) => break 'block Err(e),

@@ -19,6 +19,7 @@ use dockertools_common::compress::{decompress, Compression, Decompressed};
 use dockertools_common::tar::reader::{Entry, ReadError, ReadErrorKind, Reader};
 use dockertools_common::tar::{self as tarfmt};
 
+use crate::ahead::{Ahead, AheadError};
 use crate::json::ImageJson;
 use crate::tree::{components, Data, Duplicate, Kind, Tree, TreeError};
 use crate::{Error, ImageProblem};
@@ -112,6 +113,8 @@ pub(crate) struct Index {
     pub tree: Tree,
     /// The inputs, in order.
     pub inputs: Vec<Input>,
+    /// Large members' gzip blocks, compressed while their input was spooled.
+    pub ahead: Option<Ahead>,
 }
 
 impl Index {
@@ -126,7 +129,30 @@ impl Index {
             out: out.to_path_buf(),
             tree: Tree::new(),
             inputs: Vec::new(),
+            ahead: None,
         }
+    }
+
+    /// Compresses large members of spooled inputs for a gzip output at `level` while they
+    /// are read (see [`crate::ahead`]).
+    pub fn read_ahead(&mut self, level: i32) -> Result<(), Error> {
+        let ahead = Ahead::new(&self.spool_dir, level).map_err(|source| Error::Cache {
+            out: self.out.clone(),
+            source,
+        })?;
+        self.ahead = Some(ahead);
+        Ok(())
+    }
+
+    /// Ends reading ahead: what was compressed becomes readable.
+    pub fn end_read_ahead(&mut self) -> Result<(), Error> {
+        let Some(ahead) = self.ahead.as_mut() else {
+            return Ok(());
+        };
+        ahead.flush().map_err(|source| Error::Cache {
+            out: self.out.clone(),
+            source,
+        })
     }
 
     /// Indexes the input at `path` and merges it into the tree.
@@ -225,14 +251,14 @@ impl Index {
     }
 
     /// Opens and indexes one input into a tree of its own.
-    fn read(&self, idx: usize, path: &Path) -> Result<(Input, Tree), Error> {
+    fn read(&mut self, idx: usize, path: &Path) -> Result<(Input, Tree), Error> {
         let io_err = |source| Error::Io {
             input: path.to_path_buf(),
             source,
         };
         let file = File::open(path).map_err(io_err)?;
         let meta = file.metadata().map_err(io_err)?;
-        let mut scan = Scan::new(idx, path);
+        let mut scan = Scan::new(idx, path, &self.out);
         let (compression, file, stamp) = if meta.is_file() && !is_compressed(&file, path)? {
             scan.in_place(&file, meta.len())?;
             (Compression::None, file, Some(Stamp::of(&meta)))
@@ -253,7 +279,7 @@ impl Index {
 
     /// Indexes a stream through a spool file, checks the stream to its end, and returns the
     /// spool.
-    fn spooled(&self, scan: &mut Scan, mut dec: Decompressed) -> Result<File, Error> {
+    fn spooled(&mut self, scan: &mut Scan, mut dec: Decompressed) -> Result<File, Error> {
         let input = scan.path.clone();
         let spool_err = |source| Error::Spool {
             input: input.clone(),
@@ -270,7 +296,7 @@ impl Index {
                 w: &mut writer,
                 failed: &mut failed,
             };
-            scan.entries(&mut Reader::new(NoSeek(tee)), false)
+            scan.entries(&mut Reader::new(NoSeek(tee)), self.ahead.as_mut())
         };
         // A write error on the spool surfaces as a read error of the tar; it is the spool's.
         if let Some(source) = failed {
@@ -281,6 +307,18 @@ impl Index {
         dec.finish().map_err(|source| Error::Io { input, source })?;
         Ok(spool)
     }
+}
+
+/// The compression of the regular file at `path`, by its first bytes; `None` for anything
+/// else (a pipe is not read here) or when it cannot be read.
+pub(crate) fn peek_compression(path: &Path) -> Option<Compression> {
+    let file = File::open(path).ok()?;
+    if !file.metadata().ok()?.is_file() {
+        return None;
+    }
+    let mut head = [0u8; 4];
+    let n = file.read_at(&mut head, 0).ok()?;
+    Some(Compression::detect(head.get(..n)?))
 }
 
 /// Whether a regular file starts with a gzip or zstd magic number (read without moving its
@@ -329,15 +367,31 @@ struct Scan {
     tree: Tree,
     /// Bytes the input has (read in place), to tell a truncated member before reading it.
     len: u64,
+    /// Read in place: data is skipped by seeking.
+    seek: bool,
+    /// OUT, for messages about the cache.
+    out: PathBuf,
 }
 
 impl Scan {
-    fn new(idx: usize, path: &Path) -> Scan {
+    fn new(idx: usize, path: &Path, out: &Path) -> Scan {
         Scan {
+            out: out.to_path_buf(),
             idx,
             path: path.to_path_buf(),
             tree: Tree::new(),
             len: u64::MAX,
+            seek: false,
+        }
+    }
+
+    fn ahead_err(&self, e: AheadError) -> Error {
+        match e {
+            AheadError::Tar(source) => self.tar_err(source),
+            AheadError::Cache(source) => Error::Cache {
+                out: self.out.clone(),
+                source,
+            },
         }
     }
 
@@ -363,22 +417,34 @@ impl Scan {
             source,
         })?;
         self.len = len;
+        self.seek = true;
         self.entries(
             &mut Reader::new(BufReader::with_capacity(64 << 10, handle)),
-            true,
+            None,
         )
     }
 
-    /// Reads every entry into the tree; `seek` skips data by seeking instead of reading.
-    fn entries<R: Read + Seek>(&mut self, reader: &mut Reader<R>, seek: bool) -> Result<(), Error> {
+    /// Reads every entry into the tree, skipping data by seeking when the input is read in
+    /// place, or reading large members' data into `ahead` when there is one.
+    fn entries<R: Read + Seek>(
+        &mut self,
+        reader: &mut Reader<R>,
+        mut ahead: Option<&mut Ahead>,
+    ) -> Result<(), Error> {
         while let Some(e) = reader.next_entry().map_err(|s| self.tar_err(s))? {
             let Some(parts) = components(&e.name).map_err(|why| self.unsafe_entry(&e, why))? else {
                 continue;
             };
             let mode = (e.mode as u32) & 0o7777 & !0o022;
             let kind = self.kind(reader, &e)?;
-            if seek {
+            if self.seek {
                 reader.seek_past_data().map_err(|s| self.tar_err(s))?;
+            } else if let (Some(ahead), Kind::File(data)) = (ahead.as_deref_mut(), &kind) {
+                if e.typeflag != tarfmt::HARDLINK && Ahead::wanted(data.size) {
+                    ahead
+                        .read((self.idx, data.offset), data.size, reader)
+                        .map_err(|err| self.ahead_err(err))?;
+                }
             }
             self.tree
                 .add(self.idx, &parts, kind, mode)

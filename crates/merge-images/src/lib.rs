@@ -30,6 +30,7 @@ use dockertools_common::compress::Compression;
 use dockertools_common::tar::reader::ReadError;
 use dockertools_common::tar::HeaderError;
 
+mod ahead;
 mod digests;
 mod index;
 mod json;
@@ -159,6 +160,15 @@ pub enum Error {
         /// The input being spooled.
         input: PathBuf,
         /// The output, beside which the spool is.
+        out: PathBuf,
+        /// The error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The cache of gzip blocks compressed ahead (beside OUT) could not be written or read.
+    #[error("gzip block cache beside {}: {source}", .out.display())]
+    Cache {
+        /// The output, beside which the cache is.
         out: PathBuf,
         /// The error.
         #[source]
@@ -317,9 +327,21 @@ pub fn merge(out: &Path, inputs: &[PathBuf], opts: &Options) -> Result<(), Error
     // OUT is checked, and its temporary created, before any work.
     let file = AtomicFile::create(out).map_err(out_err)?;
     let mut index = Index::new(out);
+    // A gzip output (asked for, or the last input's compression) is compressed partly while
+    // the inputs are read.
+    let predicted = opts
+        .compress
+        .or_else(|| inputs.last().and_then(|p| index::peek_compression(p)));
+    if predicted == Some(Compression::Gzip) {
+        let level = opts
+            .level
+            .unwrap_or_else(|| Compression::Gzip.default_level());
+        index.read_ahead(level)?;
+    }
     for input in inputs {
         index.add(input)?;
     }
+    index.end_read_ahead()?;
     index.check_links()?;
     let generated = json::merge(index.inputs.iter().map(|i| (i.path.as_path(), &i.json)))?;
     for (name, bytes) in generated {

@@ -2,12 +2,14 @@
 //! `tar --sort=name --hard-dereference --owner=0 --group=0 --mtime=@N --xform s:^./:: -c .`
 //! gives, through the compressor.
 //!
-//! A layer member is hashed while it is copied; bytes that do not match the digest its image
-//! config gives it ([`crate::digests`]) are an error, so a corrupt input never becomes an image
-//! that looks whole.
+//! A layer member is hashed while it is copied (or was, when its blocks were compressed
+//! ahead); bytes that do not match the digest its image config gives it ([`crate::digests`])
+//! are an error, so a corrupt input never becomes an image that looks whole.
 
+use std::cell::RefCell;
 use std::io::{self, Write};
 use std::path::Path;
+use std::rc::Rc;
 
 use dockertools_common::atomic::AtomicFile;
 use dockertools_common::compress::{Compression, Compressor};
@@ -17,8 +19,9 @@ use dockertools_common::tar::writer::{Data as TarData, DataError, TarWriter};
 use dockertools_common::tar::{self as tarfmt, Dialect, Header};
 use sha2::{Digest, Sha256};
 
+use crate::ahead::{Ahead, Member};
 use crate::digests::{Digests, Expected, Source};
-use crate::index::Index;
+use crate::index::{Index, Input};
 use crate::tree::{Data, Kind, Node};
 use crate::Error;
 
@@ -49,10 +52,13 @@ pub(crate) fn write(
     let dialect = Dialect::Gnu(GnuOptions {
         numeric_owner: false,
     });
+    let control = Rc::new(RefCell::new(Control { comp, swallow: 0 }));
     let mut w = Emitter {
-        tar: TarWriter::new(comp, dialect),
+        tar: TarWriter::new(Out(Rc::clone(&control)), dialect),
+        control,
         index,
         digests,
+        level: format.level,
         mtime: format.mtime,
         out,
         buf: vec![0u8; 1 << 20],
@@ -62,15 +68,54 @@ pub(crate) fn write(
         TarData::Empty,
     )?;
     index.tree.walk(|path, node| w.node(path, node))?;
-    let comp = w.tar.finish().map_err(out_err)?;
-    comp.finish().map_err(out_err)
+    drop(w.tar.finish().map_err(out_err)?);
+    let control = Rc::try_unwrap(w.control)
+        .map_err(|_| out_err(io::Error::other("the compressor is still in use")))?;
+    control.into_inner().comp.finish().map_err(out_err)
+}
+
+/// The output's compressor, shared by the tar writer (through [`Out`]) and the emitter, which
+/// cuts gzip blocks around large members and puts blocks compressed ahead of time
+/// ([`crate::ahead`]) in place of their data.
+struct Control {
+    comp: Compressor<AtomicFile>,
+    /// Bytes still to come that are already in the stream as blocks compressed ahead.
+    swallow: u64,
+}
+
+/// The tar writer's side of [`Control`].
+struct Out(Rc<RefCell<Control>>);
+
+impl Write for Out {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let mut c = self.0.try_borrow_mut().map_err(io::Error::other)?;
+        if c.swallow > 0 {
+            let n = c.swallow.min(buf.len() as u64) as usize;
+            c.swallow -= n as u64;
+            return Ok(n);
+        }
+        c.comp.write(buf)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        let mut c = self.0.try_borrow_mut().map_err(io::Error::other)?;
+        c.comp.flush()
+    }
+}
+
+/// Ends the current gzip block (see [`Compressor::cut`]).
+fn cut(control: &RefCell<Control>) -> io::Result<()> {
+    let mut c = control.try_borrow_mut().map_err(io::Error::other)?;
+    c.comp.cut()
 }
 
 /// Writes entries into the tar.
 struct Emitter<'a> {
-    tar: TarWriter<Compressor<AtomicFile>>,
+    tar: TarWriter<Out>,
+    control: Rc<RefCell<Control>>,
     index: &'a Index,
     digests: &'a Digests,
+    /// The compression level (blocks compressed ahead must have been made at it).
+    level: i32,
     mtime: i64,
     out: &'a Path,
     buf: Vec<u8>,
@@ -128,19 +173,35 @@ impl Emitter<'_> {
         }
     }
 
-    /// Copies a file's bytes from its input, checking a layer's digest on the way.
+    /// Copies a file's bytes from its input (or its blocks compressed ahead), checking a
+    /// layer's digest on the way. A large member's data has gzip blocks of its own: a block
+    /// is cut before and after it (see [`crate::ahead`]).
     fn file(&mut self, h: &Header, path: &[u8], input: usize, data: Data) -> Result<(), Error> {
         let src = self.index.inputs.get(input).ok_or_else(|| {
             self.out_err(io::Error::other(
                 "a member of an input that was not indexed",
             ))
         })?;
+        let ahead = self.index.ahead.as_ref();
+        let key = (input, data.offset);
+        if let Some((ahead, member)) = ahead.and_then(|a| Some((a, a.get(key, self.level)?))) {
+            if member.size == data.size {
+                return self.file_ahead(h, path, src, (ahead, member));
+            }
+        }
         let mut expected = self.digests.expected(path);
         let mut hasher = expected.as_ref().map(|_| Sha256::new());
+        let own_blocks = Ahead::wanted(data.size);
         let mut w = self
             .tar
             .append_writer(h)
             .map_err(|e| data_err(self.out, h, e))?;
+        if own_blocks {
+            cut(&self.control).map_err(|source| Error::Output {
+                out: self.out.to_path_buf(),
+                source,
+            })?;
+        }
         let mut done = 0u64;
         while done < data.size {
             let n = (data.size - done).min(self.buf.len() as u64) as usize;
@@ -158,22 +219,87 @@ impl Emitter<'_> {
             })?;
             done += n as u64;
         }
+        if own_blocks {
+            // Before the padding, which belongs to the next block.
+            cut(&self.control).map_err(|source| Error::Output {
+                out: self.out.to_path_buf(),
+                source,
+            })?;
+        }
         w.finish().map_err(|e| data_err(self.out, h, e))?;
-        let (Some((want, source)), Some(h)) = (expected, hasher) else {
+        let (Some(expected), Some(h)) = (expected, hasher) else {
             return Ok(());
         };
-        let got = h.finalize();
-        if got.as_slice() == want {
-            return Ok(());
-        }
-        Err(Error::Digest {
-            input: src.path.clone(),
-            entry: String::from_utf8_lossy(path).into_owned(),
-            expected: hex(&want),
-            from: source,
-            actual: hex(&got),
-        })
+        check_digest(src, path, expected, h.finalize().into())
     }
+
+    /// Puts a member's blocks compressed ahead into the stream (after a cut, and the next byte
+    /// starts a block); the tar writer's copy of its data (zeros) is swallowed, so that it
+    /// still counts and pads the entry.
+    fn file_ahead(
+        &mut self,
+        h: &Header,
+        path: &[u8],
+        src: &Input,
+        (ahead, member): (&Ahead, &Member),
+    ) -> Result<(), Error> {
+        let out = self.out;
+        let out_err = |source| Error::Output {
+            out: out.to_path_buf(),
+            source,
+        };
+        let mut w = self
+            .tar
+            .append_writer(h)
+            .map_err(|e| data_err(self.out, h, e))?;
+        {
+            let mut c = self
+                .control
+                .try_borrow_mut()
+                .map_err(|e| out_err(io::Error::other(e)))?;
+            for block in ahead.blocks(member) {
+                let block = block.map_err(|source| Error::Cache {
+                    out: out.to_path_buf(),
+                    source,
+                })?;
+                c.comp.write_block(block).map_err(out_err)?;
+            }
+            c.swallow = member.size;
+        }
+        self.buf.fill(0);
+        let mut left = member.size;
+        while left > 0 {
+            let n = left.min(self.buf.len() as u64) as usize;
+            w.write_all(&self.buf[..n]).map_err(out_err)?;
+            left -= n as u64;
+        }
+        w.finish().map_err(|e| data_err(self.out, h, e))?;
+        match self.digests.expected(path) {
+            Some(e) if !stored_compressed(&Some(e.clone()), &member.head) => {
+                check_digest(src, path, e, member.sha256)
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+/// Compares a layer member's sha256 with the one it must have.
+fn check_digest(
+    src: &Input,
+    path: &[u8],
+    (want, source): Expected,
+    got: [u8; 32],
+) -> Result<(), Error> {
+    if got == want {
+        return Ok(());
+    }
+    Err(Error::Digest {
+        input: src.path.clone(),
+        entry: String::from_utf8_lossy(path).into_owned(),
+        expected: hex(&want),
+        from: source,
+        actual: hex(&got),
+    })
 }
 
 /// Entry `h` could not be written: the output's fault, or a header that does not fit.

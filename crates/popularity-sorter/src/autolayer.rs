@@ -4,46 +4,91 @@
 //! sizes compared as Python compares them (negative ones, floats and integers of any size).
 //! Each candidate `P` becomes a layer of its own; every path `P` depends on drops the primary
 //! paths that depend on `P`, and joins `P`'s layer set unless one of its primaries is itself a
-//! dependency of `P`. The split stops at the last one within the limit. Layer identities (sets
-//! of primary paths) are interned, so a step costs O(nodes + edges).
+//! dependency of `P`. The split stops at the last one within the limit.
 //!
-//! tidy: lookup only (the ignore set is only looked up).
+//! A layer's identity (its set of primary paths) is interned. A step changes a dependency's
+//! layer as a function of its old layer only, so it is computed once per layer, not once per
+//! path. With a count of the paths in each layer, the layer count after a step is known before
+//! any path moves; the paths move only when the step is kept. The users of a candidate are
+//! found in the primaries' dependency sets (bitsets, while they fit in 64 MiB) instead of
+//! walked. A step costs O(what `P` reaches), plus O(what reaches `P`) past that memory.
+//!
+//! Layers of equal closure size come out as nixpkgs' auto-layer.py gives them: in the order of
+//! a CPython set of the layers' identities (`crate::pyset`).
+//!
+//! tidy: lookup only (the interner, the ignore set and the cache of path hashes are only looked up).
 
 use std::cmp::Ordering;
-use std::collections::{BTreeMap, HashSet};
 
 use rayon::prelude::*;
 
-use crate::graph::Node;
+use crate::graph::{Csr, FastMap, FastSet, Node, PathArena};
+use crate::pyset::{frozenset_hash, str_hash, PySet};
 use crate::size::{order_by_size, Size, Total};
 use crate::Error;
 
-fn closure(start: &[u32], adj: &[Vec<u32>], seen: &mut [u32], mark: u32, out: &mut Vec<u32>) {
-    out.clear();
-    let mut stack: Vec<u32> = Vec::new();
-    for &s in start {
-        if seen[s as usize] != mark {
-            seen[s as usize] = mark;
-            stack.push(s);
-        }
+/// One vertex per distinct path (a repeated path is its last node, as auto-layer.py's dict
+/// by path keeps it), with its dependencies and users.
+struct Graph<'n, 'a> {
+    nodes: &'n [Node<'a>],
+    /// The node of each vertex.
+    live: Vec<u32>,
+    deps: Csr,
+    users: Csr,
+    /// The vertices in the order of their path's first node: the order of auto-layer.py's
+    /// dicts by path.
+    dict_order: Vec<u32>,
+    /// Each vertex's size, when every size is an integer of `i128` (the usual case).
+    ints: Option<Vec<i128>>,
+}
+
+impl<'n, 'a> Graph<'n, 'a> {
+    fn path(&self, v: u32) -> &'n str {
+        self.nodes[self.live[v as usize] as usize].path.as_ref()
     }
-    while let Some(v) = stack.pop() {
-        out.push(v);
-        for &c in &adj[v as usize] {
+
+    fn size(&self, v: u32) -> &'n Size<'a> {
+        &self.nodes[self.live[v as usize] as usize].nar_size
+    }
+
+    fn len(&self) -> usize {
+        self.live.len()
+    }
+}
+
+/// The vertices reached from `start` through `adj` (cycles allowed), `start` itself left out
+/// unless a cycle leads back to it; `seen` marks them with `mark`.
+fn reach(start: u32, adj: &Csr, seen: &mut [u32], mark: u32, out: &mut Vec<u32>) {
+    out.clear();
+    let mut next = 0;
+    let mut row = adj.row(start);
+    loop {
+        for &c in row {
             if seen[c as usize] != mark {
                 seen[c as usize] = mark;
-                stack.push(c);
+                out.push(c);
             }
         }
+        let Some(&v) = out.get(next) else {
+            return;
+        };
+        next += 1;
+        row = adj.row(v);
     }
 }
 
-struct Interner {
-    ids: crate::graph::FastMap<Vec<u32>, u32>,
+/// Layer identities (sorted sets of primary vertices), interned, with the number of vertices
+/// in each.
+#[derive(Default)]
+struct Layers {
+    ids: FastMap<Vec<u32>, u32>,
     sets: Vec<Vec<u32>>,
+    count: Vec<u32>,
+    /// Layers holding at least one vertex.
+    used: usize,
 }
 
-impl Interner {
+impl Layers {
     fn intern(&mut self, set: Vec<u32>) -> u32 {
         if let Some(&id) = self.ids.get(&set) {
             return id;
@@ -51,8 +96,254 @@ impl Interner {
         let id = self.sets.len() as u32;
         self.sets.push(set.clone());
         self.ids.insert(set, id);
+        self.count.push(0);
         id
     }
+
+    fn enter(&mut self, id: u32, vertices: u32) {
+        let c = &mut self.count[id as usize];
+        if *c == 0 && vertices > 0 {
+            self.used += 1;
+        }
+        *c += vertices;
+    }
+
+    fn leave(&mut self, id: u32, vertices: u32) {
+        let c = &mut self.count[id as usize];
+        if *c > 0 && *c == vertices {
+            self.used -= 1;
+        }
+        *c -= vertices;
+    }
+}
+
+/// How many bits the primary paths' dependency sets may take (64 MiB); past that, the users
+/// of each candidate are walked instead.
+const PRIMARY_BITS: usize = 1 << 29;
+
+/// The dependencies of each primary path, a bit per vertex: a primary `x` depends on a
+/// candidate `p` exactly when `x` is one of `p`'s users, so with these a step need not walk
+/// the users (in a chain, half the graph at each step).
+struct PrimaryDeps {
+    sets: Vec<Vec<u64>>,
+    /// Per vertex: its index in `sets`, `u32::MAX` when it is not a primary.
+    slot: Vec<u32>,
+}
+
+impl PrimaryDeps {
+    /// Whether primary `x` depends on `p`.
+    fn depends(&self, x: u32, p: u32) -> bool {
+        let Some(set) = self.sets.get(self.slot[x as usize] as usize) else {
+            return false;
+        };
+        set[p as usize / 64] >> (p % 64) & 1 == 1
+    }
+
+    /// Records the dependencies of a new primary `p`; false when they no longer fit.
+    fn add(&mut self, p: u32, deps: &[u32]) -> bool {
+        if self.slot[p as usize] != u32::MAX {
+            return true;
+        }
+        let words = self.slot.len().div_ceil(64);
+        if (self.sets.len() + 1) * words * 64 > PRIMARY_BITS {
+            return false;
+        }
+        let mut set = vec![0u64; words];
+        for &d in deps.iter().filter(|&&d| d != p) {
+            set[d as usize / 64] |= 1 << (d % 64);
+        }
+        self.slot[p as usize] = self.sets.len() as u32;
+        self.sets.push(set);
+        true
+    }
+}
+
+/// The split being built: each vertex's layer, and the scratch space of a step.
+struct Split {
+    layer: Vec<u32>,
+    layers: Layers,
+    /// Per vertex: the mark of the last dependency set (`deps`) or user set (`users`) it was in.
+    in_deps: Vec<u32>,
+    in_users: Vec<u32>,
+    /// The primaries' dependencies, while they fit (else users are marked in `in_users`).
+    primary_deps: Option<PrimaryDeps>,
+    step: u32,
+    /// Per layer: the step that last touched it, how many of its vertices that step moves,
+    /// and to which layer.
+    touched_step: Vec<u32>,
+    moving: Vec<u32>,
+    next: Vec<u32>,
+    /// The layers the current step touches.
+    touched: Vec<u32>,
+}
+
+impl Split {
+    fn new(vertices: usize) -> Split {
+        let mut layers = Layers::default();
+        let empty = layers.intern(Vec::new());
+        layers.enter(empty, vertices as u32);
+        Split {
+            layer: vec![empty; vertices],
+            layers,
+            in_deps: vec![0; vertices],
+            in_users: vec![0; vertices],
+            primary_deps: Some(PrimaryDeps {
+                sets: Vec::new(),
+                slot: vec![u32::MAX; vertices],
+            }),
+            step: 0,
+            touched_step: Vec::new(),
+            moving: Vec::new(),
+            next: Vec::new(),
+            touched: Vec::new(),
+        }
+    }
+
+    /// Whether primary `x` is a user of the candidate `p` (of this step).
+    fn is_user(&self, x: u32, p: u32) -> bool {
+        match &self.primary_deps {
+            Some(deps) => deps.depends(x, p),
+            None => self.in_users[x as usize] == self.step,
+        }
+    }
+
+    /// The layer a dependency of `p` in layer `old` moves to: `old` without the users of `p`,
+    /// plus `p` unless a remaining primary is itself a dependency of `p`.
+    fn successor(&mut self, old: u32, p: u32) -> u32 {
+        let mut set: Vec<u32> = self.layers.sets[old as usize]
+            .iter()
+            .copied()
+            .filter(|&x| !self.is_user(x, p))
+            .collect();
+        if !set.iter().any(|&x| self.in_deps[x as usize] == self.step) {
+            if let Err(pos) = set.binary_search(&p) {
+                set.insert(pos, p);
+            }
+        }
+        self.layers.intern(set)
+    }
+
+    /// Counts the vertices of `vs` in each layer, noting the layers touched.
+    fn count_moves(&mut self, vs: &[u32]) {
+        for &v in vs {
+            let o = self.layer[v as usize] as usize;
+            if self.touched_step.len() <= o {
+                self.touched_step.resize(o + 1, 0);
+                self.moving.resize(o + 1, 0);
+                self.next.resize(o + 1, 0);
+            }
+            if self.touched_step[o] != self.step {
+                self.touched_step[o] = self.step;
+                self.moving[o] = 0;
+                self.touched.push(o as u32);
+            }
+            self.moving[o] += 1;
+        }
+    }
+
+    /// Moves the counted vertices of each touched layer to its `next` layer, or back.
+    fn shift_counts(&mut self, back: bool) {
+        for &o in &self.touched {
+            let (k, n) = (self.moving[o as usize], self.next[o as usize]);
+            let (from, to) = if back { (n, o) } else { (o, n) };
+            self.layers.enter(to, k);
+            self.layers.leave(from, k);
+        }
+    }
+
+    /// Makes `p` a primary path; false (and the split unchanged) when that gives more than
+    /// `limit` layers. Every dependency in one layer moves to one layer, so the new layer
+    /// count is known from the counts per layer before any vertex moves.
+    fn try_primary(
+        &mut self,
+        p: u32,
+        g: &Graph<'_, '_>,
+        buf: &mut [Vec<u32>; 2],
+        limit: i64,
+    ) -> bool {
+        self.step += 1;
+        let [deps, users] = buf;
+        reach(p, &g.deps, &mut self.in_deps, self.step, deps);
+        if self.primary_deps.is_none() {
+            reach(p, &g.users, &mut self.in_users, self.step, users);
+        }
+        // A cycle through `p` puts it among its own dependencies; auto-layer.py leaves it out.
+        deps.retain(|&d| d != p);
+        self.in_deps[p as usize] = 0;
+        self.in_users[p as usize] = 0;
+        self.touched.clear();
+        self.count_moves(deps);
+        let touched = std::mem::take(&mut self.touched);
+        for &o in &touched {
+            self.next[o as usize] = self.successor(o, p);
+        }
+        self.touched = touched;
+        let (own, old) = (self.layers.intern(vec![p]), self.layer[p as usize]);
+        self.shift_counts(false);
+        self.layers.enter(own, 1);
+        self.layers.leave(old, 1);
+        if self.layers.used as i64 > limit {
+            self.layers.enter(old, 1);
+            self.layers.leave(own, 1);
+            self.shift_counts(true);
+            return false;
+        }
+        for &d in deps.iter() {
+            self.layer[d as usize] = self.next[self.layer[d as usize] as usize];
+        }
+        self.layer[p as usize] = own;
+        if self
+            .primary_deps
+            .as_mut()
+            .is_some_and(|pd| !pd.add(p, deps))
+        {
+            self.primary_deps = None;
+        }
+        true
+    }
+}
+
+/// The graph of the distinct paths; a reference to a path that is not a node is an error.
+fn build_graph<'n, 'a>(nodes: &'n [Node<'a>]) -> Result<(Graph<'n, 'a>, Vec<u32>), Error> {
+    let arena = PathArena::new(nodes);
+    let index = arena.index();
+    let deps = crate::graph::adjacency(nodes, &index)?;
+    // Each node's vertex (a repeated path's earlier nodes too), for the candidates.
+    let vertex: Vec<u32> = if index.live.len() == nodes.len() {
+        (0..nodes.len() as u32).collect()
+    } else {
+        nodes
+            .iter()
+            .map(|n| index.map.get(n.path.as_ref()).copied().unwrap_or(0))
+            .collect()
+    };
+    let dict_order = if index.live.len() == nodes.len() {
+        vertex.clone()
+    } else {
+        let mut seen = vec![false; index.live.len()];
+        vertex
+            .iter()
+            .copied()
+            .filter(|&v| !std::mem::replace(&mut seen[v as usize], true))
+            .collect()
+    };
+    let ints = index
+        .live
+        .iter()
+        .map(|&i| match nodes[i as usize].nar_size {
+            Size::Int(x) => Some(x),
+            _ => None,
+        })
+        .collect();
+    let graph = Graph {
+        nodes,
+        users: deps.transpose(),
+        deps,
+        live: index.live,
+        dict_order,
+        ints,
+    };
+    Ok((graph, vertex))
 }
 
 /// A string size, which auto-layer.py cannot add up (`TypeError`), refused before the work.
@@ -66,31 +357,207 @@ fn only_numbers(nodes: &[Node<'_>]) -> Result<(), Error> {
     }
 }
 
-/// The sum of the sizes of `paths`, as auto-layer.py adds them.
-fn sum_of(nodes: &[Node<'_>], paths: &[u32]) -> Result<Size<'static>, Error> {
-    let mut total = Total::default();
-    for &v in paths {
-        let node = &nodes[v as usize];
-        if !total.add(&node.nar_size) {
-            return Err(Error::Input(format!(
-                "node {}: narSize cannot be added to the others (an integer too large for a float)",
-                node.path
-            )));
+/// The layer of every vertex once the split has stopped.
+fn layer_split(g: &Graph<'_, '_>, vertex: &[u32], limit: i64) -> Result<Split, Error> {
+    // Candidates: stable sort by narSize over the input list, taken from the end.
+    let by_size = order_by_size(g.nodes)?;
+    let mut split = Split::new(g.len());
+    let mut buf = [Vec::new(), Vec::new()];
+    for &cand in by_size.iter().rev() {
+        if !split.try_primary(vertex[cand as usize], g, &mut buf, limit) {
+            break;
         }
     }
-    Ok(total.value().clone())
+    Ok(split)
+}
+
+/// Splits the graph into layers; returns each layer's paths (ignored ones removed, empty layers dropped).
+pub fn auto_layer<'n>(
+    nodes: &'n [Node<'_>],
+    ignore: &FastSet<&str>,
+    limit: i64,
+) -> Result<Vec<Vec<&'n str>>, Error> {
+    let (g, vertex) = build_graph(nodes)?;
+    only_numbers(nodes)?;
+    let split = layer_split(&g, &vertex, limit)?;
+    let layers = order_layers(&g, &split)?;
+    check_total(&g, &layers)?;
+    Ok(layers
+        .iter()
+        .filter_map(|layer| {
+            let kept: Vec<&str> = layer
+                .paths
+                .iter()
+                .map(|&v| g.path(v))
+                .filter(|p| ignore.is_empty() || !ignore.contains(p))
+                .collect();
+            (!kept.is_empty()).then_some(kept)
+        })
+        .collect())
+}
+
+/// A finished layer: its paths (sorted as auto-layer.py sorts them) and the sum of `narSize`
+/// over everything they reach.
+struct Layer<'s> {
+    paths: Vec<u32>,
+    closure_size: Size<'s>,
+}
+
+/// auto-layer.py's `path_key`: (name, hash) from the path split at its first '-', with the
+/// name's first 8 bytes as a number in front, which settles most comparisons (zero padding
+/// keeps the order: a shorter name never compares greater).
+fn path_key(path: &str) -> Result<(u64, &str, &str), Error> {
+    match path.split_once('-') {
+        Some((hash, name)) => {
+            let mut head = [0u8; 8];
+            for (slot, b) in head.iter_mut().zip(name.bytes()) {
+                *slot = b;
+            }
+            Ok((u64::from_be_bytes(head), name, hash))
+        }
+        None => Err(Error::Input(format!(
+            "path {path} has no '-' (not a store path)"
+        ))),
+    }
+}
+
+/// The layers, ordered by closure size; ties in the order of CPython's
+/// `set(layer_split.values())` (see [`set_order`]), since the sort is stable.
+fn order_layers<'s>(g: &Graph<'_, 's>, split: &Split) -> Result<Vec<Layer<'s>>, Error> {
+    let mut groups: Vec<Vec<u32>> = vec![Vec::new(); split.layers.sets.len()];
+    for v in 0..g.len() as u32 {
+        groups[split.layer[v as usize] as usize].push(v);
+    }
+    // Checked in order, so that the error names the first bad path whatever the thread count
+    // (rayon's collect into a `Result` keeps whichever error a thread met first).
+    let keys: Vec<Result<_, Error>> = (0..g.len() as u32)
+        .into_par_iter()
+        .map(|v| path_key(g.path(v)))
+        .collect();
+    let keys = keys.into_iter().collect::<Result<Vec<_>, Error>>()?;
+    let mut seen = vec![0u32; g.len()];
+    let mut reached = Vec::new();
+    let mut layers = Vec::new();
+    for (mark, id) in (1..).zip(set_order(g, split)) {
+        let mut paths = std::mem::take(&mut groups[id as usize]);
+        // Keys are distinct (distinct paths), so an unstable sort gives the one order.
+        paths.par_sort_unstable_by_key(|&v| keys[v as usize]);
+        closure(&paths, &g.deps, &mut seen, mark, &mut reached);
+        let closure_size = sum_of(g, &reached)?;
+        layers.push(Layer {
+            paths,
+            closure_size,
+        });
+    }
+    layers.sort_by(|a, b| {
+        a.closure_size
+            .py_cmp(&b.closure_size)
+            .unwrap_or(Ordering::Equal)
+    });
+    Ok(layers)
+}
+
+/// The layer ids in the iteration order of auto-layer.py's `set(layer_split.values())` under
+/// `PYTHONHASHSEED=0`: the frozensets of primary paths, added in the order of the dict (the
+/// paths' first appearance in the input).
+fn set_order(g: &Graph<'_, '_>, split: &Split) -> Vec<u32> {
+    let mut hash_of: Vec<Option<i64>> = vec![None; split.layers.sets.len()];
+    let mut path_hash: FastMap<u32, i64> = FastMap::default();
+    let mut set = PySet::default();
+    for &v in &g.dict_order {
+        let id = split.layer[v as usize];
+        let hash = *hash_of[id as usize].get_or_insert_with(|| {
+            frozenset_hash(
+                split.layers.sets[id as usize]
+                    .iter()
+                    .map(|&p| *path_hash.entry(p).or_insert_with(|| str_hash(g.path(p)))),
+            )
+        });
+        set.add(hash, id);
+    }
+    set.iter().collect()
+}
+
+/// `start` and every vertex it reaches.
+fn closure(start: &[u32], adj: &Csr, seen: &mut [u32], mark: u32, out: &mut Vec<u32>) {
+    out.clear();
+    for &s in start {
+        if seen[s as usize] != mark {
+            seen[s as usize] = mark;
+            out.push(s);
+        }
+    }
+    let mut next = 0;
+    while let Some(&v) = out.get(next) {
+        next += 1;
+        for &c in adj.row(v) {
+            if seen[c as usize] != mark {
+                seen[c as usize] = mark;
+                out.push(c);
+            }
+        }
+    }
+}
+
+/// The sum of the sizes of `vertices`, as auto-layer.py adds them.
+fn sum_of<'s>(g: &Graph<'_, 's>, vertices: &[u32]) -> Result<Size<'s>, Error> {
+    if let Some(ints) = &g.ints {
+        let sum = vertices
+            .iter()
+            .try_fold(0i128, |sum, &v| sum.checked_add(ints[v as usize]));
+        if let Some(sum) = sum {
+            return Ok(Size::Int(sum));
+        }
+    }
+    sum_sizes(vertices.iter().map(|&v| (g.size(v), g.path(v))))
+}
+
+/// The sum of sizes (with the path each belongs to, to name it in an error), added as Python
+/// adds them; integers in `i128` while they fit.
+fn sum_sizes<'s, 'x>(
+    mut sizes: impl Iterator<Item = (&'x Size<'s>, &'x str)>,
+) -> Result<Size<'s>, Error>
+where
+    's: 'x,
+{
+    let mut fast: i128 = 0;
+    let mut total = Total::default();
+    for (size, path) in sizes.by_ref() {
+        if let Size::Int(i) = size {
+            if let Some(sum) = fast.checked_add(*i) {
+                fast = sum;
+                continue;
+            }
+        }
+        // Past i128, or not an integer: from here on Python's way.
+        if !total.add(&Size::Int(fast)) || !total.add(size) {
+            return Err(too_large(path));
+        }
+        for (size, path) in sizes.by_ref() {
+            if !total.add(size) {
+                return Err(too_large(path));
+            }
+        }
+        return Ok(total.value().clone());
+    }
+    Ok(Size::Int(fast))
+}
+
+fn too_large(path: &str) -> Error {
+    Error::Input(format!(
+        "node {path}: narSize cannot be added to the others (an integer too large for a float)"
+    ))
 }
 
 /// auto-layer.py's last check: the layers' sizes add up to the sum over the input list. With
 /// integers they do unless a repeated path's earlier nodes, which its dict by path drops, do
 /// not add up to 0; with floats rounding can break it, which is why it is redone here in
 /// Python's order of additions (in a layer, the order of its sorted paths).
-fn check_total(nodes: &[Node<'_>], layers: &[(Size<'_>, Vec<u32>)]) -> Result<(), Error> {
-    let all: Vec<u32> = (0..nodes.len() as u32).collect();
-    let listed = sum_of(nodes, &all)?;
+fn check_total(g: &Graph<'_, '_>, layers: &[Layer<'_>]) -> Result<(), Error> {
+    let listed = sum_sizes(g.nodes.iter().map(|n| (&n.nar_size, n.path.as_ref())))?;
     let mut layered = Total::default();
-    for (_, paths) in layers {
-        if !layered.add(&sum_of(nodes, paths)?) {
+    for layer in layers {
+        if !layered.add(&sum_of(g, &layer.paths)?) {
             return Err(Error::Input("the layer sizes cannot be added up".into()));
         }
     }
@@ -101,146 +568,4 @@ fn check_total(nodes: &[Node<'_>], layers: &[(Size<'_>, Vec<u32>)]) -> Result<()
         )));
     }
     Ok(())
-}
-
-/// Splits the graph into layers; returns each layer's paths (ignored ones removed, empty layers dropped).
-pub fn auto_layer<'n>(
-    nodes: &'n [Node<'_>],
-    ignore: &HashSet<String>,
-    limit: i64,
-) -> Result<Vec<Vec<&'n str>>, Error> {
-    let n = nodes.len();
-    // Python builds a dict by path; a repeated path keeps its last node.
-    let arena = crate::graph::PathArena::new(nodes);
-    let idx = arena.index();
-    let mut deps: Vec<Vec<u32>> = vec![Vec::new(); n];
-    let mut users: Vec<Vec<u32>> = vec![Vec::new(); n];
-    let live: Vec<u32> = {
-        let mut v: Vec<u32> = idx.values().copied().collect();
-        v.sort_unstable();
-        v
-    };
-    // Resolving the references is most of the setup (a hash lookup each, memory-bound):
-    // done on all cores, then the lists are filled in order.
-    let resolved: Vec<Result<Vec<u32>, Error>> = live
-        .par_iter()
-        .map(|&i| crate::graph::resolve(&nodes[i as usize], &idx))
-        .collect();
-    for (&i, list) in live.iter().zip(resolved) {
-        let list = list?;
-        for &j in &list {
-            users[j as usize].push(i);
-        }
-        deps[i as usize] = list;
-    }
-    only_numbers(nodes)?;
-    // Candidates: stable sort by narSize over the input list, taken from the end.
-    let mut by_size = order_by_size(nodes)?;
-
-    let mut interner = Interner {
-        ids: Default::default(),
-        sets: Vec::new(),
-    };
-    let empty = interner.intern(Vec::new());
-    let mut split: Vec<u32> = vec![empty; n];
-    let mut seen = vec![u32::MAX; n];
-    let mut in_deps = vec![false; n];
-    let mut is_user = vec![false; n];
-    let mut count_stamp: Vec<u32> = Vec::new();
-    let mut mark = 0u32;
-    let (mut d, mut u) = (Vec::new(), Vec::new());
-    while let Some(cand) = by_size.pop() {
-        let p = idx[nodes[cand as usize].path.as_ref()];
-        mark += 1;
-        closure(&deps[p as usize], &deps, &mut seen, mark, &mut d);
-        mark += 1;
-        closure(&users[p as usize], &users, &mut seen, mark, &mut u);
-        d.retain(|&x| x != p);
-        u.retain(|&x| x != p);
-        for &x in &d {
-            in_deps[x as usize] = true;
-        }
-        for &x in &u {
-            is_user[x as usize] = true;
-        }
-        let mut next = split.clone();
-        next[p as usize] = interner.intern(vec![p]);
-        for &dep in &d {
-            let mut set: Vec<u32> = interner.sets[next[dep as usize] as usize]
-                .iter()
-                .copied()
-                .filter(|&x| !is_user[x as usize])
-                .collect();
-            if !set.iter().any(|&x| in_deps[x as usize]) {
-                if let Err(pos) = set.binary_search(&p) {
-                    set.insert(pos, p);
-                }
-            }
-            next[dep as usize] = interner.intern(set);
-        }
-        for &x in &d {
-            in_deps[x as usize] = false;
-        }
-        for &x in &u {
-            is_user[x as usize] = false;
-        }
-        count_stamp.resize(interner.sets.len(), 0);
-        mark += 1;
-        let mut layers = 0i64;
-        for &v in &live {
-            let id = next[v as usize] as usize;
-            if count_stamp[id] != mark {
-                count_stamp[id] = mark;
-                layers += 1;
-            }
-        }
-        if layers > limit {
-            break;
-        }
-        split = next;
-    }
-
-    // Group paths by layer; order layers by closure size, ties by their sorted paths.
-    let mut groups: BTreeMap<u32, Vec<u32>> = BTreeMap::new();
-    for &v in &live {
-        groups.entry(split[v as usize]).or_default().push(v);
-    }
-    // auto-layer.py's path_key: (name, hash) from the path split at its first '-'.
-    let mut keys: Vec<(&str, &str)> = vec![("", ""); n];
-    for &v in &live {
-        let p = nodes[v as usize].path.as_ref();
-        let Some((hash, name)) = p.split_once('-') else {
-            return Err(Error::Input(format!(
-                "path {p} has no '-' (not a store path)"
-            )));
-        };
-        keys[v as usize] = (name, hash);
-    }
-    let path_key = |v: &u32| keys[*v as usize];
-    let mut layers: Vec<(Size<'_>, Vec<u32>)> = Vec::new();
-    for (_, mut paths) in groups {
-        paths.sort_by_key(path_key);
-        mark += 1;
-        let mut all = Vec::new();
-        closure(&paths, &deps, &mut seen, mark, &mut all);
-        layers.push((sum_of(nodes, &all)?, paths));
-    }
-    layers.sort_by(|a, b| {
-        a.0.py_cmp(&b.0)
-            .unwrap_or(Ordering::Equal)
-            .then_with(|| a.1.iter().map(path_key).cmp(b.1.iter().map(path_key)))
-    });
-    check_total(nodes, &layers)?;
-    let mut out = Vec::new();
-    for (_, paths) in layers {
-        let kept: Vec<&str> = paths
-            .iter()
-            .map(|&v| nodes[v as usize].path.as_ref())
-            .filter(|p| !ignore.contains(*p))
-            .collect();
-        if !kept.is_empty() {
-            out.push(kept);
-        }
-    }
-    Ok(out)
 }

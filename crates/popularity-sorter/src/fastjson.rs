@@ -8,13 +8,13 @@
 //! the same result on the same input or the error message. So it never decides an outcome
 //! serde_json would decide differently.
 //!
-//! Why it exists: on a 100,000-node graph (57 MB) it reads the node list in about 55 ms of CPU
-//! where serde_json takes about 80 ms; that is about 15% of auto-layer's whole run, and about
-//! 1% of closure-graph's and the pipeline's, which spend their time on the popularity walk.
+//! It also reads the object around the node list (closure-graph's and the pipeline's input) in
+//! the same pass, keeping the other values as text, where serde_json would scan the whole
+//! input once for the object and once more for the list.
 
 use std::borrow::Cow;
 
-use crate::graph::Node;
+use crate::graph::{Node, Object};
 use crate::size::Size;
 
 /// Deeper nesting than this (in skipped fields) is left to serde_json, whose limit is 128.
@@ -305,21 +305,194 @@ impl<'a> Scan<'a> {
     }
 }
 
+impl<'a> Scan<'a> {
+    fn new(text: &'a str) -> Self {
+        Scan {
+            text,
+            b: text.as_bytes(),
+            i: 0,
+        }
+    }
+
+    /// A node list, from its `[` to its `]`: in parts on all cores when it is large.
+    fn node_list(&mut self, need_size: bool) -> Option<Vec<Node<'a>>> {
+        if !self.eat(b'[') {
+            return None;
+        }
+        if self.eat(b']') {
+            return Some(Vec::new());
+        }
+        let parts = part_starts(self.b, self.i);
+        if parts.len() == 1 {
+            let mut nodes = Vec::new();
+            return match self.nodes_until(need_size, None, &mut nodes)? {
+                Until::End(end) => {
+                    self.i = end;
+                    Some(nodes)
+                }
+                Until::Stop => None,
+            };
+        }
+        self.parallel_list(need_size, &parts)
+    }
+
+    /// Parses the parts starting at `starts` on all cores. Each part's first node start is a
+    /// guess, confirmed only when the part before it, itself confirmed, ends exactly there;
+    /// the first part starts at the list's first node. A part after the list's end is
+    /// ignored; a guess that is not confirmed gives up (`None`).
+    fn parallel_list(&mut self, need_size: bool, starts: &[usize]) -> Option<Vec<Node<'a>>> {
+        use rayon::prelude::*;
+        let parsed: Vec<Option<(Vec<Node<'a>>, Until)>> = (0..starts.len())
+            .into_par_iter()
+            .map(|k| {
+                let mut part = Scan {
+                    text: self.text,
+                    b: self.b,
+                    i: starts[k],
+                };
+                let mut nodes = Vec::new();
+                let until = part.nodes_until(need_size, starts.get(k + 1).copied(), &mut nodes)?;
+                Some((nodes, until))
+            })
+            .collect();
+        let mut all = Vec::with_capacity(parsed.iter().flatten().map(|(n, _)| n.len()).sum());
+        for part in parsed {
+            let (nodes, until) = part?;
+            all.extend(nodes);
+            if let Until::End(end) = until {
+                self.i = end;
+                return Some(all);
+            }
+        }
+        None
+    }
+
+    /// Nodes separated by commas, up to the list's `]` (`End`, with the position after it)
+    /// or up to the start of a node at `stop` (`Stop`); `None` on anything else.
+    fn nodes_until(
+        &mut self,
+        need_size: bool,
+        stop: Option<usize>,
+        nodes: &mut Vec<Node<'a>>,
+    ) -> Option<Until> {
+        loop {
+            nodes.push(self.node(need_size)?);
+            if self.eat(b']') {
+                return Some(Until::End(self.i));
+            }
+            if !self.eat(b',') {
+                return None;
+            }
+            if let Some(stop) = stop {
+                self.ws();
+                if self.i == stop {
+                    return Some(Until::Stop);
+                }
+                if self.i > stop {
+                    return None;
+                }
+            }
+        }
+    }
+
+    /// Whether only whitespace is left.
+    fn at_end(&mut self) -> bool {
+        self.ws();
+        self.i == self.b.len()
+    }
+}
+
+/// Where a run of nodes ended.
+enum Until {
+    End(usize),
+    Stop,
+}
+
+/// Below this many bytes a node list is read in one part.
+const MIN_PART: usize = 1 << 20;
+
+/// Guesses where to split a node list whose first node starts at or after `from`: one start
+/// per core, each the first `{` after a `}`, `,` (whitespace around them allowed) past an
+/// equal share of the bytes. Only a guess: the bytes may lie inside a string.
+fn part_starts(b: &[u8], from: usize) -> Vec<usize> {
+    let parts = rayon::current_num_threads()
+        .min((b.len() - from) / MIN_PART)
+        .max(1);
+    let mut starts = vec![from];
+    for k in 1..parts {
+        let at = from + (b.len() - from) * k / parts;
+        if let Some(start) = node_start_after(b, at.max(starts[starts.len() - 1] + 1)) {
+            starts.push(start);
+        }
+    }
+    starts
+}
+
+/// The first `{` at or after `at` that follows `}` and `,` with only whitespace between.
+fn node_start_after(b: &[u8], at: usize) -> Option<usize> {
+    let is_ws = |c: &u8| matches!(c, b' ' | b'\n' | b'\r' | b'\t');
+    let mut i = at;
+    loop {
+        i += b.get(i..)?.iter().position(|&c| c == b'}')? + 1;
+        let mut j = i;
+        while b.get(j).is_some_and(is_ws) {
+            j += 1;
+        }
+        if b.get(j) != Some(&b',') {
+            continue;
+        }
+        j += 1;
+        while b.get(j).is_some_and(is_ws) {
+            j += 1;
+        }
+        if b.get(j) == Some(&b'{') {
+            return Some(j);
+        }
+    }
+}
+
 /// The node list of `text`, or `None` when it is not in the plain shape (see the module).
 pub fn parse_nodes(text: &str, need_size: bool) -> Option<Vec<Node<'_>>> {
-    let mut s = Scan {
-        text,
-        b: text.as_bytes(),
-        i: 0,
-    };
-    if !s.eat(b'[') {
+    let mut s = Scan::new(text);
+    let nodes = s.node_list(need_size)?;
+    s.at_end().then_some(nodes)
+}
+
+/// More top-level keys than this are left to serde_json (the check for repeated keys is
+/// quadratic; an `.attrs.json` has a few dozen).
+const MAX_FIELDS: usize = 256;
+
+/// The JSON object `text`: the node list under `key`, and the text of every other value by
+/// its key; `None` when it is not in the plain shape, when a key repeats (serde_json keeps
+/// the last value, and says which error comes first), or when `key` is missing.
+pub fn parse_object<'a>(text: &'a str, key: &str, need_size: bool) -> Option<Object<'a>> {
+    let mut s = Scan::new(text);
+    if !s.eat(b'{') {
         return None;
     }
-    let mut nodes = Vec::new();
-    if !s.eat(b']') {
+    let mut nodes = None;
+    let mut fields: Vec<(&'a str, &'a str)> = Vec::new();
+    if !s.eat(b'}') {
         loop {
-            nodes.push(s.node(need_size)?);
-            if s.eat(b']') {
+            let k = s.plain_string()?;
+            if !s.eat(b':') || fields.len() == MAX_FIELDS {
+                return None;
+            }
+            if k == key {
+                if nodes.is_some() {
+                    return None;
+                }
+                nodes = Some(s.node_list(need_size)?);
+            } else {
+                if fields.iter().any(|(f, _)| *f == k) {
+                    return None;
+                }
+                s.ws();
+                let start = s.i;
+                s.skip_value(1)?;
+                fields.push((k, text.get(start..s.i)?));
+            }
+            if s.eat(b'}') {
                 break;
             }
             if !s.eat(b',') {
@@ -327,8 +500,14 @@ pub fn parse_nodes(text: &str, need_size: bool) -> Option<Vec<Node<'_>>> {
             }
         }
     }
-    s.ws();
-    (s.i == s.b.len()).then_some(nodes)
+    s.at_end().then_some(())?;
+    Some(Object {
+        nodes: nodes?,
+        fields: fields
+            .into_iter()
+            .map(|(k, v)| (Cow::Borrowed(k), v))
+            .collect(),
+    })
 }
 
 #[cfg(test)]

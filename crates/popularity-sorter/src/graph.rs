@@ -1,5 +1,5 @@
 //! The references graph Nix writes with `exportReferencesGraph`: nodes with `path`,
-//! `references` and `narSize`, read into index-based adjacency lists.
+//! `references` and `narSize`, read into index-based adjacency lists (compressed sparse rows).
 //!
 //! tidy: lookup only (the path-to-index map is only looked up; iteration is over vectors).
 
@@ -90,11 +90,53 @@ pub fn parse_nodes_serde(text: &str, need_size: bool) -> Result<Vec<Node<'_>>, E
         .collect()
 }
 
-/// A graph over node indices: deduplicated successor lists without self-references.
-#[derive(Clone, Debug, Default)]
-pub struct Adjacency {
-    /// Successors of each node, in first-reference order.
-    pub succ: Vec<Vec<u32>>,
+/// A JSON object around a node list: closure-graph's `FILE`, the pipeline's `.attrs.json`.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Object<'a> {
+    /// The node list under the key asked for.
+    pub nodes: Vec<Node<'a>>,
+    /// Every other key, with the text of its value (only looked up).
+    pub fields: Vec<(Cow<'a, str>, &'a str)>,
+}
+
+impl<'a> Object<'a> {
+    /// The text of the value under `key`.
+    pub fn field(&self, key: &str) -> Option<&'a str> {
+        self.fields.iter().find(|(k, _)| k == key).map(|(_, v)| *v)
+    }
+}
+
+/// Parses a JSON object and the node list under `key` in it (see [`parse_nodes`]); the
+/// plain shape in one pass (`fastjson`), anything else through serde_json.
+pub fn parse_object<'a>(input: &'a [u8], key: &str, need_size: bool) -> Result<Object<'a>, Error> {
+    let fast = std::str::from_utf8(input)
+        .ok()
+        .and_then(|text| crate::fastjson::parse_object(text, key, need_size));
+    match fast {
+        Some(object) => Ok(object),
+        None => parse_object_serde(input, key, need_size),
+    }
+}
+
+/// [`parse_object`] with serde_json for the object: any JSON, and the error messages. Public
+/// as the reference the fast path is fuzzed against.
+pub fn parse_object_serde<'a>(
+    input: &'a [u8],
+    key: &str,
+    need_size: bool,
+) -> Result<Object<'a>, Error> {
+    // A repeated key keeps its last value, as Python's json.load does.
+    let mut data: std::collections::BTreeMap<String, &'a RawValue> = serde_json::from_slice(input)?;
+    let list = data
+        .remove(key)
+        .ok_or_else(|| bad(format!("missing key {key:?}")))?;
+    Ok(Object {
+        nodes: parse_nodes(list.get(), need_size)?,
+        fields: data
+            .into_iter()
+            .map(|(k, v)| (Cow::Owned(k), v.get()))
+            .collect(),
+    })
 }
 
 /// The nodes' paths copied into one buffer, to index them. Every reference lookup compares
@@ -103,6 +145,15 @@ pub struct Adjacency {
 pub struct PathArena {
     text: String,
     ends: Vec<usize>,
+}
+
+/// The distinct paths of a node list: a repeated path counts once, as its last node (a
+/// Python dict by path keeps that one).
+pub struct Index<'p> {
+    /// Each path's position in `live`.
+    pub map: FastMap<&'p str, u32>,
+    /// The node of each distinct path, in list order.
+    pub live: Vec<u32>,
 }
 
 impl PathArena {
@@ -119,39 +170,66 @@ impl PathArena {
         PathArena { text, ends }
     }
 
-    /// Index of each path (the last node of a path wins, as a Python dict keeps it).
-    pub fn index(&self) -> FastMap<&str, u32> {
-        let mut idx = FastMap::with_capacity_and_hasher(self.ends.len(), Default::default());
+    /// The index of the paths.
+    pub fn index(&self) -> Index<'_> {
+        let n = self.ends.len();
+        let mut map = FastMap::with_capacity_and_hasher(n, Default::default());
+        let mut replaced = Vec::new();
         let mut start = 0;
         for (i, &end) in self.ends.iter().enumerate() {
-            idx.insert(&self.text[start..end], i as u32);
+            if let Some(old) = map.insert(&self.text[start..end], i as u32) {
+                replaced.push(old);
+            }
             start = end;
         }
-        idx
+        if replaced.is_empty() {
+            return Index {
+                map,
+                live: (0..n as u32).collect(),
+            };
+        }
+        let mut dead = vec![false; n];
+        replaced.iter().for_each(|&i| dead[i as usize] = true);
+        let live: Vec<u32> = (0..n as u32).filter(|&i| !dead[i as usize]).collect();
+        let mut position = vec![0u32; n];
+        for (k, &i) in live.iter().enumerate() {
+            position[i as usize] = k as u32;
+        }
+        // Renumbering, in whatever order the values come: each is replaced on its own.
+        map.values_mut().for_each(|v| *v = position[*v as usize]);
+        Index { map, live }
     }
 }
 
-/// Builds successor lists; a reference to a path that is not a node is an error naming both.
-pub fn adjacency(nodes: &[Node<'_>], idx: &FastMap<&str, u32>) -> Result<Adjacency, Error> {
-    use rayon::prelude::*;
+/// The successors of every distinct path (rows in the order of `index.live`): each reference
+/// once, in first-reference order, self-references dropped. A reference to a path that is
+/// not a node is an error naming both.
+pub fn adjacency(nodes: &[Node<'_>], index: &Index<'_>) -> Result<Csr, Error> {
     // One hash lookup per reference, memory-bound: on all cores.
-    let succ = nodes
-        .par_iter()
-        .enumerate()
-        .map(|(i, n)| {
-            let mut out = resolve(n, idx)?;
-            out.retain(|&j| j as usize != i);
-            Ok(out)
-        })
-        .collect::<Result<Vec<_>, Error>>()?;
-    Ok(Adjacency { succ })
+    Csr::from_rows_par(index.live.len(), |k, out| {
+        let from = out.len();
+        resolve_into(&nodes[index.live[k] as usize], &index.map, out)?;
+        let mut kept = from;
+        for i in from..out.len() {
+            if out[i] as usize != k {
+                out[kept] = out[i];
+                kept += 1;
+            }
+        }
+        out.truncate(kept);
+        Ok(())
+    })
 }
 
-/// The node indices of `node`'s references, each once, in first-reference order.
-pub fn resolve(node: &Node<'_>, idx: &FastMap<&str, u32>) -> Result<Vec<u32>, Error> {
-    let mut out = Vec::with_capacity(node.references.len());
+/// Appends the positions of `node`'s references to `out`, each once, in first-reference order.
+pub fn resolve_into(
+    node: &Node<'_>,
+    map: &FastMap<&str, u32>,
+    out: &mut Vec<u32>,
+) -> Result<(), Error> {
+    let from = out.len();
     for r in &node.references {
-        let Some(&j) = idx.get(r.as_ref()) else {
+        let Some(&j) = map.get(r.as_ref()) else {
             return Err(Error::MissingRef {
                 node: node.path.to_string(),
                 reference: r.to_string(),
@@ -159,36 +237,211 @@ pub fn resolve(node: &Node<'_>, idx: &FastMap<&str, u32>) -> Result<Vec<u32>, Er
         };
         out.push(j);
     }
-    dedup_in_order(&mut out);
-    Ok(out)
+    dedup_tail(out, from);
+    Ok(())
 }
 
-/// Drops repeated items, keeping each first occurrence where it is, in time linear in the
-/// list: a short list (almost every node's) by a scan of what was kept, a long one through
-/// a hash set.
-pub fn dedup_in_order(list: &mut Vec<u32>) {
+/// Drops repeated items from `list[from..]`, keeping each first occurrence where it is, in
+/// time linear in the list: a short list (almost every node's) by a scan of what was kept, a
+/// long one through a hash set.
+pub fn dedup_tail(list: &mut Vec<u32>, from: usize) {
     const SCAN: usize = 16;
-    if list.len() <= SCAN {
-        let mut kept: usize = 0;
-        for i in 0..list.len() {
+    let mut kept = from;
+    if list.len() - from <= SCAN {
+        for i in from..list.len() {
             let x = list[i];
-            if !list[..kept].contains(&x) {
+            if !list[from..kept].contains(&x) {
                 list[kept] = x;
                 kept += 1;
             }
         }
-        list.truncate(kept);
     } else {
-        let mut seen = FastSet::with_capacity_and_hasher(list.len(), Default::default());
-        list.retain(|&x| seen.insert(x));
+        let mut seen = FastSet::with_capacity_and_hasher(list.len() - from, Default::default());
+        for i in from..list.len() {
+            let x = list[i];
+            if seen.insert(x) {
+                list[kept] = x;
+                kept += 1;
+            }
+        }
+    }
+    list.truncate(kept);
+}
+
+/// Adjacency lists in one buffer (compressed sparse rows): one allocation for the whole graph,
+/// and neighbouring rows next to each other in memory.
+#[derive(Clone, Debug, Default)]
+pub struct Csr {
+    /// Row `v` is `items[start[v]..start[v + 1]]`.
+    start: Vec<u32>,
+    items: Vec<u32>,
+}
+
+impl Csr {
+    /// The rows of `n` vertices holding the `(from, to)` pairs of `edges`, each row in the order
+    /// of `edges`. Every index must be below `n`.
+    pub fn from_edges(n: usize, edges: impl Iterator<Item = (u32, u32)> + Clone) -> Csr {
+        let mut start = vec![0u32; n + 1];
+        for (a, _) in edges.clone() {
+            start[a as usize + 1] += 1;
+        }
+        for v in 0..n {
+            start[v + 1] += start[v];
+        }
+        let mut fill = start.clone();
+        let mut items = vec![0u32; start[n] as usize];
+        for (a, b) in edges {
+            items[fill[a as usize] as usize] = b;
+            fill[a as usize] += 1;
+        }
+        Csr { start, items }
+    }
+
+    /// The rows `0..n`, row `k` appended to a buffer by `fill(k, buffer)`; filled on all
+    /// cores, a run of rows into one buffer, so that no row has an allocation of its own.
+    /// An error is that of the first failing row, whatever the thread count.
+    pub fn from_rows_par<E: Send>(
+        n: usize,
+        fill: impl Fn(usize, &mut Vec<u32>) -> Result<(), E> + Sync,
+    ) -> Result<Csr, E> {
+        use rayon::prelude::*;
+        const RUN: usize = 1024;
+        // Collected as results and checked in order: rayon's collect into a `Result` keeps
+        // whichever error a thread met first.
+        let runs: Vec<Result<_, E>> = (0..n.div_ceil(RUN))
+            .into_par_iter()
+            .map(|r| {
+                let (mut ends, mut items) = (Vec::with_capacity(RUN), Vec::new());
+                for k in r * RUN..((r + 1) * RUN).min(n) {
+                    fill(k, &mut items)?;
+                    ends.push(items.len() as u32);
+                }
+                Ok((ends, items))
+            })
+            .collect();
+        let runs = runs.into_iter().collect::<Result<Vec<_>, E>>()?;
+        let mut start = Vec::with_capacity(n + 1);
+        start.push(0u32);
+        let mut items = Vec::with_capacity(runs.iter().map(|(_, i)| i.len()).sum());
+        for (ends, run) in runs {
+            let base = items.len() as u32;
+            start.extend(ends.into_iter().map(|e| base + e));
+            items.extend(run);
+        }
+        Ok(Csr { start, items })
+    }
+
+    /// Drops repeated items of each row, keeping first occurrences in order.
+    pub fn dedup_rows(&mut self) {
+        let mut items = Vec::with_capacity(self.items.len());
+        for v in 0..self.len() {
+            let from = items.len();
+            items
+                .extend_from_slice(&self.items[self.start[v] as usize..self.start[v + 1] as usize]);
+            dedup_tail(&mut items, from);
+            self.start[v] = from as u32;
+        }
+        if let Some(last) = self.start.last_mut() {
+            *last = items.len() as u32;
+        }
+        self.items = items;
+    }
+
+    /// The number of rows.
+    pub fn len(&self) -> usize {
+        self.start.len().saturating_sub(1)
+    }
+
+    /// Whether there are no rows.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Row `v`.
+    pub fn row(&self, v: u32) -> &[u32] {
+        let v = v as usize;
+        &self.items[self.start[v] as usize..self.start[v + 1] as usize]
+    }
+
+    /// The number of items in all rows.
+    pub fn edges(&self) -> usize {
+        self.items.len()
+    }
+
+    /// Every `(row, item)` pair, row by row.
+    pub fn pairs(&self) -> impl Iterator<Item = (u32, u32)> + Clone + '_ {
+        (0..self.len() as u32).flat_map(move |v| self.row(v).iter().map(move |&c| (v, c)))
+    }
+
+    /// The reversed graph: row `c` lists every `v` whose row holds `c`, in increasing `v`.
+    pub fn transpose(&self) -> Csr {
+        Csr::from_edges(self.len(), self.pairs().map(|(v, c)| (c, v)))
     }
 }
 
-/// The sort key of `closure-graph.py`'s ties: the path split on `-`, its first piece moved last.
-pub fn package_name_key(path: &str) -> String {
-    match path.split_once('-') {
-        Some((first, rest)) => format!("{rest}-{first}"),
-        None => path.to_string(),
+/// A path as `closure-graph.py` orders tied paths: the path split on `-` with its first piece
+/// moved last (`/nix/store/h-foo-1.0` sorts as `foo-1.0-/nix/store/h`), compared by code
+/// points (UTF-8 bytes compare the same way). Its first 8 bytes are kept as a number, which
+/// settles most comparisons.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PackageName<'p> {
+    prefix: u64,
+    pieces: [&'p [u8]; 3],
+}
+
+impl<'p> PackageName<'p> {
+    /// The name of `path`.
+    pub fn new(path: &'p str) -> Self {
+        let pieces: [&[u8]; 3] = match path.split_once('-') {
+            Some((first, rest)) => [rest.as_bytes(), b"-", first.as_bytes()],
+            None => [path.as_bytes(), b"", b""],
+        };
+        // Padding with zero bytes keeps the order: a shorter prefix never compares greater.
+        let mut head = [0u8; 8];
+        for (slot, byte) in head.iter_mut().zip(pieces.iter().flat_map(|p| p.iter())) {
+            *slot = *byte;
+        }
+        PackageName {
+            prefix: u64::from_be_bytes(head),
+            pieces,
+        }
+    }
+}
+
+impl Ord for PackageName<'_> {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.prefix
+            .cmp(&other.prefix)
+            .then_with(|| cmp_pieces(self.pieces, other.pieces))
+    }
+}
+
+impl PartialOrd for PackageName<'_> {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+/// Compares the concatenations of two lists of byte strings, a run of bytes at a time.
+fn cmp_pieces(mut a: [&[u8]; 3], mut b: [&[u8]; 3]) -> std::cmp::Ordering {
+    let (mut i, mut j) = (0, 0);
+    loop {
+        while a.get(i).is_some_and(|p| p.is_empty()) {
+            i += 1;
+        }
+        while b.get(j).is_some_and(|p| p.is_empty()) {
+            j += 1;
+        }
+        let (Some(x), Some(y)) = (a.get(i).copied(), b.get(j).copied()) else {
+            return (i < a.len()).cmp(&(j < b.len()));
+        };
+        let len = x.len().min(y.len());
+        match x[..len].cmp(&y[..len]) {
+            std::cmp::Ordering::Equal => {}
+            other => return other,
+        }
+        a[i] = &x[len..];
+        b[j] = &y[len..];
     }
 }
 

@@ -17,9 +17,8 @@ mod fastjson;
 pub mod graph;
 pub mod pipeline;
 pub mod popularity;
+pub mod pyset;
 pub mod size;
-
-use std::collections::HashSet;
 
 use dockertools_common::{jq, pyjson};
 
@@ -56,43 +55,61 @@ pub enum Error {
     },
 }
 
-/// `closure-graph.py FILE KEY`: one path per line, most popular first.
+/// `closure-graph.py FILE KEY`: the store paths, most popular first.
 pub fn closure_graph(input: &[u8], key: &str) -> Result<Vec<String>, Error> {
-    let data: std::collections::HashMap<String, &serde_json::value::RawValue> =
-        serde_json::from_slice(input)?;
-    let list = data
-        .get(key)
-        .ok_or_else(|| Error::Input(format!("missing key {key:?}")))?;
-    let nodes = graph::parse_nodes(list.get(), false)?;
-    // A repeated path keeps its last node, as the original's dict does.
-    let live: Vec<u32> = {
-        let mut seen = HashSet::new();
-        let mut v: Vec<u32> = (0..nodes.len() as u32)
-            .rev()
-            .filter(|&i| seen.insert(nodes[i as usize].path.as_ref()))
-            .collect();
-        v.reverse();
-        v
-    };
-    let unique: Vec<graph::Node<'_>> = live.iter().map(|&i| nodes[i as usize].clone()).collect();
-    let arena = graph::PathArena::new(&unique);
-    let idx_unique = arena.index();
-    let adj = graph::adjacency(&unique, &idx_unique)?;
-    let key_of = |v: u32| graph::package_name_key(&unique[v as usize].path);
-    let name_of = |v: u32| unique[v as usize].path.to_string();
-    let order = popularity::order(&adj.succ, &key_of, &name_of)?;
-    Ok(order
-        .into_iter()
-        .map(|v| unique[v as usize].path.to_string())
-        .collect())
+    closure_graph_with(input, key, |paths| {
+        paths.iter().map(|p| p.to_string()).collect()
+    })
+}
+
+/// `closure-graph.py FILE KEY` as it prints: one path per line; or with `max_layers`, the
+/// `store_layers` JSON of [`store_layers_json`].
+pub fn closure_graph_text(
+    input: &[u8],
+    key: &str,
+    max_layers: Option<u64>,
+) -> Result<Vec<u8>, Error> {
+    closure_graph_with(input, key, |paths| match max_layers {
+        Some(n) => store_layers_json(paths, n),
+        None => {
+            let mut out = Vec::with_capacity(paths.iter().map(|p| p.len() + 1).sum::<usize>() + 1);
+            for p in paths {
+                out.extend_from_slice(p.as_bytes());
+                out.push(b'\n');
+            }
+            if paths.is_empty() {
+                out.push(b'\n');
+            }
+            Ok(out)
+        }
+    })?
+}
+
+/// [`closure_graph`], handing the paths, borrowed, to `f`.
+fn closure_graph_with<R>(
+    input: &[u8],
+    key: &str,
+    f: impl FnOnce(&[&str]) -> R,
+) -> Result<R, Error> {
+    let object = graph::parse_object(input, key, false)?;
+    let nodes = &object.nodes;
+    let arena = graph::PathArena::new(nodes);
+    let index = arena.index();
+    let succ = graph::adjacency(nodes, &index)?;
+    let path = |v: u32| nodes[index.live[v as usize] as usize].path.as_ref();
+    let mut order = popularity::order(&succ, &path)?;
+    let missing = pyset::unranked_in_set_order(succ.len(), &order, path);
+    order.extend(missing);
+    let paths: Vec<&str> = order.iter().map(|&v| path(v)).collect();
+    Ok(f(&paths))
 }
 
 /// The `store_layers` older streamLayeredImage built from the sorted paths with jq:
 /// the first `max_layers - 1` paths one per layer, the rest in one last layer, empty layers dropped.
-pub fn store_layers(paths: &[String], max_layers: u64) -> Vec<&[String]> {
+pub fn store_layers<S>(paths: &[S], max_layers: u64) -> Vec<&[S]> {
     let first = (max_layers.saturating_sub(1) as usize).min(paths.len());
     let (single, rest) = paths.split_at(first);
-    let mut layers: Vec<&[String]> = single.chunks(1).collect();
+    let mut layers: Vec<&[S]> = single.chunks(1).collect();
     if !rest.is_empty() {
         layers.push(rest);
     }
@@ -100,8 +117,12 @@ pub fn store_layers(paths: &[String], max_layers: u64) -> Vec<&[String]> {
 }
 
 /// [`store_layers`] as jq 1.6 prints it (2-space indent, a newline at the end).
-pub fn store_layers_json(paths: &[String], max_layers: u64) -> Result<Vec<u8>, Error> {
-    let mut out = Vec::with_capacity(paths.iter().map(|p| p.len() + 12).sum::<usize>() + 16);
+pub fn store_layers_json<S: AsRef<str> + serde::Serialize>(
+    paths: &[S],
+    max_layers: u64,
+) -> Result<Vec<u8>, Error> {
+    let mut out =
+        Vec::with_capacity(paths.iter().map(|p| p.as_ref().len() + 12).sum::<usize>() + 16);
     jq::write_with(&mut out, &store_layers(paths, max_layers), &jq::JQ).map_err(Error::Print)?;
     Ok(out)
 }
@@ -124,24 +145,33 @@ pub fn auto_layer(graph_list: &[u8], ignore: &[u8], limit: i64) -> Result<Vec<u8
         std::str::from_utf8(graph_list).map_err(|e| Error::Input(format!("not UTF-8: {e}")))?;
     let nodes = graph::parse_nodes(text, true)?;
     let text = String::from_utf8_lossy(ignore);
-    let ignore: HashSet<String> = text
-        .split('\n')
-        .map(|l| l.trim_matches(|c: char| c.is_whitespace()).to_string())
-        .collect();
+    let ignore = ignore_set(&text);
     let layers = autolayer::auto_layer(&nodes, &ignore, limit)?;
     dumps_layers(&layers, pyjson::COMPACT)
 }
 
+/// auto-layer.py's `{line.strip() for line in f}`: lines end at `\n`, `\r` or `\r\n` (Python's
+/// universal newlines), stripped of what `str.isspace` calls whitespace (Rust's
+/// `char::is_whitespace` and the separators U+001C to U+001F). Empty lines are left out: no
+/// store path is empty.
+fn ignore_set(text: &str) -> graph::FastSet<&str> {
+    text.split(['\n', '\r'])
+        .map(|l| l.trim_matches(|c: char| c.is_whitespace() || ('\u{1c}'..='\u{1f}').contains(&c)))
+        .filter(|l| !l.is_empty())
+        .collect()
+}
+
 /// `python -m flatten_references_graph FILE`: the layers as indented JSON.
 pub fn pipeline(input: &[u8]) -> Result<Vec<u8>, Error> {
-    let layers = pipeline::run(input)?;
-    dumps_layers(
-        &layers,
-        pyjson::Style {
-            indent: Some(2),
-            ensure_ascii: true,
-        },
-    )
+    pipeline::run(input, |layers| {
+        dumps_layers(
+            layers,
+            pyjson::Style {
+                indent: Some(2),
+                ensure_ascii: true,
+            },
+        )
+    })?
 }
 
 #[cfg(test)]

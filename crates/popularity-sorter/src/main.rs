@@ -56,10 +56,52 @@ enum MainError {
 }
 
 fn read(path: &Path) -> Result<Vec<u8>, MainError> {
-    dockertools_common::cli::read_input(path).map_err(|source| MainError::Read {
+    let err = |source| MainError::Read {
         path: path.to_path_buf(),
         source,
-    })
+    };
+    if path != Path::new("-") {
+        if let Some(bytes) = read_in_parts(path).map_err(err)? {
+            return Ok(bytes);
+        }
+    }
+    dockertools_common::cli::read_input(path).map_err(err)
+}
+
+/// Below this size a file is read in one piece.
+const MIN_PARTS_READ: u64 = 4 << 20;
+
+/// A large regular file read in parts on all cores: most of the cost of reading a file from
+/// the page cache is the kernel's copy into fresh memory and the page faults of that memory,
+/// and both spread over the cores. `None` when the file is small, not a regular file, or
+/// changes size while it is read (then it is read again the ordinary way).
+fn read_in_parts(path: &Path) -> io::Result<Option<Vec<u8>>> {
+    use rayon::prelude::*;
+    use std::os::unix::fs::FileExt;
+    let file = std::fs::File::open(path)?;
+    let meta = file.metadata()?;
+    let threads = rayon::current_num_threads();
+    if !meta.is_file() || meta.len() < MIN_PARTS_READ || threads < 2 {
+        return Ok(None);
+    }
+    let Ok(len) = usize::try_from(meta.len()) else {
+        return Ok(None);
+    };
+    let mut buf = vec![0u8; len];
+    let part = len.div_ceil(threads * 4);
+    let complete = buf
+        .par_chunks_mut(part)
+        .enumerate()
+        .map(
+            |(k, chunk)| match file.read_exact_at(chunk, (k * part) as u64) {
+                Ok(()) => Ok(true),
+                Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => Ok(false),
+                Err(e) => Err(e),
+            },
+        )
+        .collect::<io::Result<Vec<bool>>>()?;
+    let grew = file.read_at(&mut [0u8], len as u64)? != 0;
+    Ok((complete.iter().all(|&c| c) && !grew).then_some(buf))
 }
 
 /// Names the input file a library error came from.
@@ -77,16 +119,8 @@ fn run(args: Args) -> Result<(), MainError> {
             file,
             key,
             max_layers,
-        } => {
-            let paths =
-                popularity_sorter::closure_graph(&read(&file)?, &key).map_err(in_file(&file))?;
-            match max_layers {
-                Some(n) => {
-                    popularity_sorter::store_layers_json(&paths, n).map_err(in_file(&file))?
-                }
-                None => (paths.join("\n") + "\n").into_bytes(),
-            }
-        }
+        } => popularity_sorter::closure_graph_text(&read(&file)?, &key, max_layers)
+            .map_err(in_file(&file))?,
         Cmd::AutoLayer {
             graph_list,
             ignore_file,

@@ -3,14 +3,14 @@
 //! Graphs are lists of vertices (node indices) with their own edges, as igraph holds them:
 //! every op keeps the vertex order of its input graph, and graphs joined by `limit_layers`
 //! are concatenated (a disjoint union: no edges between the parts).
+//! Each op is one function, and each runs in time linear in its graph and its arguments
+//! (paths named in arguments are looked up once per call, not once per vertex).
 //!
-//! tidy: lookup only (hash maps and sets here are only looked up: top-level JSON keys, excluded paths, seen paths).
-
-use std::collections::{HashMap, HashSet};
+//! tidy: lookup only (hash maps and sets here are only looked up: excluded paths, vertex names).
 
 use serde_json::Value;
 
-use crate::graph::{package_name_key, Node};
+use crate::graph::{Csr, FastMap, FastSet, Node};
 use crate::{popularity, Error};
 
 /// A graph: vertices (indices into the node table) and edges between vertex positions.
@@ -28,9 +28,10 @@ enum Data {
     Map(Vec<(&'static str, Data)>),
 }
 
+/// The node table: each node's path, and the node of each path.
 struct Ctx<'a> {
-    nodes: &'a [Node<'a>],
-    names: Vec<String>,
+    names: Vec<&'a str>,
+    node_of: FastMap<&'a str, u32>,
 }
 
 fn op_err(op: &str, why: impl Into<String>) -> Error {
@@ -41,22 +42,16 @@ fn op_err(op: &str, why: impl Into<String>) -> Error {
 }
 
 impl Graph {
-    /// Successors of each vertex, each once (a repeated reference is a second edge).
-    fn succ(&self) -> Vec<Vec<u32>> {
-        let mut s = vec![Vec::new(); self.verts.len()];
-        for &(a, b) in &self.edges {
-            s[a as usize].push(b);
-        }
-        s.iter_mut().for_each(crate::graph::dedup_in_order);
-        s
+    /// Successors of each vertex, each once.
+    fn succ(&self) -> Csr {
+        let mut succ = Csr::from_edges(self.verts.len(), self.edges.iter().copied());
+        succ.dedup_rows();
+        succ
     }
 
-    fn preds(&self) -> Vec<Vec<u32>> {
-        let mut p = vec![Vec::new(); self.verts.len()];
-        for &(a, b) in &self.edges {
-            p[b as usize].push(a);
-        }
-        p
+    /// Predecessors of each vertex (repeated edges repeat).
+    fn preds(&self) -> Csr {
+        Csr::from_edges(self.verts.len(), self.edges.iter().map(|&(a, b)| (b, a)))
     }
 
     /// The subgraph of the positions where `keep` holds, in this graph's order.
@@ -78,15 +73,27 @@ impl Graph {
         Graph { verts, edges }
     }
 
-    fn find(&self, ctx: &Ctx<'_>, name: &str) -> Option<u32> {
-        // igraph finds the first vertex with that name.
-        self.verts
+    /// The position of the first vertex named by each of `paths` (igraph's `vs.find`), in one
+    /// pass over the graph.
+    fn find_all(&self, ctx: &Ctx<'_>, paths: &[&str]) -> Vec<Option<u32>> {
+        let nodes: Vec<Option<u32>> = paths.iter().map(|p| ctx.node_of.get(p).copied()).collect();
+        let mut first: FastMap<u32, u32> = nodes.iter().flatten().map(|&v| (v, u32::MAX)).collect();
+        for (i, v) in self.verts.iter().enumerate() {
+            if let Some(p) = first.get_mut(v) {
+                *p = (*p).min(i as u32);
+            }
+        }
+        nodes
             .iter()
-            .position(|&v| ctx.names[v as usize] == name)
-            .map(|p| p as u32)
+            .map(|v| {
+                v.and_then(|v| first.get(&v).copied())
+                    .filter(|&p| p != u32::MAX)
+            })
+            .collect()
     }
 
-    fn reach(&self, start: &[u32], adj: &[Vec<u32>]) -> Vec<bool> {
+    /// The positions reached from `start` through `adj`, `start` included.
+    fn reach(&self, start: &[u32], adj: &Csr) -> Vec<bool> {
         let mut seen = vec![false; self.verts.len()];
         let mut stack: Vec<u32> = Vec::new();
         for &s in start {
@@ -96,7 +103,7 @@ impl Graph {
             }
         }
         while let Some(v) = stack.pop() {
-            for &c in &adj[v as usize] {
+            for &c in adj.row(v) {
                 if !seen[c as usize] {
                     seen[c as usize] = true;
                     stack.push(c);
@@ -108,46 +115,49 @@ impl Graph {
 }
 
 /// Builds the pipeline's input graph: nodes sorted by narSize (stable, compared as Python
-/// compares them), edges to each reference.
-fn build_graph(nodes: &[Node<'_>]) -> Result<Graph, Error> {
+/// compares them), edges to each reference. The references are looked up on all cores (one
+/// hash lookup each, bound by memory); a missing one is reported for the first node in that
+/// order, as the serial loop would.
+fn build_graph(nodes: &[Node<'_>], ctx: &Ctx<'_>) -> Result<Graph, Error> {
     let order = crate::size::order_by_size(nodes)?;
-    let mut pos: crate::graph::FastMap<&str, u32> =
-        crate::graph::FastMap::with_capacity_and_hasher(nodes.len(), Default::default());
+    let mut pos = vec![0u32; nodes.len()];
     for (p, &i) in order.iter().enumerate() {
-        let path = nodes[i as usize].path.as_ref();
-        if pos.insert(path, p as u32).is_some() {
-            // igraph refuses a graph whose vertex names repeat.
-            return Err(Error::Input(format!("path {path} is listed twice")));
-        }
+        pos[i as usize] = p as u32;
     }
-    let mut edges = Vec::new();
-    for (p, &i) in order.iter().enumerate() {
-        let node = &nodes[i as usize];
+    let rows = Csr::from_rows_par::<Error>(order.len(), |p, out| {
+        let node = &nodes[order[p] as usize];
         for r in &node.references {
             if *r == node.path {
                 continue;
             }
-            let &t = pos.get(r.as_ref()).ok_or_else(|| Error::MissingRef {
-                node: node.path.to_string(),
-                reference: r.to_string(),
-            })?;
-            edges.push((p as u32, t));
+            let &t = ctx
+                .node_of
+                .get(r.as_ref())
+                .ok_or_else(|| Error::MissingRef {
+                    node: node.path.to_string(),
+                    reference: r.to_string(),
+                })?;
+            out.push(pos[t as usize]);
         }
-    }
+        Ok(())
+    })?;
+    let edges = (0..rows.len() as u32)
+        .flat_map(|p| rows.row(p).iter().map(move |&t| (p, t)))
+        .collect();
     Ok(Graph {
         verts: order,
         edges,
     })
 }
 
-fn as_paths(op: &str, v: &Value) -> Result<Vec<String>, Error> {
+/// A path or a list of paths.
+fn as_paths<'v>(op: &str, v: &'v Value) -> Result<Vec<&'v str>, Error> {
     match v {
-        Value::String(s) => Ok(vec![s.clone()]),
+        Value::String(s) => Ok(vec![s.as_str()]),
         Value::Array(items) => items
             .iter()
             .map(|i| {
                 i.as_str()
-                    .map(str::to_string)
                     .ok_or_else(|| op_err(op, "paths must be strings"))
             })
             .collect(),
@@ -174,220 +184,245 @@ fn expect_seq(op: &str, d: Data) -> Result<Vec<Data>, Error> {
     }
 }
 
-fn nargs(op: &str, args: &[Value], n: usize) -> Result<(), Error> {
-    if args.len() != n {
-        return Err(op_err(
-            op,
-            format!("takes {n} argument(s), got {}", args.len()),
-        ));
-    }
-    Ok(())
-}
+/// An op: its name, its number of arguments, and what it does.
+type Op = fn(&Ctx<'_>, &[Value], Data) -> Result<Data, Error>;
+
+const OPS: &[(&str, usize, Op)] = &[
+    ("popularity_contest", 0, popularity_contest),
+    ("limit_layers", 1, limit_layers),
+    ("split_paths", 1, split_paths),
+    ("subcomponent_in", 1, subcomponent_in),
+    ("subcomponent_out", 1, subcomponent_out),
+    ("over", 2, over),
+    ("pipe", 1, pipe),
+    ("map", 1, map),
+    ("flatten", 0, flatten_op),
+    ("split_every", 1, split_every),
+    ("remove_paths", 1, remove_paths),
+    ("reverse", 0, reverse),
+];
 
 fn apply(ctx: &Ctx<'_>, call: &Value, data: Data) -> Result<Data, Error> {
     let Value::Array(parts) = call else {
         return Err(op_err(&call.to_string(), "an op is a list [name, args...]"));
     };
-    let Some(Value::String(name)) = parts.first() else {
+    let Some((Value::String(name), args)) = parts.split_first() else {
         return Err(op_err(&call.to_string(), "an op starts with its name"));
     };
-    let op = name.as_str();
-    let args = &parts[1..];
-    match op {
-        "popularity_contest" => {
-            nargs(op, args, 0)?;
-            let g = expect_graph(op, data)?;
-            let key = |v: u32| package_name_key(&ctx.names[g.verts[v as usize] as usize]);
-            let name = |v: u32| ctx.names[g.verts[v as usize] as usize].clone();
-            let order = popularity::order(&g.succ(), &key, &name)?;
-            Ok(Data::Seq(
-                order
-                    .into_iter()
-                    .map(|v| {
-                        Data::Graph(Graph {
-                            verts: vec![g.verts[v as usize]],
-                            edges: vec![],
-                        })
-                    })
-                    .collect(),
-            ))
-        }
-        "limit_layers" => {
-            nargs(op, args, 1)?;
-            let max = int_arg(op, &args[0])?;
-            if max <= 0 {
-                return Err(op_err(op, "max count needs to be > 0"));
-            }
-            let mut items = expect_seq(op, data)?;
-            let keep = (max - 1).min(items.len() as i64) as usize;
-            let rest = items.split_off(keep);
-            let mut merged = Graph::default();
-            for item in rest {
-                let g = expect_graph(op, item)?;
-                let off = merged.verts.len() as u32;
-                merged.verts.extend(g.verts);
-                merged
-                    .edges
-                    .extend(g.edges.into_iter().map(|(a, b)| (a + off, b + off)));
-            }
-            items.push(Data::Graph(merged));
-            Ok(Data::Seq(items))
-        }
-        "split_paths" => {
-            nargs(op, args, 1)?;
-            let Value::Array(specs) = &args[0] else {
-                return Err(op_err(op, "expects a list of path specs"));
-            };
-            let g = expect_graph(op, data)?;
-            split_paths(ctx, op, specs, g)
-        }
-        "subcomponent_in" | "subcomponent_out" => {
-            nargs(op, args, 1)?;
-            let g = expect_graph(op, data)?;
-            // A bare string is iterated character by character by the original: it matches nothing.
-            let paths = match &args[0] {
-                Value::String(_) => Vec::new(),
-                other => as_paths(op, other)?,
-            };
-            let start: Vec<u32> = paths.iter().filter_map(|p| g.find(ctx, p)).collect();
-            let adj = if op == "subcomponent_out" {
-                g.succ()
-            } else {
-                g.preds()
-            };
-            let main = g.reach(&start, &adj);
-            let rest: Vec<bool> = main.iter().map(|m| !m).collect();
-            Ok(Data::Map(vec![
-                ("main", Data::Graph(g.induced(&main))),
-                ("rest", Data::Graph(g.induced(&rest))),
-            ]))
-        }
-        "over" => {
-            nargs(op, args, 2)?;
-            let Some(key) = args[0].as_str() else {
-                return Err(op_err(op, "the key must be a string"));
-            };
-            let Data::Map(mut entries) = data else {
-                return Err(op_err(op, "expects a map (main/common/rest)"));
-            };
-            let slot = entries
-                .iter_mut()
-                .find(|(k, _)| *k == key)
-                .ok_or_else(|| op_err(op, format!("key {key:?} not present")))?;
-            let value = std::mem::replace(&mut slot.1, Data::Seq(Vec::new()));
-            slot.1 = apply(ctx, &args[1], value)?;
-            Ok(Data::Map(entries))
-        }
-        "pipe" => {
-            nargs(op, args, 1)?;
-            let Value::Array(ops) = &args[0] else {
-                return Err(op_err(op, "expects a list of ops"));
-            };
-            ops.iter().try_fold(data, |d, o| apply(ctx, o, d))
-        }
-        "map" => {
-            nargs(op, args, 1)?;
-            let items = expect_seq(op, data)?;
-            Ok(Data::Seq(
-                items
-                    .into_iter()
-                    .map(|i| apply(ctx, &args[0], i))
-                    .collect::<Result<_, _>>()?,
-            ))
-        }
-        "flatten" => {
-            nargs(op, args, 0)?;
-            let mut out = Vec::new();
-            flatten(data, &mut out);
-            Ok(Data::Seq(out))
-        }
-        "split_every" => {
-            nargs(op, args, 1)?;
-            let count = int_arg(op, &args[0])?;
-            if count == 0 {
-                return Err(op_err(op, "count must not be 0"));
-            }
-            let g = expect_graph(op, data)?;
-            if count < 0 {
-                return Ok(Data::Seq(Vec::new()));
-            }
-            let n = g.verts.len();
-            let mut out = Vec::new();
-            let mut start = 0usize;
-            while start < n {
-                let end = start.saturating_add(count as usize).min(n);
-                let keep: Vec<bool> = (0..n).map(|i| i >= start && i < end).collect();
-                out.push(Data::Graph(g.induced(&keep)));
-                start = end;
-            }
-            Ok(Data::Seq(out))
-        }
-        "remove_paths" => {
-            nargs(op, args, 1)?;
-            let paths = as_paths(op, &args[0])?;
-            let g = expect_graph(op, data)?;
-            let mut keep = vec![true; g.verts.len()];
-            for p in &paths {
-                if let Some(i) = g.find(ctx, p) {
-                    keep[i as usize] = false;
-                }
-            }
-            Ok(Data::Graph(g.induced(&keep)))
-        }
-        "reverse" => {
-            nargs(op, args, 0)?;
-            let mut items = expect_seq(op, data)?;
-            items.reverse();
-            Ok(Data::Seq(items))
-        }
-        _ => Err(op_err(op, "unknown op")),
+    let Some(&(_, n, op)) = OPS.iter().find(|(op, _, _)| op == name) else {
+        return Err(op_err(name, "unknown op"));
+    };
+    if args.len() != n {
+        return Err(op_err(
+            name,
+            format!("takes {n} argument(s), got {}", args.len()),
+        ));
     }
+    op(ctx, args, data)
 }
 
-fn split_paths(ctx: &Ctx<'_>, op: &str, specs: &[Value], g: Graph) -> Result<Data, Error> {
+/// `popularity_contest`: one single-path graph per path, most popular first.
+fn popularity_contest(ctx: &Ctx<'_>, _: &[Value], data: Data) -> Result<Data, Error> {
+    let g = expect_graph("popularity_contest", data)?;
     let succ = g.succ();
-    let mut split: Vec<u32> = Vec::new();
-    for spec in specs {
-        match spec {
-            Value::Object(m) => {
-                let Some(children_of) = m.get("children_of") else {
-                    return Err(op_err(op, "a dict spec needs the key \"children_of\""));
-                };
-                for p in as_paths(op, children_of)? {
-                    if let Some(i) = g.find(ctx, &p) {
-                        split.extend(&succ[i as usize]);
-                    }
-                }
-            }
-            Value::String(p) => split.extend(g.find(ctx, p)),
-            _ => return Err(op_err(op, "a spec is a path or {\"children_of\": ...}")),
+    let path = |v: u32| ctx.names[g.verts[v as usize] as usize];
+    let mut order = popularity::order(&succ, &path)?;
+    let missing = crate::pyset::unranked_in_set_order(succ.len(), &order, path);
+    order.extend(missing);
+    Ok(Data::Seq(
+        order
+            .into_iter()
+            .map(|v| {
+                Data::Graph(Graph {
+                    verts: vec![g.verts[v as usize]],
+                    edges: vec![],
+                })
+            })
+            .collect(),
+    ))
+}
+
+/// `limit_layers N`: the first N-1 items, then one graph joining the rest.
+fn limit_layers(_: &Ctx<'_>, args: &[Value], data: Data) -> Result<Data, Error> {
+    let op = "limit_layers";
+    let max = int_arg(op, &args[0])?;
+    if max <= 0 {
+        return Err(op_err(op, "max count needs to be > 0"));
+    }
+    let mut items = expect_seq(op, data)?;
+    let keep = (max - 1).min(items.len() as i64) as usize;
+    let rest = items.split_off(keep);
+    let mut merged = Graph::default();
+    for item in rest {
+        let g = expect_graph(op, item)?;
+        let off = merged.verts.len() as u32;
+        merged.verts.extend(g.verts);
+        merged
+            .edges
+            .extend(g.edges.into_iter().map(|(a, b)| (a + off, b + off)));
+    }
+    items.push(Data::Graph(merged));
+    Ok(Data::Seq(items))
+}
+
+/// `subcomponent_in [paths]`: `{main: the paths and what reaches them, rest}`.
+fn subcomponent_in(ctx: &Ctx<'_>, args: &[Value], data: Data) -> Result<Data, Error> {
+    let g = expect_graph("subcomponent_in", data)?;
+    let adj = g.preds();
+    subcomponent(ctx, "subcomponent_in", &args[0], g, &adj)
+}
+
+/// `subcomponent_out [paths]`: `{main: the paths and what they reach, rest}`.
+fn subcomponent_out(ctx: &Ctx<'_>, args: &[Value], data: Data) -> Result<Data, Error> {
+    let g = expect_graph("subcomponent_out", data)?;
+    let adj = g.succ();
+    subcomponent(ctx, "subcomponent_out", &args[0], g, &adj)
+}
+
+fn subcomponent(ctx: &Ctx<'_>, op: &str, arg: &Value, g: Graph, adj: &Csr) -> Result<Data, Error> {
+    // A bare string is iterated character by character by the original: it matches nothing.
+    let paths = match arg {
+        Value::String(_) => Vec::new(),
+        other => as_paths(op, other)?,
+    };
+    let start: Vec<u32> = g.find_all(ctx, &paths).into_iter().flatten().collect();
+    let main = g.reach(&start, adj);
+    let rest: Vec<bool> = main.iter().map(|m| !m).collect();
+    Ok(Data::Map(vec![
+        ("main", Data::Graph(g.induced(&main))),
+        ("rest", Data::Graph(g.induced(&rest))),
+    ]))
+}
+
+/// `over KEY OP`: OP applied to the map's entry KEY.
+fn over(ctx: &Ctx<'_>, args: &[Value], data: Data) -> Result<Data, Error> {
+    let op = "over";
+    let Some(key) = args[0].as_str() else {
+        return Err(op_err(op, "the key must be a string"));
+    };
+    let Data::Map(mut entries) = data else {
+        return Err(op_err(op, "expects a map (main/common/rest)"));
+    };
+    let slot = entries
+        .iter_mut()
+        .find(|(k, _)| *k == key)
+        .ok_or_else(|| op_err(op, format!("key {key:?} not present")))?;
+    let value = std::mem::replace(&mut slot.1, Data::Seq(Vec::new()));
+    slot.1 = apply(ctx, &args[1], value)?;
+    Ok(Data::Map(entries))
+}
+
+/// `pipe [OP...]`: a nested pipeline.
+fn pipe(ctx: &Ctx<'_>, args: &[Value], data: Data) -> Result<Data, Error> {
+    let Value::Array(ops) = &args[0] else {
+        return Err(op_err("pipe", "expects a list of ops"));
+    };
+    ops.iter().try_fold(data, |d, o| apply(ctx, o, d))
+}
+
+/// `map OP`: OP applied to each item.
+fn map(ctx: &Ctx<'_>, args: &[Value], data: Data) -> Result<Data, Error> {
+    let items = expect_seq("map", data)?;
+    Ok(Data::Seq(
+        items
+            .into_iter()
+            .map(|i| apply(ctx, &args[0], i))
+            .collect::<Result<_, _>>()?,
+    ))
+}
+
+/// `flatten`: nested maps and sequences as one sequence.
+fn flatten_op(_: &Ctx<'_>, _: &[Value], data: Data) -> Result<Data, Error> {
+    let mut out = Vec::new();
+    flatten(data, &mut out);
+    Ok(Data::Seq(out))
+}
+
+/// `split_every N`: graphs of N consecutive vertices, in one pass over the edges.
+fn split_every(_: &Ctx<'_>, args: &[Value], data: Data) -> Result<Data, Error> {
+    let op = "split_every";
+    let count = int_arg(op, &args[0])?;
+    if count == 0 {
+        return Err(op_err(op, "count must not be 0"));
+    }
+    let g = expect_graph(op, data)?;
+    if count < 0 {
+        return Ok(Data::Seq(Vec::new()));
+    }
+    let count = usize::try_from(count).unwrap_or(usize::MAX);
+    let mut parts: Vec<Graph> = g
+        .verts
+        .chunks(count)
+        .map(|c| Graph {
+            verts: c.to_vec(),
+            edges: Vec::new(),
+        })
+        .collect();
+    for &(a, b) in &g.edges {
+        let (pa, pb) = (a as usize / count, b as usize / count);
+        if pa == pb {
+            let base = (pa * count) as u32;
+            parts[pa].edges.push((a - base, b - base));
         }
     }
+    Ok(Data::Seq(parts.into_iter().map(Data::Graph).collect()))
+}
+
+/// `remove_paths P | [P...]`: the graph without those paths.
+fn remove_paths(ctx: &Ctx<'_>, args: &[Value], data: Data) -> Result<Data, Error> {
+    let paths = as_paths("remove_paths", &args[0])?;
+    let g = expect_graph("remove_paths", data)?;
+    let mut keep = vec![true; g.verts.len()];
+    for i in g.find_all(ctx, &paths).into_iter().flatten() {
+        keep[i as usize] = false;
+    }
+    Ok(Data::Graph(g.induced(&keep)))
+}
+
+/// `reverse`: the sequence reversed.
+fn reverse(_: &Ctx<'_>, _: &[Value], data: Data) -> Result<Data, Error> {
+    let mut items = expect_seq("reverse", data)?;
+    items.reverse();
+    Ok(Data::Seq(items))
+}
+
+/// `split_paths [spec...]`: `{main, common, rest}` around the named paths (see the
+/// conformance README for the exact rules).
+fn split_paths(ctx: &Ctx<'_>, args: &[Value], data: Data) -> Result<Data, Error> {
+    let op = "split_paths";
+    let Value::Array(specs) = &args[0] else {
+        return Err(op_err(op, "expects a list of path specs"));
+    };
+    let g = expect_graph(op, data)?;
+    let succ = g.succ();
+    let split = split_positions(ctx, specs, &g, &succ)?;
     if split.is_empty() {
         return Ok(Data::Map(vec![("rest", Data::Graph(g))]));
     }
     let n = g.verts.len();
-    let preds = g.preds();
-    let roots: Vec<u32> = (0..n as u32)
-        .filter(|&v| preds[v as usize].is_empty())
-        .collect();
-    let is_split: HashSet<u32> = split.iter().copied().collect();
-    if roots.len() == 1 && is_split.contains(&roots[0]) {
-        return Ok(Data::Map(vec![("main", Data::Graph(g))]));
+    let mut is_split = vec![false; n];
+    split.iter().for_each(|&s| is_split[s as usize] = true);
+    let mut has_pred = vec![false; n];
+    g.edges
+        .iter()
+        .for_each(|&(_, b)| has_pred[b as usize] = true);
+    let roots: Vec<u32> = (0..n as u32).filter(|&v| !has_pred[v as usize]).collect();
+    if let [root] = roots[..] {
+        if is_split[root as usize] {
+            return Ok(Data::Map(vec![("main", Data::Graph(g))]));
+        }
     }
     let split_off = g.reach(&split, &succ);
     // Edges into the split paths are deleted; the results keep that modified graph's edges.
-    let mut cut = g.clone();
-    cut.edges.retain(|(_, b)| !is_split.contains(b));
-    let cut_succ = cut.succ();
+    let mut cut = g;
+    cut.edges.retain(|&(_, b)| !is_split[b as usize]);
     // The original links a fake root to every root when there are several; edges into split
     // paths are gone, so only roots that are not split paths lead anywhere.
     let start: Vec<u32> = roots
-        .iter()
-        .copied()
-        .filter(|r| !is_split.contains(r))
+        .into_iter()
+        .filter(|&r| !is_split[r as usize])
         .collect();
-    let rest_with_common = cut.reach(&start, &cut_succ);
+    let rest_with_common = cut.reach(&start, &cut.succ());
     let common: Vec<bool> = (0..n)
         .map(|i| split_off[i] && rest_with_common[i])
         .collect();
@@ -403,6 +438,41 @@ fn split_paths(ctx: &Ctx<'_>, op: &str, specs: &[Value], g: Graph) -> Result<Dat
     Ok(Data::Map(out))
 }
 
+/// The positions `split_paths`' specs name: a path, or `{"children_of": path or paths}` (their
+/// successors, in successor order).
+fn split_positions(
+    ctx: &Ctx<'_>,
+    specs: &[Value],
+    g: &Graph,
+    succ: &Csr,
+) -> Result<Vec<u32>, Error> {
+    let op = "split_paths";
+    // Each spec's paths, looked up together.
+    let mut names: Vec<(bool, &str)> = Vec::new();
+    for spec in specs {
+        match spec {
+            Value::Object(m) => {
+                let Some(children_of) = m.get("children_of") else {
+                    return Err(op_err(op, "a dict spec needs the key \"children_of\""));
+                };
+                names.extend(as_paths(op, children_of)?.into_iter().map(|p| (true, p)));
+            }
+            Value::String(p) => names.push((false, p)),
+            _ => return Err(op_err(op, "a spec is a path or {\"children_of\": ...}")),
+        }
+    }
+    let paths: Vec<&str> = names.iter().map(|&(_, p)| p).collect();
+    let mut split = Vec::new();
+    for ((children, _), found) in names.iter().zip(g.find_all(ctx, &paths)) {
+        match (children, found) {
+            (true, Some(i)) => split.extend(succ.row(i)),
+            (false, Some(i)) => split.push(i),
+            (_, None) => {}
+        }
+    }
+    Ok(split)
+}
+
 fn flatten(d: Data, out: &mut Vec<Data>) {
     match d {
         Data::Graph(_) => out.push(d),
@@ -411,53 +481,60 @@ fn flatten(d: Data, out: &mut Vec<Data>) {
     }
 }
 
-/// Runs the pipeline of an `.attrs.json`-style input and returns the layers.
-pub fn run(input: &[u8]) -> Result<Vec<Vec<String>>, Error> {
-    let m: HashMap<String, &serde_json::value::RawValue> = serde_json::from_slice(input)?;
-    let graph = m
-        .get("graph")
-        .ok_or_else(|| Error::Input("missing key \"graph\"".into()))?;
-    let pipeline_raw = m
-        .get("pipeline")
+/// The nodes without the paths of `exclude_paths` (a path or a list of paths), and without
+/// references to them.
+fn exclude(nodes: &mut Vec<Node<'_>>, raw: &str) -> Result<(), Error> {
+    let ex: Value = serde_json::from_str(raw)?;
+    let excluded: FastSet<&str> = as_paths("exclude_paths", &ex)?.into_iter().collect();
+    nodes.retain(|n| !excluded.contains(n.path.as_ref()));
+    for n in nodes {
+        n.references.retain(|r| !excluded.contains(r.as_ref()));
+    }
+    Ok(())
+}
+
+/// Runs the pipeline of an `.attrs.json`-style input and hands the layers, borrowed, to `f`.
+pub fn run<R>(input: &[u8], f: impl FnOnce(&[Vec<&str>]) -> R) -> Result<R, Error> {
+    let mut object = crate::graph::parse_object(input, "graph", true)?;
+    let pipeline_raw = object
+        .field("pipeline")
         .ok_or_else(|| Error::Input("missing key \"pipeline\"".into()))?;
-    let pipeline: Value = serde_json::from_str(pipeline_raw.get())?;
+    let pipeline: Value = serde_json::from_str(pipeline_raw)?;
     let Value::Array(ops) = &pipeline else {
         return Err(Error::Input("\"pipeline\" is not a list of ops".into()));
     };
-    let mut nodes = crate::graph::parse_nodes(graph.get(), true)?;
-    if let Some(ex) = m.get("exclude_paths") {
-        let ex: Value = serde_json::from_str(ex.get())?;
-        let excluded: HashSet<String> = as_paths("exclude_paths", &ex)?.into_iter().collect();
-        nodes.retain(|n| !excluded.contains(n.path.as_ref()));
-        for n in &mut nodes {
-            n.references.retain(|r| !excluded.contains(r.as_ref()));
-            let mut seen = HashSet::new();
-            n.references.retain(|r| seen.insert(r.clone()));
+    if let Some(raw) = object.field("exclude_paths") {
+        exclude(&mut object.nodes, raw)?;
+    }
+    let nodes = &object.nodes;
+    let mut node_of = FastMap::with_capacity_and_hasher(nodes.len(), Default::default());
+    for (i, n) in nodes.iter().enumerate() {
+        if node_of.insert(n.path.as_ref(), i as u32).is_some() {
+            // igraph refuses a graph whose vertex names repeat.
+            return Err(Error::Input(format!("path {} is listed twice", n.path)));
         }
     }
     let ctx = Ctx {
-        names: nodes.iter().map(|n| n.path.to_string()).collect(),
-        nodes: &nodes,
+        names: nodes.iter().map(|n| n.path.as_ref()).collect(),
+        node_of,
     };
-    let g = build_graph(ctx.nodes)?;
+    let g = build_graph(nodes, &ctx)?;
     let result = ops
         .iter()
         .try_fold(Data::Graph(g), |d, o| apply(&ctx, o, d))?;
-    let Data::Graph(_) = result else {
-        let mut flat = Vec::new();
-        flatten(result, &mut flat);
-        return Ok(flat
-            .into_iter()
-            .filter_map(|d| match d {
-                Data::Graph(g) if !g.verts.is_empty() => Some(
-                    g.verts
-                        .iter()
-                        .map(|&v| ctx.names[v as usize].clone())
-                        .collect(),
-                ),
-                _ => None,
-            })
-            .collect());
-    };
-    Err(Error::Input("the pipeline ends on a single graph; end it with an op that yields layers (for example split_every or popularity_contest)".into()))
+    if let Data::Graph(_) = result {
+        return Err(Error::Input("the pipeline ends on a single graph; end it with an op that yields layers (for example split_every or popularity_contest)".into()));
+    }
+    let mut flat = Vec::new();
+    flatten(result, &mut flat);
+    let layers: Vec<Vec<&str>> = flat
+        .into_iter()
+        .filter_map(|d| match d {
+            Data::Graph(g) if !g.verts.is_empty() => {
+                Some(g.verts.iter().map(|&v| ctx.names[v as usize]).collect())
+            }
+            _ => None,
+        })
+        .collect();
+    Ok(f(&layers))
 }

@@ -119,6 +119,18 @@ pub fn order_by_size(nodes: &[Node<'_>]) -> Result<Vec<u32>, Error> {
         )));
     }
     let mut order: Vec<u32> = (0..nodes.len() as u32).collect();
+    // The usual case, plain integers, by key (stable, as the general case).
+    let ints: Option<Vec<i128>> = nodes
+        .iter()
+        .map(|n| match n.nar_size {
+            Size::Int(i) => Some(i),
+            _ => None,
+        })
+        .collect();
+    if let Some(ints) = ints {
+        order.sort_by_key(|&i| ints[i as usize]);
+        return Ok(order);
+    }
     // Within one kind every pair compares.
     order.sort_by(|&a, &b| {
         let (a, b) = (&nodes[a as usize].nar_size, &nodes[b as usize].nar_size);

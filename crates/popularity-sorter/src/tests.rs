@@ -223,6 +223,50 @@ fn a_node_with_100k_references_is_read_in_linear_time() -> Result<(), Error> {
     Ok(())
 }
 
+/// 20,000 nodes in a row, all of size 1; `bad(i)` gives the references of node `i`.
+fn row_of(bad: impl Fn(usize) -> Vec<&'static str>) -> Vec<String> {
+    (0..20_000)
+        .map(|i| node(&format!("{i:05}-n"), &bad(i), "1"))
+        .collect()
+}
+
+/// Two bad nodes far apart (the lookups run on all cores): the error names the first one in
+/// the order the work is defined in, whatever the thread count.
+#[test]
+fn of_two_missing_references_the_first_is_reported() {
+    let g = row_of(|i| match i {
+        300 => vec!["zzz-first"],
+        19_000 => vec!["zzz-second"],
+        _ => vec![],
+    });
+    let first = |r: Result<_, Error>| match r {
+        Err(Error::MissingRef { node, reference }) => (node, reference),
+        _ => (String::new(), String::new()),
+    };
+    let expected = (
+        "/nix/store/00300-n".to_string(),
+        "/nix/store/zzz-first".to_string(),
+    );
+    let input = format!(r#"{{"graph": {}}}"#, list(&g));
+    assert_eq!(
+        first(closure_graph(input.as_bytes(), "graph").map(|_| ())),
+        expected
+    );
+    assert_eq!(first(by_size(&g).map(|_| ())), expected);
+}
+
+#[test]
+fn of_two_paths_without_a_dash_the_first_is_reported() {
+    let mut g = row_of(|_| vec![]);
+    g[300] = node("bad300", &[], "1");
+    g[19_000] = node("bad19000", &[], "1");
+    let why = match layers(&g, 99) {
+        Err(Error::Input(why)) => why,
+        other => format!("{other:?}"),
+    };
+    assert_eq!(why, "path /nix/store/bad300 has no '-' (not a store path)");
+}
+
 #[test]
 fn store_layers_print_as_jq_prints_them() -> Result<(), Error> {
     let paths: Vec<String> = [
@@ -236,10 +280,109 @@ fn store_layers_print_as_jq_prints_them() -> Result<(), Error> {
         text(store_layers_json(&paths, 2)?),
         "[\n  [\n    \"/nix/store/a-x\"\n  ],\n  [\n    \"/nix/store/b-\\u007f\\u0001é\",\n    \"/nix/store/c\"\n  ]\n]\n"
     );
-    assert_eq!(text(store_layers_json(&[], 2)?), "[]\n");
+    assert_eq!(text(store_layers_json::<String>(&[], 2)?), "[]\n");
     assert_eq!(
         text(store_layers_json(&paths[..1], 5)?),
         "[\n  [\n    \"/nix/store/a-x\"\n  ]\n]\n"
     );
+    Ok(())
+}
+
+/// `/nix/store/<32 times c>-<name>`.
+fn p(c: char, name: &str) -> String {
+    format!("{}-{name}", c.to_string().repeat(32))
+}
+
+/// auto-layer's layers as one line: each a list of the given store paths.
+fn layer_line(layers: &[&[&str]]) -> String {
+    let layers: Vec<String> = layers
+        .iter()
+        .map(|l| {
+            let paths: Vec<String> = l.iter().map(|p| format!("\"/nix/store/{p}\"")).collect();
+            format!("[{}]", paths.join(", "))
+        })
+        .collect();
+    format!("[{}]\n", layers.join(", "))
+}
+
+#[test]
+fn layers_of_equal_closure_size_come_in_cpython_set_order() -> Result<(), Error> {
+    // Recorded with `PYTHONHASHSEED=0 auto-layer.py` under CPython 3.11, 3.12 and 3.13 (the
+    // originals' order; nixpkgs' python3 setup hook sets that seed).
+    let (a, b) = (p('a', "p0x"), p('b', "p1x"));
+    let two = [node(&a, &[], "128"), node(&b, &[], "128")];
+    assert_eq!(layers(&two, 99)?, layer_line(&[&[&b], &[&a]]));
+
+    let names: Vec<String> = "abcdfg"
+        .chars()
+        .enumerate()
+        .map(|(i, c)| p(c, &format!("p{i}")))
+        .collect();
+    let mut g: Vec<String> = names.iter().map(|n| node(n, &[], "7")).collect();
+    let (h, i, j, k) = (p('h', "top"), p('i', "mid"), p('j', "top"), p('k', "mid"));
+    g.extend([
+        node(&h, &[&i], "5"),
+        node(&i, &[], "2"),
+        node(&j, &[&k], "5"),
+        node(&k, &[], "2"),
+    ]);
+    let n = |k: usize| names[k].as_str();
+    assert_eq!(
+        layers(&g, 99)?,
+        layer_line(&[
+            &[&i],
+            &[&k],
+            &[n(2)],
+            &[&j],
+            &[n(5)],
+            &[n(4)],
+            &[n(0)],
+            &[n(3)],
+            &[&h],
+            &[n(1)],
+        ])
+    );
+    assert_eq!(
+        layers(&g, 3)?,
+        layer_line(&[&[n(4)], &[n(5)], &[&i, &k, n(0), n(1), n(2), n(3), &h, &j]])
+    );
+    Ok(())
+}
+
+#[test]
+fn paths_no_root_reaches_come_in_cpython_set_order() -> Result<(), Error> {
+    // A root, and cycles no root reaches; recorded with `PYTHONHASHSEED=0` closure-graph.py
+    // (CPython 3.11 to 3.13) and flatten_references_graph (3.11, igraph 1.0).
+    let (root, lib, x, y, z, w, v, u) = (
+        p('a', "root"),
+        p('b', "lib"),
+        p('c', "x"),
+        p('d', "y"),
+        p('f', "z"),
+        p('g', "w"),
+        p('0', "v"),
+        p('1', "u"),
+    );
+    let g = [
+        node(&root, &[&lib], "1"),
+        node(&lib, &[], "1"),
+        node(&x, &[&y], "1"),
+        node(&y, &[&x, &z], "1"),
+        node(&z, &[], "1"),
+        node(&w, &[], "1"),
+        node(&v, &[&v, &u], "1"),
+        node(&u, &[&v], "1"),
+    ];
+    let want = [&lib, &root, &w, &x, &y, &u, &z, &v];
+    let input = format!(r#"{{"graph": {}}}"#, list(&g));
+    let got = closure_graph(input.as_bytes(), "graph")?;
+    let want_paths: Vec<String> = want.iter().map(|p| format!("/nix/store/{p}")).collect();
+    assert_eq!(got, want_paths);
+    let input = format!(
+        r#"{{"graph": {}, "pipeline": [["popularity_contest"]]}}"#,
+        list(&g)
+    );
+    let names: Vec<&str> = want.iter().map(|s| s.as_str()).collect();
+    assert_eq!(text(pipeline(input.as_bytes())?), one_per_layer(&names));
     Ok(())
 }

@@ -17,10 +17,13 @@
 //! tidy: lookup only (a hash set finds repeated names; nothing iterates it).
 
 use std::collections::{BTreeMap, HashSet};
-use std::io::Read;
+use std::fs::File;
+use std::io::{self, Read, Seek};
+use std::os::unix::fs::FileExt;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 
 use dockertools_common::hash::hex;
-use dockertools_common::tar::reader::{ReadError, Reader};
+use dockertools_common::tar::reader::{ReadError, ReadErrorKind, Reader};
 use sha2::{Digest, Sha256};
 
 mod gosort;
@@ -224,10 +227,62 @@ fn sorted_order(sums: &[(Vec<u8>, [u8; 64])]) -> Vec<usize> {
     data.order
 }
 
-/// Computes the tarsum of the tar stream `input`, hashing entries on all cores.
+/// Computes the tarsum of the tar stream `input`, hashing entries on rayon's threads (as many
+/// as its pool has: `$RAYON_NUM_THREADS`, `$NIX_BUILD_CORES` through the `main` wrapper, or
+/// the cores). With one thread, or when called on one of rayon's own threads, it hashes on
+/// the calling thread.
 pub fn tarsum_of<R: Read>(input: R) -> Result<String, Error> {
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-    tarsum_with_threads(input, threads)
+    if rayon::current_num_threads() <= 1 || rayon::current_thread_index().is_some() {
+        return sum_serial(Reader::new(input));
+    }
+    sum_parallel(Reader::new(NoSeek(input)), None, None)
+}
+
+/// Computes the tarsum of the tar in `file`, from its current offset, as [`tarsum_of`] does;
+/// a regular file's large entries are read by the hashing tasks themselves, at their offsets,
+/// while the calling thread reads the headers and seeks past their data.
+pub fn tarsum_of_file(file: &File) -> Result<String, Error> {
+    let mut r = file;
+    let start = r.stream_position().map_err(|e| {
+        Error::Read(ReadError {
+            index: 0,
+            offset: 0,
+            kind: ReadErrorKind::Io(e),
+        })
+    })?;
+    let reader = Reader::new(io::BufReader::with_capacity(64 << 10, r));
+    if rayon::current_num_threads() <= 1 || rayon::current_thread_index().is_some() {
+        return sum_serial(reader);
+    }
+    sum_parallel(reader, None, Some((file, start)))
+}
+
+/// A stream for a reader that wants `Seek` and is never asked to seek (no file is given).
+struct NoSeek<R: Read>(R);
+
+impl<R: Read> Read for NoSeek<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.0.read(buf)
+    }
+}
+
+impl<R: Read> Seek for NoSeek<R> {
+    fn seek(&mut self, _: io::SeekFrom) -> io::Result<u64> {
+        Err(io::Error::new(io::ErrorKind::Unsupported, "not seekable"))
+    }
+}
+
+/// Computes the tarsum with a pool of its own of `threads` hashing threads (1: on the calling
+/// thread). The result does not depend on `threads`.
+pub fn tarsum_with_threads<R: Read>(input: R, threads: usize) -> Result<String, Error> {
+    if threads <= 1 {
+        return sum_serial(Reader::new(input));
+    }
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()
+        .map_err(|_| Error::Worker)?;
+    sum_parallel(Reader::new(NoSeek(input)), Some(&pool), None)
 }
 
 fn check_entry(e: &dockertools_common::tar::reader::Entry) -> Result<(), Error> {
@@ -256,181 +311,426 @@ fn entry_header(e: &dockertools_common::tar::reader::Entry) -> EntryHeader<'_> {
     }
 }
 
-/// Size of the data chunks handed to hashing threads.
-const CHUNK: usize = 256 * 1024;
-/// Small entries are sent to the hashers in batches of about this many bytes.
-const BATCH_BYTES: usize = 1 << 20;
-/// ... or of this many entries.
-const BATCH_ENTRIES: usize = 512;
-
-enum Msg {
-    /// Whole small entries: index, header sum, data.
-    Batch(Vec<(usize, EntrySum, Vec<u8>)>),
-    /// A large entry streamed in chunks.
-    Start(usize, EntrySum),
-    Data(Vec<u8>),
-    End,
+/// Hashes every entry on the calling thread.
+fn sum_serial<R: Read>(mut reader: Reader<R>) -> Result<String, Error> {
+    let mut ts = TarSum::new();
+    let mut buf = vec![0u8; SMALL];
+    while let Some(e) = reader.next_entry()? {
+        check_entry(&e)?;
+        let mut sum = ts.begin(&entry_header(&e));
+        loop {
+            let n = reader.read_data(&mut buf)?;
+            if n == 0 {
+                break;
+            }
+            sum.update(&buf[..n]);
+        }
+        ts.end(sum);
+    }
+    Ok(ts.finish())
 }
 
-type Finished = Vec<(usize, Vec<u8>, [u8; 64])>;
-
-fn finish_sum(index: usize, sum: EntrySum, done: &mut Finished) {
-    let digest = sum.hasher.finalize();
-    let mut hexsum = [0u8; 64];
-    hexsum.copy_from_slice(hex(&digest).as_bytes());
-    done.push((index, sum.cleaned, hexsum));
-}
-
-/// Computes the tarsum with `threads` hashing threads. The reading thread parses the archive;
-/// small entries go to the least busy hasher in batches, large ones stream to one hasher in
-/// 256 KiB chunks, through bounded channels, so memory stays bounded whatever the entry sizes.
-/// The result does not depend on `threads`.
-pub fn tarsum_with_threads<R: Read>(input: R, threads: usize) -> Result<String, Error> {
-    use std::sync::atomic::{AtomicUsize, Ordering};
-    use std::sync::mpsc;
-    use std::sync::Arc;
-
-    let mut reader = Reader::new(input);
-    let ts = TarSum::new();
-    if threads <= 1 {
-        let mut ts = ts;
-        let mut buf = vec![0u8; CHUNK];
-        while let Some(e) = reader.next_entry()? {
-            check_entry(&e)?;
-            let mut sum = ts.begin(&entry_header(&e));
-            loop {
-                let n = reader.read_data(&mut buf)?;
-                if n == 0 {
-                    break;
-                }
-                sum.update(&buf[..n]);
-            }
-            ts.end(sum);
-        }
-        return Ok(ts.finish());
+/// The calling thread parses the archive and hands the data to [`Hashers`] on `pool` (rayon's
+/// global pool when `None`); the scope ends once every task has, so the sums are all there.
+/// With `file` (the archive's file and the offset it starts at), large entries are read by
+/// the tasks at their offsets.
+fn sum_parallel<R: Read + Seek>(
+    mut reader: Reader<R>,
+    pool: Option<&rayon::ThreadPool>,
+    file: Option<(&File, u64)>,
+) -> Result<String, Error> {
+    let shared = Arc::new(Shared::default());
+    match pool {
+        Some(pool) => pool.in_place_scope(|scope| read_all(scope, &shared, &mut reader, file)),
+        None => rayon::in_place_scope(|scope| read_all(scope, &shared, &mut reader, file)),
+    }?;
+    // A task reading ahead failed on an earlier entry than any the reader reached.
+    if let Some(e) = lock(&shared.failed).take() {
+        return Err(Error::Read(e));
     }
-
-    let pending: Arc<Vec<AtomicUsize>> =
-        Arc::new((0..threads).map(|_| AtomicUsize::new(0)).collect());
-    let mut senders = Vec::with_capacity(threads);
-    let mut workers = Vec::with_capacity(threads);
-    for w in 0..threads {
-        let (tx, rx) = mpsc::sync_channel::<Msg>(4);
-        senders.push(tx);
-        let pending = pending.clone();
-        workers.push(std::thread::spawn(move || {
-            let mut done: Finished = Vec::new();
-            let mut current: Option<(usize, EntrySum)> = None;
-            for msg in rx {
-                match msg {
-                    Msg::Batch(jobs) => {
-                        let mut bytes = 0;
-                        for (index, mut sum, data) in jobs {
-                            sum.update(&data);
-                            bytes += data.len() + 1;
-                            finish_sum(index, sum, &mut done);
-                        }
-                        pending[w].fetch_sub(bytes, Ordering::Relaxed);
-                    }
-                    Msg::Start(index, sum) => current = Some((index, sum)),
-                    Msg::Data(buf) => {
-                        if let Some((_, sum)) = current.as_mut() {
-                            sum.update(&buf);
-                        }
-                        pending[w].fetch_sub(buf.len(), Ordering::Relaxed);
-                    }
-                    Msg::End => {
-                        if let Some((index, sum)) = current.take() {
-                            finish_sum(index, sum, &mut done);
-                        }
-                    }
-                }
-            }
-            done
-        }));
-    }
-    let least_busy = || {
-        (0..threads)
-            .min_by_key(|&i| pending[i].load(Ordering::Relaxed))
-            .unwrap_or(0)
-    };
-    let result = (|| -> Result<(), Error> {
-        let send = |w: usize, m: Msg| senders[w].send(m).map_err(|_| Error::Worker);
-        let mut batch: Vec<(usize, EntrySum, Vec<u8>)> = Vec::new();
-        let mut batch_bytes = 0usize;
-        let flush = |batch: &mut Vec<(usize, EntrySum, Vec<u8>)>,
-                     batch_bytes: &mut usize|
-         -> Result<(), Error> {
-            if batch.is_empty() {
-                return Ok(());
-            }
-            let w = least_busy();
-            pending[w].fetch_add(*batch_bytes, Ordering::Relaxed);
-            *batch_bytes = 0;
-            send(w, Msg::Batch(std::mem::take(batch)))
-        };
-        let mut index = 0usize;
-        while let Some(e) = reader.next_entry()? {
-            check_entry(&e)?;
-            let sum = ts.begin(&entry_header(&e));
-            let size = usize::try_from(e.size.max(0)).unwrap_or(usize::MAX);
-            if size <= CHUNK {
-                let data = reader.read_to_vec(CHUNK as u64)?;
-                batch_bytes += data.len() + 1;
-                batch.push((index, sum, data));
-                if batch_bytes >= BATCH_BYTES || batch.len() >= BATCH_ENTRIES {
-                    flush(&mut batch, &mut batch_bytes)?;
-                }
-            } else {
-                flush(&mut batch, &mut batch_bytes)?;
-                let w = least_busy();
-                send(w, Msg::Start(index, sum))?;
-                loop {
-                    let mut buf = vec![0u8; CHUNK];
-                    let mut filled = 0;
-                    while filled < CHUNK {
-                        let n = reader.read_data(&mut buf[filled..])?;
-                        if n == 0 {
-                            break;
-                        }
-                        filled += n;
-                    }
-                    if filled == 0 {
-                        break;
-                    }
-                    buf.truncate(filled);
-                    pending[w].fetch_add(filled, Ordering::Relaxed);
-                    send(w, Msg::Data(buf))?;
-                    if filled < CHUNK {
-                        break;
-                    }
-                }
-                send(w, Msg::End)?;
-            }
-            index += 1;
-        }
-        flush(&mut batch, &mut batch_bytes)
-    })();
-    drop(senders);
-    let mut all: Finished = Vec::new();
-    let mut worker_failed = false;
-    for h in workers {
-        match h.join() {
-            Ok(done) => all.extend(done),
-            Err(_) => worker_failed = true,
-        }
-    }
-    result?;
-    if worker_failed {
-        return Err(Error::Worker);
-    }
-    all.sort_by_key(|(i, _, _)| *i);
+    let mut all = std::mem::take(&mut *lock(&shared.done));
+    all.sort_unstable_by_key(|(i, _, _)| *i);
     let mut ts = TarSum::new();
     ts.sums = all
         .into_iter()
         .map(|(_, cleaned, sum)| (cleaned, sum))
         .collect();
     Ok(ts.finish())
+}
+
+/// Reads every entry, handing the data to hashing tasks in `scope`.
+fn read_all<'s, R: Read + Seek>(
+    scope: &rayon::Scope<'s>,
+    shared: &Arc<Shared>,
+    reader: &mut Reader<R>,
+    file: Option<(&'s File, u64)>,
+) -> Result<(), Error> {
+    let mut hashers = Hashers::new(scope, shared);
+    let read = read_entries(reader, &mut hashers, file);
+    // What was handed over is hashed, error or not.
+    hashers.flush();
+    read
+}
+
+fn read_entries<'s, R: Read + Seek>(
+    reader: &mut Reader<R>,
+    hashers: &mut Hashers<'_, 's>,
+    file: Option<(&'s File, u64)>,
+) -> Result<(), Error> {
+    let ts = TarSum::new();
+    let mut index = 0usize;
+    while let Some(e) = reader.next_entry()? {
+        check_entry(&e)?;
+        let sum = ts.begin(&entry_header(&e));
+        let size = usize::try_from(e.size).ok().filter(|&n| n <= SMALL);
+        if let Some(size) = size {
+            hashers.small((index, size), sum, reader)?;
+        } else if let (Some((file, start)), true) = (file, contiguous(&e)) {
+            let at = Region {
+                file,
+                offset: start + reader.offset(),
+                size: e.size.unsigned_abs(),
+                entry: (e.index, e.offset),
+            };
+            reader.seek_past_data()?;
+            hashers.at(index, sum, at);
+        } else {
+            hashers.large(index, sum, reader)?;
+        }
+        index += 1;
+    }
+    Ok(())
+}
+
+/// Whether an entry's data is its bytes in the archive, as they stand (not a sparse file).
+fn contiguous(e: &dockertools_common::tar::reader::Entry) -> bool {
+    matches!(e.typeflag, b'0' | b'7') && !e.pax.iter().any(|(k, _)| k.starts_with(b"GNU.sparse"))
+}
+
+/// Where a large entry's data is in the archive's file, and the entry (index, offset) for
+/// messages.
+struct Region<'f> {
+    file: &'f File,
+    offset: u64,
+    size: u64,
+    entry: (u64, u64),
+}
+
+/// Entries up to this size are read whole and hashed in batches.
+const SMALL: usize = 256 * 1024;
+/// Larger entries are read in chunks of this size.
+const CHUNK: usize = 1 << 20;
+/// A batch of small entries is handed over at about this many bytes...
+const BATCH_BYTES: usize = 1 << 20;
+/// ... or this many entries.
+const BATCH_ENTRIES: usize = 512;
+/// Bytes read and not yet hashed, at most (plus one chunk): enough to read past a large
+/// entry while one thread hashes it, so the others get the entries after it.
+const IN_FLIGHT: usize = 64 << 20;
+
+/// One hashed entry: index, cleaned name, hex sum.
+type Finished = (usize, Vec<u8>, [u8; 64]);
+
+fn finish_sum(index: usize, sum: EntrySum) -> Finished {
+    let digest = sum.hasher.finalize();
+    let mut hexsum = [0u8; 64];
+    hexsum.copy_from_slice(hex(&digest).as_bytes());
+    (index, sum.cleaned, hexsum)
+}
+
+/// What the hashing tasks share with the reading thread.
+#[derive(Default)]
+struct Shared {
+    /// Bytes handed over and not yet hashed.
+    in_flight: Mutex<usize>,
+    drained: Condvar,
+    /// Entries hashed so far, in any order.
+    done: Mutex<Vec<Finished>>,
+    /// The first entry (by index) whose data a task could not read.
+    failed: Mutex<Option<ReadError>>,
+    /// Buffers to reuse, so that no chunk is allocated (and its pages faulted) twice.
+    spare: Mutex<Vec<Vec<u8>>>,
+}
+
+impl Shared {
+    /// Waits until the bytes in flight are under [`IN_FLIGHT`], then counts `n` more.
+    fn acquire(&self, n: usize) {
+        let mut in_flight = lock(&self.in_flight);
+        while *in_flight > IN_FLIGHT {
+            in_flight = self
+                .drained
+                .wait(in_flight)
+                .unwrap_or_else(PoisonError::into_inner);
+        }
+        *in_flight += n;
+    }
+
+    /// Counts `buf` as hashed and keeps it for reuse.
+    fn release(&self, n: usize, buf: Vec<u8>) {
+        *lock(&self.in_flight) -= n;
+        self.drained.notify_one();
+        lock(&self.spare).push(buf);
+    }
+
+    /// A buffer to reuse (its contents are stale), or a new empty one.
+    fn buffer(&self) -> Vec<u8> {
+        lock(&self.spare).pop().unwrap_or_default()
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Small entries hashed together: (index, header sum, where its data is in `data`).
+struct Batch {
+    entries: Vec<(usize, EntrySum, std::ops::Range<usize>)>,
+    data: Vec<u8>,
+    /// Bytes of `data` in use (beyond them, stale bytes of an earlier use).
+    used: usize,
+}
+
+/// A large entry's chunks, hashed in order by one task at a time.
+#[derive(Default)]
+struct Stream {
+    queue: Mutex<StreamQueue>,
+    /// Held by the task hashing the entry; taken by whoever finishes it.
+    sum: Mutex<Option<(usize, EntrySum)>>,
+}
+
+#[derive(Default)]
+struct StreamQueue {
+    chunks: std::collections::VecDeque<Vec<u8>>,
+    /// A task is hashing the queue.
+    running: bool,
+    /// The reading thread has handed over the last chunk.
+    ended: bool,
+}
+
+/// The hashing side of tarsum: tasks on rayon's pool (through `scope`), fed by the reading
+/// thread with batches of small entries and with the chunks of large ones. Memory: at most
+/// [`IN_FLIGHT`] bytes of data in flight, whatever the entry sizes.
+struct Hashers<'a, 's> {
+    scope: &'a rayon::Scope<'s>,
+    shared: Arc<Shared>,
+    batch: Batch,
+}
+
+impl<'a, 's> Hashers<'a, 's> {
+    fn new(scope: &'a rayon::Scope<'s>, shared: &Arc<Shared>) -> Self {
+        let shared = Arc::clone(shared);
+        let data = Vec::new();
+        Hashers {
+            scope,
+            shared,
+            batch: Batch {
+                entries: Vec::new(),
+                data,
+                used: 0,
+            },
+        }
+    }
+
+    /// Reads a small entry's data into the batch.
+    fn small<R: Read>(
+        &mut self,
+        (index, size): (usize, usize),
+        sum: EntrySum,
+        reader: &mut Reader<R>,
+    ) -> Result<(), Error> {
+        let Batch {
+            entries,
+            data,
+            used,
+        } = &mut self.batch;
+        let start = *used;
+        // At least one byte asked for: the read that finds the end also finds data left over.
+        let mut want = size.max(1);
+        // The size said at most SMALL; a sparse entry's data may not agree (the reader
+        // reports that), so read until the data ends.
+        loop {
+            // The buffer keeps its length from use to use: only new bytes are zeroed.
+            if data.len() < *used + want {
+                data.resize(*used + want, 0);
+            }
+            let n = fill(reader, &mut data[*used..*used + want])?;
+            *used += n;
+            if n < want {
+                break;
+            }
+            want = 64 << 10;
+        }
+        entries.push((index, sum, start..*used));
+        if self.batch.used >= BATCH_BYTES || self.batch.entries.len() >= BATCH_ENTRIES {
+            self.flush();
+        }
+        Ok(())
+    }
+
+    /// Hands the batch to a task.
+    fn flush(&mut self) {
+        if self.batch.entries.is_empty() {
+            return;
+        }
+        let next = Batch {
+            entries: Vec::new(),
+            data: self.shared.buffer(),
+            used: 0,
+        };
+        let batch = std::mem::replace(&mut self.batch, next);
+        let bytes = batch.used;
+        self.shared.acquire(bytes);
+        let shared = Arc::clone(&self.shared);
+        self.scope.spawn(move |_| {
+            let mut done = Vec::with_capacity(batch.entries.len());
+            for (index, mut sum, range) in batch.entries {
+                sum.update(batch.data.get(range).unwrap_or_default());
+                done.push(finish_sum(index, sum));
+            }
+            lock(&shared.done).extend(done);
+            shared.release(bytes, batch.data);
+        });
+    }
+
+    /// Reads a large entry in chunks, each hashed (in order) as soon as a thread is free.
+    fn large<R: Read>(
+        &mut self,
+        index: usize,
+        sum: EntrySum,
+        reader: &mut Reader<R>,
+    ) -> Result<(), Error> {
+        self.flush();
+        let stream = Arc::new(Stream::default());
+        *lock(&stream.sum) = Some((index, sum));
+        let result = loop {
+            let mut buf = self.shared.buffer();
+            // A reused buffer is already that long: only a new one is zeroed.
+            buf.resize(CHUNK, 0);
+            let n = match fill(reader, &mut buf) {
+                Ok(n) => n,
+                Err(e) => break Err(e),
+            };
+            if n == 0 {
+                break Ok(());
+            }
+            buf.truncate(n);
+            self.shared.acquire(n);
+            self.push(&stream, buf);
+        };
+        let mut queue = lock(&stream.queue);
+        queue.ended = true;
+        if !queue.running {
+            drop(queue);
+            finish_stream(&stream, &self.shared);
+        }
+        result
+    }
+
+    /// Hashes a large entry in a task of its own that reads its data at its offset.
+    fn at(&self, index: usize, mut sum: EntrySum, at: Region<'s>) {
+        let shared = Arc::clone(&self.shared);
+        self.scope.spawn(move |_| match hash_region(&mut sum, &at) {
+            Ok(()) => lock(&shared.done).push(finish_sum(index, sum)),
+            Err(kind) => {
+                let (index, offset) = at.entry;
+                let mut failed = lock(&shared.failed);
+                if failed.as_ref().is_none_or(|f| f.index > index) {
+                    *failed = Some(ReadError {
+                        index,
+                        offset,
+                        kind,
+                    });
+                }
+            }
+        });
+    }
+
+    /// Queues a chunk, starting a task for the stream when none is running.
+    fn push(&self, stream: &Arc<Stream>, chunk: Vec<u8>) {
+        let mut queue = lock(&stream.queue);
+        queue.chunks.push_back(chunk);
+        if queue.running {
+            return;
+        }
+        queue.running = true;
+        let (stream, shared) = (Arc::clone(stream), Arc::clone(&self.shared));
+        self.scope.spawn(move |_| drain(&stream, &shared));
+    }
+}
+
+/// Hashes a stream's queued chunks in order until the queue is empty; finishes the entry
+/// when the reading thread has ended it.
+fn drain(stream: &Stream, shared: &Shared) {
+    loop {
+        let chunk = {
+            let mut queue = lock(&stream.queue);
+            match queue.chunks.pop_front() {
+                Some(chunk) => chunk,
+                None => {
+                    queue.running = false;
+                    if queue.ended {
+                        drop(queue);
+                        finish_stream(stream, shared);
+                    }
+                    return;
+                }
+            }
+        };
+        if let Some((_, sum)) = lock(&stream.sum).as_mut() {
+            sum.update(&chunk);
+        }
+        shared.release(chunk.len(), chunk);
+    }
+}
+
+/// Records a stream's sum (once, by whichever of the reader and the task gets there last).
+fn finish_stream(stream: &Stream, shared: &Shared) {
+    if let Some((index, sum)) = lock(&stream.sum).take() {
+        lock(&shared.done).push(finish_sum(index, sum));
+    }
+}
+
+/// Reads a region of the archive's file into `sum`, a chunk at a time.
+fn hash_region(sum: &mut EntrySum, at: &Region<'_>) -> Result<(), ReadErrorKind> {
+    thread_local! {
+        /// Each thread's read buffer, made (and its pages faulted) once.
+        static BUF: std::cell::RefCell<Vec<u8>> = std::cell::RefCell::new(vec![0u8; SMALL]);
+    }
+    BUF.with(|buf| hash_region_with(sum, at, &mut buf.borrow_mut()))
+}
+
+fn hash_region_with(
+    sum: &mut EntrySum,
+    at: &Region<'_>,
+    buf: &mut [u8],
+) -> Result<(), ReadErrorKind> {
+    let mut done = 0u64;
+    while done < at.size {
+        let want = (at.size - done).min(buf.len() as u64) as usize;
+        match at.file.read_at(&mut buf[..want], at.offset + done) {
+            Ok(0) => return Err(ReadErrorKind::UnexpectedEof),
+            Ok(n) => {
+                sum.update(&buf[..n]);
+                done += n as u64;
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(ReadErrorKind::Io(e)),
+        }
+    }
+    Ok(())
+}
+
+/// Reads entry data until `buf` is full or the entry ends; returns the bytes read.
+fn fill<R: Read>(reader: &mut Reader<R>, buf: &mut [u8]) -> Result<usize, Error> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        let n = reader.read_data(&mut buf[filled..])?;
+        if n == 0 {
+            break;
+        }
+        filled += n;
+    }
+    Ok(filled)
 }
 
 #[cfg(test)]
@@ -477,6 +777,73 @@ mod tests {
         assert_eq!(tarsum_with_threads(&tar[..], 2)?, one);
         assert_eq!(tarsum_with_threads(&tar[..], 7)?, one);
         Ok(())
+    }
+
+    /// An archive with entries on both sides of SMALL and of CHUNK.
+    fn mixed_sizes() -> Vec<u8> {
+        let mut tar = Vec::new();
+        let mut w = dockertools_common::tar::writer::TarWriter::new(
+            &mut tar,
+            dockertools_common::tar::Dialect::Pax,
+        );
+        for (i, size) in [0, 5, SMALL, SMALL + 1, 3 * CHUNK + 17, 100, CHUNK]
+            .into_iter()
+            .enumerate()
+        {
+            let h = dockertools_common::tar::Header {
+                name: format!("f{i}").into_bytes(),
+                mode: 0o644,
+                size: size as u64,
+                typeflag: b'0',
+                ..Default::default()
+            };
+            let data: Vec<u8> = (0..size).map(|j| (j * 31 % 253) as u8).collect();
+            w.append(&h, dockertools_common::tar::writer::Data::Bytes(&data))
+                .unwrap();
+        }
+        w.finish().unwrap();
+        tar
+    }
+
+    #[test]
+    fn a_file_read_at_offsets_has_the_sum_of_the_stream() -> Result<(), Box<dyn std::error::Error>>
+    {
+        use std::io::{Seek, Write};
+        let tar = mixed_sizes();
+        let want = tarsum_with_threads(&tar[..], 1)?;
+        let mut file = tempfile::tempfile()?;
+        // Not at the start of the file: the archive starts at the file's offset.
+        file.write_all(b"skipped")?;
+        file.write_all(&tar)?;
+        for threads in [1, 2, 3] {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()?;
+            file.seek(io::SeekFrom::Start(7))?;
+            // On the calling thread, with the pool's width (not on one of its threads).
+            let got = pool.in_place_scope(|_| message(tarsum_of_file(&file)));
+            assert_eq!(got, want, "{threads} threads");
+        }
+        // Cut inside a large entry's data: the error names that entry, as a stream's does.
+        let cut = &tar[..2 * SMALL + CHUNK];
+        let stream = message(tarsum_with_threads(cut, 1));
+        let mut short = tempfile::tempfile()?;
+        short.write_all(cut)?;
+        short.seek(io::SeekFrom::Start(0))?;
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(2).build()?;
+        assert_eq!(
+            pool.in_place_scope(|_| message(tarsum_of_file(&short))),
+            stream
+        );
+        assert!(stream.contains("entry 4 "), "{stream}");
+        Ok(())
+    }
+
+    fn message(r: Result<String, Error>) -> String {
+        match r {
+            Ok(sum) => sum,
+            Err(e) => e.to_string(),
+        }
     }
 
     #[test]

@@ -3,7 +3,7 @@
 
 use anyhow::Result;
 
-use super::{best_of, compress::gzip_file, in_store, sh, Ctx};
+use super::{best_of, compress::ours_script, in_store, sh, Ctx};
 
 /// Builds `NAME.tar` and `NAME.tar.gz` (pigz) from a fixture store's conf.
 fn image(ctx: &Ctx, store: &str, name: &str) -> Result<()> {
@@ -54,7 +54,8 @@ pub fn bench(ctx: &mut Ctx) -> Result<()> {
     // The floor: the merged tar, compressed alone by the same compressor.
     let plain = ctx.w("merged.tar");
     sh(&format!("gzip -dc {merged} > {plain}"))?;
-    let floor = best_of(3, || gzip_file(&plain, &ctx.w("floor.gz"), None).map(drop))?;
+    let floor_script = ours_script(ctx, "gz", &plain, &ctx.w("floor.gz"));
+    let floor = best_of(3, || sh(&floor_script))?;
     ctx.push(
         "gzip of the merged tar alone (merge-images' floor)",
         floor,

@@ -1,12 +1,15 @@
 //! popularity-sorter (closure-graph, pipeline, auto-layer) on generated graphs: mkstore.py's
 //! realistic graphs of 5k, 20k and 100k nodes, a 100k-node chain, and a wide fan-out (one root,
 //! 100k leaves, each referencing 10 of 100 shared dependencies), with peak memory.
+//! Each row runs with `RAYON_NUM_THREADS=1` and with every core (best of 5 each), and checks
+//! that both print the same bytes.
 
-use std::process::Command;
+use std::process::{Command, Stdio};
+use std::time::Instant;
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 
-use super::{best_of, exec, sh, Ctx};
+use super::{exec, sh, Ctx};
 
 /// Writes the chain or fan-out graph `{"graph": [...]}` of `n` nodes (Python, no closure sizes:
 /// the tools do not read them).
@@ -50,7 +53,29 @@ fn peak_mb(program: &str, args: &[&str]) -> Result<f64> {
     Ok(kb / 1024.0)
 }
 
-/// Times the three modes on the graph `g` and records them.
+/// Runs the tool with `threads` worker threads; returns the best wall time of `runs` runs and
+/// the output (the same on every run).
+fn timed(tool: &str, args: &[&str], threads: usize, runs: usize) -> Result<(f64, Vec<u8>)> {
+    let mut best = f64::MAX;
+    let mut out = Vec::new();
+    for _ in 0..runs {
+        let t = Instant::now();
+        let o = Command::new(tool)
+            .args(args)
+            .env("RAYON_NUM_THREADS", threads.to_string())
+            .stderr(Stdio::null())
+            .output()
+            .with_context(|| tool.to_string())?;
+        best = best.min(t.elapsed().as_secs_f64());
+        if !o.status.success() {
+            bail!("benchmark command failed: {tool} {args:?}");
+        }
+        out = o.stdout;
+    }
+    Ok((best, out))
+}
+
+/// Times the three modes on the graph `g`, with one thread and with every core, and records them.
 fn modes(ctx: &mut Ctx, label: &str, g: &str) -> Result<()> {
     let gen = ctx.conf_dir.join("cases/popularity-sorter/_gen/mkgraph.py");
     let gen = gen.display();
@@ -69,14 +94,30 @@ fn modes(ctx: &mut Ctx, label: &str, g: &str) -> Result<()> {
             vec!["auto-layer", &list, "/dev/null", "99"],
         ),
     ];
+    let cores = ctx.cores;
     for (what, args) in runs {
-        let t = best_of(5, || exec(&ps, &args))?;
+        // Once untimed, so that the input is in the page cache for both thread counts.
+        exec(&ps, &args)?;
+        let (one, out_one) = timed(&ps, &args, 1, 5)?;
+        let (all, out_all) = timed(&ps, &args, cores, 5)?;
+        if out_one != out_all {
+            bail!("{what}, {label}: the output bytes depend on the thread count");
+        }
         let mb = peak_mb(&ps, &args)?;
         ctx.push(
-            &format!("{what}, {label}"),
-            t,
+            &format!("{what}, {label} [1 thread]"),
+            one,
             None,
-            format!("peak {mb:.0} MB"),
+            String::new(),
+        );
+        ctx.push(
+            &format!("{what}, {label} [{cores} threads]"),
+            all,
+            None,
+            format!(
+                "{:.2}x speed-up over 1 thread, same bytes; peak {mb:.0} MB",
+                one / all
+            ),
         );
     }
     Ok(())
@@ -121,9 +162,9 @@ fn reference_rows(ctx: &mut Ctx, n: usize, g: &str) -> Result<()> {
     ] {
         let p = dir.join(script);
         if p.exists() && n <= 20000 {
-            let t = best_of(1, || {
-                sh(&format!("python3 -c 'import sys; sys.setrecursionlimit(1000000); sys.argv = sys.argv[1:]; exec(open(sys.argv[0]).read())' {} {args} > /dev/null", p.display()))
-            })?;
+            let t = Instant::now();
+            sh(&format!("PYTHONHASHSEED=0 python3 -c 'import sys; sys.setrecursionlimit(1000000); sys.argv = sys.argv[1:]; exec(open(sys.argv[0]).read())' {} {args} > /dev/null", p.display()))?;
+            let t = t.elapsed().as_secs_f64();
             ctx.push(
                 &format!("{script} {n} nodes (reference)"),
                 t,

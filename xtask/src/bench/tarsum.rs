@@ -1,4 +1,5 @@
-//! tarsum on a 1 GB layer tar, against SHA-256 (the sha2 crate) over the same bytes.
+//! tarsum on a 1 GB layer tar, from the file and from a pipe, against SHA-256 (the sha2 crate)
+//! over the same bytes.
 
 use anyhow::Result;
 
@@ -27,6 +28,16 @@ pub fn bench(ctx: &mut Ctx) -> Result<()> {
         t,
         Some(size),
         format!("{:.2}x the sha256 floor's speed", floor / t),
+    );
+    // Through a pipe (as in mkPureLayer's `tar | tee | tarsum`): the data is read once, in
+    // order, by the reading thread, and handed to the hashing threads.
+    let piped = format!("cat {tar} | {} > /dev/null", ctx.tool("tarsum"));
+    let t_pipe = ctx.scaled("cat 1 GB layer tar | tarsum", 3, &piped, None)?;
+    ctx.push(
+        "tarsum from a pipe against the floor",
+        t_pipe,
+        Some(size),
+        format!("{:.2}x the sha256 floor's speed", floor / t_pipe),
     );
     std::fs::remove_file(&tar)?;
     Ok(())

@@ -6,7 +6,8 @@
 //! the command on many inputs at once).
 //!
 //! Input layout: level byte, repeat byte, two block-size bytes, then the data, repeated
-//! `1 + repeat % 8` times so that libdeflate also writes several deflate blocks per chunk.
+//! `1 + repeat % 8` times so that libdeflate also writes several deflate blocks per chunk;
+//! with bit 3 of the repeat byte set, a block is cut after each repetition.
 #![no_main]
 
 use std::io::{Read, Write};
@@ -35,7 +36,15 @@ fuzz_target!(|raw: &[u8]| {
     let block = block.max(data.len() / 256);
 
     let mut gz = ParGz::with_block_size(Vec::new(), level, block).unwrap();
-    gz.write_all(&data).unwrap();
+    if repeat & 8 == 0 {
+        gz.write_all(&data).unwrap();
+    } else {
+        // A cut (a block boundary the caller chooses) after each repetition.
+        for piece in data.chunks(tail.len().max(1)) {
+            gz.write_all(piece).unwrap();
+            gz.cut().unwrap();
+        }
+    }
     let bytes = gz.finish().unwrap();
 
     let mut back = Vec::new();

@@ -1,0 +1,311 @@
+//! Gzip blocks of large members compressed while the inputs are still being read.
+//!
+//! Indexing a compressed input is bound by decompression, on one thread; writing the output
+//! is bound by compression, on all of them. So while an input is spooled, each member of at
+//! least one gzip block ([`GZ_BLOCK`]) has its data hashed (sha256, for the digest check) and
+//! its blocks compressed on rayon's threads, into an unnamed cache file beside OUT; the write
+//! pass then copies those blocks instead of reading and compressing the data again.
+//!
+//! The output's bytes do not depend on it: the write pass cuts a gzip block before and after
+//! the data of every such member, whether or not it was compressed here
+//! ([`crate::write`]), and a member's blocks are its data in [`GZ_BLOCK`] pieces from its
+//! start, compressed as the output's compressor would compress them after a cut.
+//! Memory: a few blocks in flight, and 20 bytes per block compressed ahead.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::io::{self, BufWriter, Read, Write};
+use std::os::unix::fs::FileExt;
+use std::path::Path;
+
+use dockertools_common::compress::{GzBlock, GzBlocks, GZ_BLOCK};
+use dockertools_common::tar::reader::{ReadError, Reader};
+use sha2::{Digest, Sha256};
+
+/// A member's data as it was read ahead.
+pub(crate) struct Member {
+    /// Its length.
+    pub size: u64,
+    /// Its sha256.
+    pub sha256: [u8; 32],
+    /// Its first bytes (up to 4), to tell a layer stored compressed.
+    pub head: Vec<u8>,
+    blocks: Vec<BlockAt>,
+}
+
+/// Where a compressed block is in the cache file.
+struct BlockAt {
+    at: u64,
+    len: u32,
+    crc: u32,
+    input_len: u32,
+}
+
+/// What can fail while reading a member ahead.
+pub(crate) enum AheadError {
+    /// The input's tar.
+    Tar(ReadError),
+    /// The cache file or the compressor.
+    Cache(io::Error),
+}
+
+/// The members read ahead so far, by input and data offset, and their cache file.
+pub(crate) struct Ahead {
+    level: i32,
+    file: File,
+    out: BufWriter<File>,
+    written: u64,
+    members: BTreeMap<(usize, u64), Member>,
+}
+
+impl Ahead {
+    /// A cache for gzip output at `level` (as the output's compressor takes it), in an unnamed
+    /// file in `dir`.
+    pub fn new(dir: &Path, level: i32) -> io::Result<Ahead> {
+        let file = tempfile::tempfile_in(dir)?;
+        let out = BufWriter::with_capacity(1 << 20, file.try_clone()?);
+        Ok(Ahead {
+            level: dockertools_common::compress::gzip_level(level),
+            file,
+            out,
+            written: 0,
+            members: BTreeMap::new(),
+        })
+    }
+
+    /// Whether a member of `size` bytes is read ahead (and its blocks cut in the output).
+    pub fn wanted(size: u64) -> bool {
+        size >= GZ_BLOCK as u64
+    }
+
+    /// Reads the current entry's data (`size` bytes) from `reader`, hashing it and compressing
+    /// it block by block; `key` is the input and the offset of the data.
+    pub fn read<R: Read>(
+        &mut self,
+        key: (usize, u64),
+        size: u64,
+        reader: &mut Reader<R>,
+    ) -> Result<(), AheadError> {
+        let mut blocks = GzBlocks::new(self.level).map_err(AheadError::Cache)?;
+        let mut member = Member {
+            size,
+            sha256: [0; 32],
+            head: Vec::new(),
+            blocks: Vec::new(),
+        };
+        let mut sha = Sha256::new();
+        loop {
+            let mut piece = vec![0u8; GZ_BLOCK];
+            let n = fill(reader, &mut piece).map_err(AheadError::Tar)?;
+            if n == 0 {
+                break;
+            }
+            piece.truncate(n);
+            sha.update(&piece);
+            if member.head.is_empty() {
+                member.head = piece.iter().take(4).copied().collect();
+            }
+            blocks.submit(piece, false);
+            while blocks.full() {
+                self.store(&mut blocks, &mut member, true)?;
+            }
+            while self.store(&mut blocks, &mut member, false)? {}
+        }
+        while self.store(&mut blocks, &mut member, true)? {}
+        member.sha256 = sha.finalize().into();
+        self.members.insert(key, member);
+        Ok(())
+    }
+
+    /// Appends the next compressed block to the cache, if there is one ready (or once it is,
+    /// when `wait`).
+    fn store(
+        &mut self,
+        blocks: &mut GzBlocks,
+        member: &mut Member,
+        wait: bool,
+    ) -> Result<bool, AheadError> {
+        let Some(block) = blocks.next(wait) else {
+            return Ok(false);
+        };
+        let block = block.map_err(AheadError::Cache)?;
+        let too_big = || AheadError::Cache(io::Error::other("a gzip block over 4 GiB"));
+        let len = u32::try_from(block.deflate.len()).map_err(|_| too_big())?;
+        let input_len = u32::try_from(block.len).map_err(|_| too_big())?;
+        self.out
+            .write_all(&block.deflate)
+            .map_err(AheadError::Cache)?;
+        member.blocks.push(BlockAt {
+            at: self.written,
+            len,
+            crc: block.crc,
+            input_len,
+        });
+        self.written += u64::from(len);
+        Ok(true)
+    }
+
+    /// Makes everything written readable; call once every input is indexed.
+    pub fn flush(&mut self) -> io::Result<()> {
+        self.out.flush()
+    }
+
+    /// The member whose data is at `key`, if it was read ahead for output at `level`.
+    pub fn get(&self, key: (usize, u64), level: i32) -> Option<&Member> {
+        if dockertools_common::compress::gzip_level(level) != self.level {
+            return None;
+        }
+        self.members.get(&key)
+    }
+
+    /// The compressed blocks of `member`, in order.
+    pub fn blocks<'a>(
+        &'a self,
+        member: &'a Member,
+    ) -> impl Iterator<Item = io::Result<GzBlock>> + 'a {
+        member.blocks.iter().map(|b| {
+            let mut deflate = vec![0u8; b.len as usize];
+            self.file.read_exact_at(&mut deflate, b.at)?;
+            Ok(GzBlock {
+                deflate,
+                crc: b.crc,
+                len: u64::from(b.input_len),
+            })
+        })
+    }
+}
+
+/// Reads entry data until `buf` is full or the entry ends; returns the bytes read.
+fn fill<R: Read>(reader: &mut Reader<R>, buf: &mut [u8]) -> Result<usize, ReadError> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        let n = reader.read_data(&mut buf[filled..])?;
+        if n == 0 {
+            break;
+        }
+        filled += n;
+    }
+    Ok(filled)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+
+    use dockertools_common::compress::{Compression, Compressor};
+    use dockertools_common::hash::sha256_hex;
+    use dockertools_common::tar::gnu::GnuOptions;
+    use dockertools_common::tar::writer::{Data, TarWriter};
+    use dockertools_common::tar::{Dialect, Header, REGULAR};
+
+    use super::*;
+    use crate::{merge, Error, Options};
+
+    type TestResult = Result<(), Box<dyn std::error::Error>>;
+
+    /// A one-layer docker-archive whose layer (`layer.tar` under `folder`) holds `body`, and
+    /// whose config gives it the diff_id `diff_id`; a small file and a 3-block blob beside it.
+    fn image(folder: &str, body: &[u8], diff_id: &str) -> io::Result<Vec<u8>> {
+        let layer = format!("{folder}/layer.tar");
+        let config = format!(r#"{{"rootfs":{{"type":"layers","diff_ids":["sha256:{diff_id}"]}}}}"#);
+        let manifest =
+            format!(r#"[{{"Config":"c.json","RepoTags":["x:1"],"Layers":["{layer}"]}}]"#);
+        let blob: Vec<u8> = (0..3 * GZ_BLOCK).map(|i| (i * 7 / 5 % 251) as u8).collect();
+        let members: [(&str, &[u8]); 5] = [
+            ("manifest.json", manifest.as_bytes()),
+            ("c.json", config.as_bytes()),
+            (&layer, body),
+            ("small", b"small file"),
+            ("z/blob", &blob),
+        ];
+        let mut w = TarWriter::new(Vec::new(), Dialect::Gnu(GnuOptions::default()));
+        for (name, data) in members {
+            let h = Header {
+                name: name.as_bytes().to_vec(),
+                mode: 0o644,
+                size: data.len() as u64,
+                typeflag: REGULAR,
+                ..Header::default()
+            };
+            w.append(&h, Data::Bytes(data)).map_err(io::Error::other)?;
+        }
+        w.finish()
+    }
+
+    fn gzip(bytes: &[u8]) -> io::Result<Vec<u8>> {
+        let mut c = Compressor::new(Vec::new(), Compression::Gzip, 6)?;
+        c.write_all(bytes)?;
+        c.finish()
+    }
+
+    /// Merges `inputs` (written into `dir` under their names) into a gzip `out.tar.gz`.
+    fn merged(dir: &Path, inputs: &[(&str, Vec<u8>)]) -> Result<Vec<u8>, Error> {
+        let mut paths = Vec::new();
+        for (name, bytes) in inputs {
+            let path = dir.join(name);
+            std::fs::write(&path, bytes).map_err(|source| Error::Io {
+                input: path.clone(),
+                source,
+            })?;
+            paths.push(path);
+        }
+        let out: PathBuf = dir.join("out.tar.gz");
+        let opts = Options {
+            mtime: 1,
+            compress: Some(Compression::Gzip),
+            level: None,
+        };
+        merge(&out, &paths, &opts)?;
+        std::fs::read(&out).map_err(|source| Error::Io { input: out, source })
+    }
+
+    #[test]
+    fn gzip_output_is_the_same_whether_members_were_compressed_ahead_or_not() -> TestResult {
+        let dir = tempfile::tempdir()?;
+        let body: Vec<u8> = (0..GZ_BLOCK + 12_345).map(|i| (i % 13) as u8).collect();
+        let diff_id = sha256_hex(&body);
+        let tar = image(&"a".repeat(64), &body, &diff_id)?;
+        // A plain input is read in place (nothing ahead); a gzip one is spooled (its large
+        // members compressed ahead); a mix of both; and one thread against all.
+        let plain = merged(dir.path(), &[("in.tar", tar.clone())])?;
+        let spooled = merged(dir.path(), &[("in.tar.gz", gzip(&tar)?)])?;
+        assert!(plain == spooled);
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(1).build()?;
+        let gz = gzip(&tar)?;
+        let one = pool.install(|| merged(dir.path(), &[("in.tar.gz", gz)]))?;
+        assert!(one == plain);
+        // The output reads back as the merged tar, and the blocks cut around each large member
+        // did not change what it holds.
+        let (_, mut r) = dockertools_common::compress::decompress(io::Cursor::new(plain))?;
+        let mut back = Vec::new();
+        r.read_to_end(&mut back)?;
+        r.finish()?;
+        let at = back.windows(body.len()).position(|w| w == body.as_slice());
+        assert!(at.is_some_and(|at| at % 512 == 0));
+        Ok(())
+    }
+
+    #[test]
+    fn a_large_layer_compressed_ahead_is_checked_against_its_diff_id() -> TestResult {
+        let dir = tempfile::tempdir()?;
+        let body: Vec<u8> = (0..2 * GZ_BLOCK).map(|i| (i % 17) as u8).collect();
+        let wrong = "c".repeat(64);
+        let folder = "b".repeat(64);
+        let tar = image(&folder, &body, &wrong)?;
+        match merged(dir.path(), &[("bad.tar.gz", gzip(&tar)?)]) {
+            Err(Error::Digest {
+                entry,
+                expected,
+                actual,
+                ..
+            }) => {
+                assert_eq!(entry, format!("{folder}/layer.tar"));
+                assert_eq!(expected, wrong);
+                assert_eq!(actual, sha256_hex(&body));
+            }
+            other => panic!("expected a digest error, got {other:?}"),
+        }
+        assert!(!dir.path().join("out.tar.gz").exists());
+        Ok(())
+    }
+}
