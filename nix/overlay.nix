@@ -87,6 +87,11 @@ in
       ''
     ) { };
 
+    # Opt-in, not used by the dockerTools below: store layer digests as Nix build products,
+    # fed to the stream as `store_layer_infos` (nix/README.md, "Layer digests as build products").
+    # Adopt with `dockerTools = prev.dockerTools.override { runCommand = final.dockertools-rs.layerInfos.runCommand; }`.
+    layerInfos = final.callPackage ./layer-infos.nix { inherit (rs) stream-layered; };
+
     # mergeImages, without unpacking: output compressed like the last image, as before.
     mergeImages =
       images:

@@ -456,7 +456,7 @@ fn an_option_that_does_not_apply_is_a_usage_error() {
         ([&make[..], &["-t", "x:1"]].concat(), "--repo_tag does not apply to --make-conf"),
         ([&make[..], &[c]].concat(), "CONF does not apply to --make-conf"),
         ([&make[..], &["--compress", "gz"]].concat(), "--compress does not apply to --make-conf"),
-        (vec![c, "--format", "oci-dir"], "--output <DIR>"),
+        (vec![c, "--format", "oci-dir"], "--output <DIR|docker://…>"),
     ];
     for (args, want) in cases {
         let out = stream_layered(&args);

@@ -82,6 +82,42 @@ pub enum BadValue {
     /// A store path that is not a string.
     #[error("store paths must be strings")]
     StorePathNotString,
+    /// `store_layer_infos` that is not a list.
+    #[error("expected a list, found {0}")]
+    NotInfoList(String),
+    /// `store_layer_infos` with another length than `store_layers`.
+    #[error("{found} infos for {layers} store layers (one per store layer, in order)")]
+    InfoCount {
+        /// Infos given.
+        found: usize,
+        /// Store layers.
+        layers: usize,
+    },
+    /// One info is malformed.
+    #[error("store layer {layer}: {problem}")]
+    Info {
+        /// The store layer (1-based).
+        layer: usize,
+        /// What is wrong.
+        problem: InfoProblem,
+    },
+}
+
+/// What is wrong with one `store_layer_infos` entry.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum InfoProblem {
+    /// Not an object.
+    #[error("expected {{\"diff_id\": ..., \"size\": ...}}, found {0}")]
+    NotObject(String),
+    /// A key other than `diff_id` and `size`.
+    #[error("unknown key {0:?}")]
+    UnknownKey(String),
+    /// `diff_id` missing or not `sha256:` and 64 lowercase hex digits.
+    #[error("diff_id must be \"sha256:\" and 64 lowercase hex digits, found {0}")]
+    DiffId(String),
+    /// `size` missing or not a whole number.
+    #[error("size must be a whole number of bytes, found {0}")]
+    Size(String),
 }
 
 /// The parsed conf.
@@ -116,6 +152,70 @@ pub struct Conf {
     /// Mode of `/nix` and `/nix/store` in each store layer ([`NIX_ROOT_MODE`], or
     /// [`LEGACY_NIX_ROOT_MODE`] for a conf without owner keys).
     pub nix_root_mode: u32,
+    /// `store_layer_infos`: the diff_id and size of each store layer's tar, computed ahead (by
+    /// `--layer-info`), so that the layers are read once; absent in confs nixpkgs writes.
+    pub store_layer_infos: Option<Vec<StoreLayerInfo>>,
+}
+
+/// The digest and size of one store layer's tar, as `--layer-info` prints it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoreLayerInfo {
+    /// The sha256 of the layer tar, lowercase hex (without `sha256:`).
+    pub diff_id: String,
+    /// The layer tar's size in bytes.
+    pub size: u64,
+}
+
+impl StoreLayerInfo {
+    /// The info as `--layer-info` prints it: `{"diff_id": "sha256:…", "size": …}`.
+    pub fn to_json(&self) -> String {
+        format!(
+            "{{\"diff_id\": \"sha256:{}\", \"size\": {}}}",
+            self.diff_id, self.size
+        )
+    }
+
+    /// Reads one info object.
+    pub fn from_value(v: &Value) -> Result<StoreLayerInfo, InfoProblem> {
+        let Value::Object(m) = v else {
+            return Err(InfoProblem::NotObject(v.to_string()));
+        };
+        if let Some(k) = m.keys().find(|k| *k != "diff_id" && *k != "size") {
+            return Err(InfoProblem::UnknownKey(k.clone()));
+        }
+        let shown = |k: &str| m.get(k).map_or("nothing".into(), Value::to_string);
+        let hex = match m.get("diff_id") {
+            Some(Value::String(s)) => s.strip_prefix("sha256:").unwrap_or_default(),
+            _ => "",
+        };
+        if hex.len() != 64 || !hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+            return Err(InfoProblem::DiffId(shown("diff_id")));
+        }
+        let size = match m.get("size") {
+            Some(Value::Number(n)) => n.as_u64(),
+            _ => None,
+        };
+        let size = size.ok_or_else(|| InfoProblem::Size(shown("size")))?;
+        Ok(StoreLayerInfo {
+            diff_id: hex.to_string(),
+            size,
+        })
+    }
+}
+
+/// What a store layer's tar depends on: the store, the layers' paths, the files' owner and
+/// mtime. `--layer-info` needs only these keys, so that a small conf per layer (the Nix side's)
+/// does not change when another part of the image does.
+#[derive(Debug)]
+pub struct LayerSettings {
+    /// `store_dir`.
+    pub store_dir: String,
+    /// `store_layers`.
+    pub store_layers: Vec<Vec<String>>,
+    /// `int(mtime.timestamp())` (from `created` without `mtime`).
+    pub mtime: i64,
+    /// The files' owner and the mode of `/nix` and `/nix/store`.
+    owner: Ownership,
 }
 
 fn get<'a>(m: &'a Map<String, Value>, key: &'static str) -> Result<&'a Value, ConfError> {
@@ -220,6 +320,7 @@ fn store_layers(m: &Map<String, Value>) -> Result<Vec<Vec<String>>, ConfError> {
 }
 
 /// The owner of every file and the mode of `/nix` and `/nix/store`.
+#[derive(Debug)]
 struct Ownership {
     uid: u64,
     gid: u64,
@@ -250,36 +351,115 @@ fn ownership(m: &Map<String, Value>) -> Result<Ownership, ConfError> {
     })
 }
 
-impl Conf {
-    /// Parses conf bytes; `now` is what `"now"` means.
-    pub fn parse(bytes: &[u8], now: DateTime) -> Result<Conf, ConfError> {
-        let v: Value = serde_json::from_slice(bytes)?;
-        let Value::Object(m) = v else {
-            return Err(ConfError::NotObject);
-        };
-        let created = time(&m, "created", now)?;
+/// `store_layer_infos`, when present: one info per store layer.
+fn store_layer_infos(
+    m: &Map<String, Value>,
+    layers: usize,
+) -> Result<Option<Vec<StoreLayerInfo>>, ConfError> {
+    let bad = |problem| ConfError::Bad {
+        key: "store_layer_infos",
+        problem,
+    };
+    let list = match m.get("store_layer_infos") {
+        None | Some(Value::Null) => return Ok(None),
+        Some(Value::Array(list)) => list,
+        Some(other) => return Err(bad(BadValue::NotInfoList(other.to_string()))),
+    };
+    if list.len() != layers {
+        return Err(bad(BadValue::InfoCount {
+            found: list.len(),
+            layers,
+        }));
+    }
+    let infos = list
+        .iter()
+        .enumerate()
+        .map(|(i, v)| {
+            StoreLayerInfo::from_value(v).map_err(|problem| {
+                bad(BadValue::Info {
+                    layer: i + 1,
+                    problem,
+                })
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(Some(infos))
+}
+
+fn object(bytes: &[u8]) -> Result<Map<String, Value>, ConfError> {
+    match serde_json::from_slice(bytes)? {
+        Value::Object(m) => Ok(m),
+        _ => Err(ConfError::NotObject),
+    }
+}
+
+impl LayerSettings {
+    /// Parses the keys a store layer's tar depends on; `now` is what `"now"` means.
+    pub fn parse(bytes: &[u8], now: DateTime) -> Result<LayerSettings, ConfError> {
+        Self::from_map(&object(bytes)?, now).map(|(s, _)| s)
+    }
+
+    /// The settings and the `created` time.
+    fn from_map(
+        m: &Map<String, Value>,
+        now: DateTime,
+    ) -> Result<(LayerSettings, DateTime), ConfError> {
+        let created = time(m, "created", now)?;
         let mtime = if m.contains_key("mtime") {
-            time(&m, "mtime", now)?
+            time(m, "mtime", now)?
         } else {
             created
         }
         .timestamp();
-        let owner = ownership(&m)?;
+        let owner = ownership(m)?;
+        let settings = LayerSettings {
+            store_dir: string(m, "store_dir")?,
+            store_layers: store_layers(m)?,
+            mtime,
+            owner,
+        };
+        Ok((settings, created))
+    }
+
+    /// Owner and group ids.
+    pub fn ids(&self) -> (u64, u64) {
+        (self.owner.uid, self.owner.gid)
+    }
+
+    /// Owner and group names.
+    pub fn names(&self) -> (&str, &str) {
+        (&self.owner.uname, &self.owner.gname)
+    }
+
+    /// Mode of `/nix` and `/nix/store`.
+    pub fn nix_root_mode(&self) -> u32 {
+        self.owner.nix_root_mode
+    }
+}
+
+impl Conf {
+    /// Parses conf bytes; `now` is what `"now"` means.
+    pub fn parse(bytes: &[u8], now: DateTime) -> Result<Conf, ConfError> {
+        let m = object(bytes)?;
+        let (layers, created) = LayerSettings::from_map(&m, now)?;
+        let store_layer_infos = store_layer_infos(&m, layers.store_layers.len())?;
+        let owner = layers.owner;
         Ok(Conf {
             architecture: get(&m, "architecture")?.clone(),
             config: get(&m, "config")?.clone(),
-            store_dir: string(&m, "store_dir")?,
+            store_dir: layers.store_dir,
             from_image: from_image(&m)?,
-            store_layers: store_layers(&m)?,
+            store_layers: layers.store_layers,
             customisation_layer: string(&m, "customisation_layer")?,
             repo_tag: m.get("repo_tag").cloned(),
             created,
-            mtime,
+            mtime: layers.mtime,
             uid: owner.uid,
             gid: owner.gid,
             uname: owner.uname,
             gname: owner.gname,
             nix_root_mode: owner.nix_root_mode,
+            store_layer_infos,
         })
     }
 }

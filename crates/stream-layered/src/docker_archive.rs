@@ -15,6 +15,7 @@ use dockertools_common::py::{bytes_code_points, repr_str_list, str_code_points};
 use dockertools_common::tar::writer::{Data, DataError, TarWriter};
 use dockertools_common::tar::{self as tarfmt, Dialect, Header};
 
+use crate::conf::StoreLayerInfo;
 use crate::image::{self, LayerInfo};
 use crate::layer::{self, LayerError, LayerOwner};
 use crate::prepare::{CustomisationError, Prepared, StoreLayer};
@@ -101,22 +102,37 @@ impl<W: Write> Archive<'_, W> {
 
 /// Writes the image of `prep` to `out`, finishes the compression and flushes, and only then
 /// prints `Done.`; returns the inner writer.
+///
+/// With `store_layer_infos` in the conf, the layers are not hashed ahead: each is streamed once
+/// under the name its info gives, hashed on the way, and checked against its info at its end.
 pub fn write<W: Write>(
     prep: &Prepared,
     out: Compressor<W>,
     progress: &mut dyn Write,
 ) -> Result<W, Error> {
-    let store_paths = prep.layers.iter().map(|l| l.paths.clone()).collect();
-    // Hash every store layer in the background, in order, while earlier ones are streamed.
-    let digests = Digests::start(store_paths, &prep.owner);
+    let digests = match &prep.conf.store_layer_infos {
+        Some(_) => None,
+        // Hash every store layer in the background, in order, while earlier ones are streamed.
+        None => Some(Digests::start(
+            prep.layers.iter().map(|l| l.paths.clone()).collect(),
+            &prep.owner,
+        )),
+    };
     let mut archive = Archive {
         tar: TarWriter::new(out, Dialect::Pax),
         layers: Vec::new(),
         progress,
     };
     base_layers(prep, &mut archive)?;
-    for (layer, slot) in prep.layers.iter().zip(digests.slots.iter()) {
-        store_layer(prep, layer, slot, &mut archive)?;
+    for (i, layer) in prep.layers.iter().enumerate() {
+        let expected = match (&digests, &prep.conf.store_layer_infos) {
+            (_, Some(infos)) => infos.get(i).map(Expected::Known),
+            (Some(d), None) => d.slots.get(i).map(Expected::Pending),
+            (None, None) => None,
+        };
+        if let Some(expected) = expected {
+            store_layer(prep, layer, expected, &mut archive)?;
+        }
     }
     customisation_layer(prep, &mut archive)?;
     archive.say("Adding manifests...");
@@ -151,27 +167,43 @@ fn base_layers<W: Write>(prep: &Prepared, archive: &mut Archive<'_, W>) -> Resul
     Ok(())
 }
 
+/// Where a store layer's digest and size come from.
+enum Expected<'a> {
+    /// The conf's `store_layer_infos` entry: checked while the layer streams.
+    Known(&'a StoreLayerInfo),
+    /// The background hashing pass.
+    Pending(&'a DigestSlot),
+}
+
 fn store_layer<W: Write>(
     prep: &Prepared,
     layer: &StoreLayer,
-    digest: &DigestSlot,
+    expected: Expected<'_>,
     archive: &mut Archive<'_, W>,
 ) -> Result<(), Error> {
     let num = archive.layers.len() + 1;
     let layer_err = |source| Error::Layer { layer: num, source };
-    let (checksum, size) = wait(digest).map_err(layer_err)?;
+    let (checksum, size) = match expected {
+        Expected::Known(info) => (info.diff_id.clone(), info.size),
+        Expected::Pending(slot) => wait(slot).map_err(layer_err)?,
+    };
     let list: Vec<Vec<u32>> = layer.given.iter().map(|p| str_code_points(p)).collect();
     archive.say(&format!(
         "Creating layer {num} from paths: {}",
         repr_str_list(&list)
     ));
     let name = format!("{checksum}/layer.tar").into_bytes();
+    let known = matches!(expected, Expected::Known(_));
+    let mismatch = |source| match known {
+        true => Error::InfoMismatch { layer: num, source },
+        false => Error::Changed { layer: num, source },
+    };
     let h = member_header(&name, size, prep.conf.mtime);
     let mut w = archive
         .tar
         .append_writer(&h)
         .map_err(Error::member(&name))?;
-    layer::write_layer(&layer.paths, &prep.owner, &mut w).map_err(|source| match source {
+    let found = stream_layer(prep, layer, &mut w, known).map_err(|source| match source {
         LayerError::Write(e) => Error::Write(e),
         LayerError::Data {
             source: DataError::Write(e),
@@ -179,19 +211,38 @@ fn store_layer<W: Write>(
         } => Error::Write(e),
         source => layer_err(source),
     })?;
+    // Bytes past the declared size were counted, not written: the member never overflows.
     w.finish().map_err(|source| match source {
         DataError::Write(e) => Error::Write(e),
-        source => Error::Changed {
-            layer: num,
-            source: Changed::Size(source),
-        },
+        source => mismatch(Changed::Size(source)),
     })?;
+    if let Some(found) = found.filter(|f| *f != checksum) {
+        return Err(mismatch(Changed::Digest {
+            before: checksum,
+            after: found,
+        }));
+    }
     archive.layers.push(LayerInfo {
         checksum,
         path: name,
         comment_paths: list,
     });
     Ok(())
+}
+
+/// Writes the layer's tar to `out`; with `hash`, returns its sha256.
+fn stream_layer(
+    prep: &Prepared,
+    layer: &StoreLayer,
+    out: &mut dyn Write,
+    hash: bool,
+) -> Result<Option<String>, LayerError> {
+    if !hash {
+        layer::write_layer(&layer.paths, &prep.owner, out)?;
+        return Ok(None);
+    }
+    let hashing = layer::write_layer(&layer.paths, &prep.owner, HashingWriter::new(out))?;
+    Ok(Some(hashing.finish().1))
 }
 
 fn customisation_layer<W: Write>(

@@ -28,11 +28,13 @@ pub mod base;
 pub mod conf;
 pub mod docker_archive;
 pub mod image;
+pub mod info;
 pub mod isotime;
 pub mod layer;
 pub mod makeconf;
 pub mod oci;
 pub mod prepare;
+pub mod registry;
 pub mod store;
 
 use std::io;
@@ -96,6 +98,26 @@ pub enum Error {
         #[source]
         source: Changed,
     },
+    /// A store layer's bytes do not match its `store_layer_infos` entry.
+    #[error("layer {layer} does not match its store_layer_infos entry (a store path changed since --layer-info ran, or the info is stale): {source}")]
+    InfoMismatch {
+        /// Layer number.
+        layer: usize,
+        /// What differed.
+        #[source]
+        source: Changed,
+    },
+    /// `--layer-info N` names no store layer of the conf.
+    #[error("--layer-info {n}: the conf has {count} store layers (numbered from 1)")]
+    NoSuchLayer {
+        /// The number asked for.
+        n: usize,
+        /// How many store layers the conf has.
+        count: usize,
+    },
+    /// The push to a registry failed.
+    #[error(transparent)]
+    Registry(#[from] registry::RegistryError),
     /// The output folder could not be written.
     #[error("output {}: {source}", .path.display())]
     Output {
@@ -167,4 +189,9 @@ pub struct Options {
     pub now: DateTime,
     /// User and group names, for the customisation layer's owner (as `tarfile.gettarinfo` looks them up).
     pub names: Names,
+    /// Open every file of every store layer before any output (a stream's consumer must not get
+    /// a partial image from bad input). A registry push with `store_layer_infos` turns it off:
+    /// it reads only the layers the registry lacks, finds a bad file while uploading, and writes
+    /// no tag then.
+    pub check_files: bool,
 }

@@ -12,6 +12,7 @@ use dockertools_common::compress::{Compression, Compressor};
 use dockertools_common::names::Names;
 use stream_layered::makeconf::{ConfArgs, MakeConfError};
 use stream_layered::oci::LayerCompression;
+use stream_layered::registry::{self, PushOptions, Reference};
 use stream_layered::{docker_archive, oci, DateTime, Error, Options};
 
 /// Write the docker-archive image described by a streamLayeredImage conf.json to stdout.
@@ -21,6 +22,9 @@ use stream_layered::{docker_archive, oci, DateTime, Error, Options};
 ///
 /// With --make-conf it instead writes the conf.json itself, as streamLayeredImage's jq step does
 /// (base JSON + store layers + the image settings), so no jq is needed.
+///
+/// With --layer-info N it prints the diff_id and size of store layer N instead, for the conf's
+/// store_layer_infos; with --format registry it pushes the image to a registry.
 ///
 /// An option that does not apply to the chosen mode or format is a usage error (exit 2).
 #[derive(Parser)]
@@ -32,18 +36,29 @@ struct Args {
     /// Override the RepoTags from the configuration.
     #[arg(short = 't', long = "repo_tag", value_name = "REPO_TAG")]
     repo_tag: Option<String>,
-    /// Output format: docker-archive (the original's, the default), oci-archive (on stdout) or
-    /// oci-dir (into --output).
+    /// Output format: docker-archive (the original's, the default), oci-archive (on stdout),
+    /// oci-dir (into --output) or registry (pushed to --output docker://HOST[:PORT]/REPO[:TAG]).
     #[arg(long, value_enum)]
     format: Option<Format>,
-    /// oci-dir: the folder to create (missing, or an empty folder; its parent must exist).
-    #[arg(long, value_name = "DIR", required_if_eq("format", "oci-dir"))]
+    /// oci-dir: the folder to create (missing, or an empty folder; its parent must exist);
+    /// registry: docker://HOST[:PORT]/REPO[:TAG] (the tag defaults to latest).
+    #[arg(long, value_name = "DIR|docker://…", required_if_eq_any([("format", "oci-dir"), ("format", "registry")]))]
     output: Option<PathBuf>,
+    /// registry: verify the registry's TLS certificate (default true); false also lets a
+    /// registry that does not speak TLS be reached over plain HTTP (for loopback tests).
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set)]
+    tls_verify: Option<bool>,
+    /// Print the diff_id and size of store layer N (1-based) as {"diff_id": "sha256:…", "size": …},
+    /// exactly as the image stream writes its tar; the conf needs only store_dir, store_layers,
+    /// the owner keys and mtime (or created).
+    #[arg(long, value_name = "N")]
+    layer_info: Option<usize>,
     /// docker-archive, oci-archive: compress the whole stream on stdout, like piping it to pigz
     /// or zstd (default none).
     #[arg(long, value_enum)]
     compress: Option<Compression>,
-    /// oci-archive, oci-dir: compression of the layer blobs (default none).
+    /// oci-archive, oci-dir: compression of the layer blobs (default none); registry: the same
+    /// (default gz).
     #[arg(long, value_enum)]
     layer_compression: Option<Compression>,
     /// Compression level (gzip 0-9, default 6; zstd 1-19, default 3).
@@ -97,6 +112,7 @@ enum Format {
     DockerArchive,
     OciArchive,
     OciDir,
+    Registry,
 }
 
 const EPOCH_ONE: &str = "1970-01-01T00:00:01Z";
@@ -135,6 +151,8 @@ impl Args {
             ("--compress", self.compress.is_some()),
             ("--layer-compression", self.layer_compression.is_some()),
             ("--level", self.level.is_some()),
+            ("--tls-verify", self.tls_verify.is_some()),
+            ("--layer-info", self.layer_info.is_some()),
         ];
         given.iter().filter(|(_, g)| *g).map(|(n, _)| *n).collect()
     }
@@ -179,18 +197,36 @@ fn check_usage(args: &Args) -> Result<(), UsageError> {
             verb(&given, "applies", "apply")
         ));
     }
+    if args.layer_info.is_some() {
+        let given: Vec<&str> = args
+            .image_options()
+            .into_iter()
+            .filter(|f| !matches!(*f, "CONF" | "--layer-info"))
+            .collect();
+        if !given.is_empty() {
+            return refuse(format!(
+                "{} {} not apply to --layer-info",
+                list(&given),
+                verb(&given, "does", "do")
+            ));
+        }
+        return Ok(());
+    }
     let format = args.format();
-    if args.output.is_some() && format != Format::OciDir {
-        return refuse("--output only applies to --format oci-dir".into());
+    if args.output.is_some() && !matches!(format, Format::OciDir | Format::Registry) {
+        return refuse("--output only applies to --format oci-dir or registry".into());
+    }
+    if args.tls_verify.is_some() && format != Format::Registry {
+        return refuse("--tls-verify only applies to --format registry".into());
     }
     if args.layer_compression.is_some() && format == Format::DockerArchive {
         return refuse(
             "--layer-compression does not apply to --format docker-archive (it compresses the layer blobs of an OCI layout; --compress compresses the stream)".into(),
         );
     }
-    if args.compress.is_some() && format == Format::OciDir {
+    if args.compress.is_some() && matches!(format, Format::OciDir | Format::Registry) {
         return refuse(
-            "--compress does not apply to --format oci-dir (it writes no stream; --layer-compression compresses its blobs)".into(),
+            "--compress does not apply to --format oci-dir or registry (they write no stream; --layer-compression compresses their blobs)".into(),
         );
     }
     Ok(())
@@ -200,7 +236,12 @@ fn check_usage(args: &Args) -> Result<(), UsageError> {
 /// compressor it applies to.
 fn compression(args: &Args) -> Result<(LayerCompression, LayerCompression), UsageError> {
     let stream = args.compress.unwrap_or(Compression::None);
-    let layers = args.layer_compression.unwrap_or(Compression::None);
+    // A registry gets gzip blobs unless told otherwise, as skopeo and podman push them.
+    let default_layers = match args.format() {
+        Format::Registry => Compression::Gzip,
+        _ => Compression::None,
+    };
+    let layers = args.layer_compression.unwrap_or(default_layers);
     let used: Vec<Compression> = [stream, layers]
         .into_iter()
         .filter(|k| *k != Compression::None)
@@ -279,15 +320,26 @@ fn make_conf(args: &Args) -> Result<(), MainError> {
     Ok(out.flush()?)
 }
 
-/// Where the image goes: stdout (docker-archive, oci-archive) or a folder (oci-dir).
+/// Where the image goes: stdout (docker-archive, oci-archive), a folder (oci-dir) or a registry.
 enum Target {
     Stdout(io::BufWriter<io::StdoutLock<'static>>),
     Dir(AtomicDir),
+    Registry(Reference),
 }
 
 /// Opens the output before any work: a closed stdout, or an output folder that cannot work
 /// (not empty, not a folder, no parent), is refused at once.
 fn target(args: &Args) -> Result<Target, MainError> {
+    if args.format() == Format::Registry {
+        let dest = args
+            .output
+            .as_deref()
+            .unwrap_or(Path::new(""))
+            .to_string_lossy();
+        let dest =
+            Reference::parse(&dest).map_err(|e| MainError::Usage(UsageError(e.to_string())))?;
+        return Ok(Target::Registry(dest));
+    }
     if args.format() != Format::OciDir {
         return Ok(Target::Stdout(dockertools_common::cli::stdout()?));
     }
@@ -311,7 +363,54 @@ fn options(args: &Args) -> Options {
         repo_tag: args.repo_tag.clone(),
         now: DateTime::from_unix(now.as_secs() as i64, now.subsec_micros()),
         names: Names::system(),
+        check_files: !matches!(args.format, Some(Format::Registry)),
     }
+}
+
+/// `--layer-info N`: one line of JSON on stdout.
+fn layer_info(args: &Args, n: usize) -> Result<(), MainError> {
+    let conf_path = args.conf.clone().unwrap_or_default();
+    let conf = read(&conf_path)?;
+    let info = stream_layered::info::layer_info(&conf_path, &conf, n, options(args).now)?;
+    let mut out = dockertools_common::cli::stdout()?;
+    writeln!(out, "{}", info.to_json())?;
+    Ok(out.flush()?)
+}
+
+/// The auth files skopeo and podman read, in their order, and the blob cache's folder.
+fn registry_env() -> (Vec<PathBuf>, Option<PathBuf>) {
+    let var = |k: &str| {
+        std::env::var_os(k)
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+    };
+    let home = var("HOME");
+    let mut files = Vec::new();
+    files.extend(var("REGISTRY_AUTH_FILE"));
+    files.extend(var("XDG_RUNTIME_DIR").map(|d| d.join("containers/auth.json")));
+    files.extend(home.as_ref().map(|h| h.join(".docker/config.json")));
+    let cache = var("XDG_CACHE_HOME").or_else(|| home.map(|h| h.join(".cache")));
+    (files, cache.map(|c| c.join("dockertools-rs")))
+}
+
+fn push(
+    args: &Args,
+    prep: &stream_layered::Prepared,
+    dest: Reference,
+    comp: LayerCompression,
+) -> Result<(), MainError> {
+    let (auth_files, cache_dir) = registry_env();
+    let opts = PushOptions {
+        dest,
+        comp,
+        tls_verify: args.tls_verify.unwrap_or(true),
+        auth_files,
+        cache_dir,
+    };
+    let mut out = dockertools_common::cli::stdout()?;
+    let pushed = registry::push(prep, &opts, &mut io::stderr())?;
+    writeln!(out, "{}", pushed.digest)?;
+    Ok(out.flush()?)
 }
 
 fn run(args: Args) -> Result<(), MainError> {
@@ -320,13 +419,21 @@ fn run(args: Args) -> Result<(), MainError> {
     if args.make_conf {
         return make_conf(&args);
     }
+    if let Some(n) = args.layer_info {
+        return layer_info(&args, n);
+    }
     let (stream, layers) = compression(&args).map_err(MainError::Usage)?;
     let target = target(&args)?;
     let conf_path = args.conf.clone().unwrap_or_default();
     let conf = read(&conf_path)?;
     let prep = stream_layered::prepare(&conf_path, &conf, &options(&args))?;
+    if let Target::Registry(dest) = target {
+        return push(&args, &prep, dest, layers);
+    }
+    // Locked for the whole image (the registry push writes from several threads, unlocked).
     let mut stderr = io::stderr().lock();
     match target {
+        Target::Registry(_) => {}
         Target::Dir(dir) => oci::write_dir(&prep, layers, dir, &mut stderr)?,
         Target::Stdout(out) => {
             let out = Compressor::new(out, stream.kind, stream.level)?;

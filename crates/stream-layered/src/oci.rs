@@ -39,7 +39,7 @@ pub struct LayerCompression {
 }
 
 impl LayerCompression {
-    fn media_type(self) -> &'static str {
+    pub(crate) fn media_type(self) -> &'static str {
         match self.kind {
             Compression::None => "application/vnd.oci.image.layer.v1.tar",
             Compression::Gzip => "application/vnd.oci.image.layer.v1.tar+gzip",
@@ -49,7 +49,7 @@ impl LayerCompression {
 }
 
 /// Where a layer's bytes come from.
-enum Source<'a> {
+pub(crate) enum Source<'a> {
     /// Layer `i` of the base image.
     Base(&'a BaseImage, usize),
     Store(&'a StoreLayer),
@@ -58,37 +58,37 @@ enum Source<'a> {
 
 /// A layer blob: the uncompressed digest, the blob's digest and its size.
 #[derive(Clone, Debug)]
-struct Blob {
-    diff_id: String,
-    digest: String,
-    size: u64,
+pub(crate) struct Blob {
+    pub(crate) diff_id: String,
+    pub(crate) digest: String,
+    pub(crate) size: u64,
 }
 
 /// Why writing a blob failed: reading its layer, or writing the blob.
-enum BlobError {
+pub(crate) enum BlobError {
     Source(Error),
     Write(io::Error),
 }
 
 /// The image as an OCI layout: the prepared conf, its layer sources in image order, and how
 /// their blobs are compressed.
-struct Plan<'a> {
-    prep: &'a Prepared,
-    sources: Vec<Source<'a>>,
-    comp: LayerCompression,
+pub(crate) struct Plan<'a> {
+    pub(crate) prep: &'a Prepared,
+    pub(crate) sources: Vec<Source<'a>>,
+    pub(crate) comp: LayerCompression,
 }
 
 /// The layout's JSON: the config, the manifest and `index.json`.
-struct Documents {
-    config: Vec<u8>,
-    manifest: Vec<u8>,
-    index: Vec<u8>,
+pub(crate) struct Documents {
+    pub(crate) config: Vec<u8>,
+    pub(crate) manifest: Vec<u8>,
+    pub(crate) index: Vec<u8>,
 }
 
 const OCI_LAYOUT: &[u8] = br#"{"imageLayoutVersion":"1.0.0"}"#;
 
 impl<'a> Plan<'a> {
-    fn new(prep: &'a Prepared, comp: LayerCompression) -> Self {
+    pub(crate) fn new(prep: &'a Prepared, comp: LayerCompression) -> Self {
         let mut sources: Vec<Source<'a>> = match &prep.base {
             Some(b) => (0..b.layers.len()).map(|i| Source::Base(b, i)).collect(),
             None => Vec::new(),
@@ -132,7 +132,7 @@ impl<'a> Plan<'a> {
     }
 
     /// Writes the (compressed) blob of layer `i` to `out`, hashing both the layer and the blob.
-    fn blob_to<W: Write>(&self, i: usize, out: W) -> Result<(W, Blob), BlobError> {
+    pub(crate) fn blob_to<W: Write>(&self, i: usize, out: W) -> Result<(W, Blob), BlobError> {
         let inner = HashingWriter::new(out);
         let compressor =
             Compressor::new(inner, self.comp.kind, self.comp.level).map_err(BlobError::Write)?;
@@ -163,7 +163,7 @@ impl<'a> Plan<'a> {
 
     /// Checks the blobs' diff_ids against the base config and the customisation checksum, and
     /// writes the layout's JSON.
-    fn documents(&self, blobs: &[Blob]) -> Result<Documents, Error> {
+    pub(crate) fn documents(&self, blobs: &[Blob]) -> Result<Documents, Error> {
         let mut infos: Vec<LayerInfo> = Vec::with_capacity(blobs.len());
         for (source, blob) in self.sources.iter().zip(blobs) {
             let comment_paths = match source {

@@ -140,7 +140,10 @@ pub fn prepare(conf_path: &Path, conf_bytes: &[u8], opts: &Options) -> Result<Pr
     let layers = store_layers(&conf, base_count)?;
     let custom = load_customisation(&conf.customisation_layer, conf.mtime, &opts.names)
         .map_err(Error::Customisation)?;
-    for (i, layer) in layers.iter().enumerate() {
+    // Without infos every layer is read for its digest anyway, so the check costs little.
+    let skip = !opts.check_files && conf.store_layer_infos.is_some();
+    let checked = if skip { &[][..] } else { layers.as_slice() };
+    for (i, layer) in checked.iter().enumerate() {
         layer::check_layer(&layer.paths).map_err(|source| Error::Layer {
             layer: base_count + i + 1,
             source,

@@ -16,6 +16,7 @@ mod compress;
 mod layer_packer;
 mod merge_images;
 mod popularity;
+mod registry;
 mod stream_layered;
 mod tarsum;
 
@@ -192,6 +193,7 @@ const BENCHES: &[(&str, Bench)] = &[
     ("tarsum", tarsum::bench),
     ("layer-packer", layer_packer::bench),
     ("stream-layered", stream_layered::bench),
+    ("registry", registry::bench),
     ("merge-images", merge_images::bench),
     ("compress", compress::bench),
     ("popularity-sorter", popularity::bench),
