@@ -20,6 +20,7 @@ use crate::image::{self, LayerInfo};
 use crate::layer::{self, LayerError, LayerOwner};
 use crate::prepare::{CustomisationError, Prepared, StoreLayer};
 use crate::store::StorePath;
+use crate::tee_hash::TeeHash;
 use crate::{Changed, Error};
 
 /// One layer's (sha256, size), once known, and the signal that it is.
@@ -241,8 +242,10 @@ fn stream_layer(
         layer::write_layer(&layer.paths, &prep.owner, out)?;
         return Ok(None);
     }
-    let hashing = layer::write_layer(&layer.paths, &prep.owner, HashingWriter::new(out))?;
-    Ok(Some(hashing.finish().1))
+    // Hashed on another thread, so that checking the layer costs this thread no time.
+    let tee = layer::write_layer(&layer.paths, &prep.owner, TeeHash::new(out))?;
+    let (hex, _) = tee.finish().map_err(LayerError::Write)?;
+    Ok(Some(hex))
 }
 
 fn customisation_layer<W: Write>(

@@ -10,12 +10,12 @@
 
 use std::ffi::OsStr;
 use std::fs;
-use std::io::{self, Write};
+use std::io;
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::os::unix::fs::FileTypeExt;
 use std::path::{Path, PathBuf};
 
-use dockertools_common::tar::writer::{Data, DataError, TarWriter};
+use dockertools_common::tar::writer::{Data, DataError, Sink, TarWriter};
 use dockertools_common::tar::{self, Dialect, Header};
 
 use crate::store::StorePath;
@@ -64,12 +64,12 @@ pub struct LayerOwner {
 /// Python's string order on file names: code points, a non-UTF-8 byte as `U+DC00 + byte`.
 pub use dockertools_common::py::name_cmp as py_name_cmp;
 
-struct Walk<'a, W: Write> {
-    tar: TarWriter<W>,
+struct Walk<'a, S: Sink> {
+    tar: TarWriter<S>,
     owner: &'a LayerOwner,
 }
 
-impl<W: Write> Walk<'_, W> {
+impl<S: Sink> Walk<'_, S> {
     fn dir_entry(&mut self, name: &[u8]) -> Result<(), LayerError> {
         let h = Header {
             name: name.to_vec(),
@@ -188,12 +188,13 @@ pub fn check_layer(paths: &[StorePath]) -> Result<(), LayerError> {
     Ok(())
 }
 
-/// Writes the layer tar of `paths` to `out` and returns `out`.
-pub fn write_layer<W: Write>(
+/// Writes the layer tar of `paths` to `out` (any writer, or a sink that reads file data into
+/// buffers of its own) and returns `out`.
+pub fn write_layer<S: Sink>(
     paths: &[StorePath],
     owner: &LayerOwner,
-    out: W,
-) -> Result<W, LayerError> {
+    out: S,
+) -> Result<S, LayerError> {
     let mut walk = Walk {
         tar: TarWriter::new(out, Dialect::Pax),
         owner,

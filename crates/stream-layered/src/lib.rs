@@ -36,6 +36,7 @@ pub mod oci;
 pub mod prepare;
 pub mod registry;
 pub mod store;
+pub mod tee_hash;
 
 use std::io;
 use std::path::PathBuf;
