@@ -478,12 +478,19 @@ fn a_pushed_image_verifies_runs_and_a_second_push_uploads_only_what_changed() {
     ok(&run, "podman run");
     assert_eq!(text(&run.stdout).trim(), "hello from the registry");
 
-    // The same image again: every blob is known (the cache) and found (HEAD), none uploaded.
+    // The same image again: every blob is known (the cache) and listed by the tag's manifest
+    // (one GET, no HEAD), none uploaded.
     proxy.clear();
     let out = push(&tmp, &store, &conf, &dest, "", "");
     ok(&out, "second push");
     assert_eq!(proxy.requests("PATCH", "/blobs/uploads/"), 0);
     assert_eq!(proxy.requests("POST", "/blobs/uploads/"), 0);
+    assert_eq!(proxy.requests("GET", "/manifests/v1"), 1);
+    assert_eq!(
+        proxy.requests("HEAD", "/blobs/"),
+        0,
+        "the tag lists every blob"
+    );
     assert!(
         text(&out.stderr).contains("0 layers uploaded, 3 skipped"),
         "{}",

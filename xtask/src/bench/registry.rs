@@ -284,7 +284,7 @@ fn change_one_layer(store: &Path, conf: &str, text: &str) -> Result<()> {
     ))
 }
 
-/// (c): a copy of the store with one layer changed, pushed after (b)'s pushes.
+/// (c): a copy of the store with one layer changed, pushed after (b)'s pushes, to the same tag.
 fn changed_push_rows(ctx: &mut Ctx, p: &Pushes) -> Result<()> {
     let s300 = ctx.store("s300");
     let conf = ctx.conf("s300");
@@ -293,11 +293,13 @@ fn changed_push_rows(ctx: &mut Ctx, p: &Pushes) -> Result<()> {
     sh(&format!("cp -a {} {}", s300.display(), changed.display()))?;
     change_one_layer(&changed, &conf_s, "changed")?;
     let fed = fed_conf(ctx, &changed, &conf, "s300-changed-fed")?;
-    let t_fed = p.ours(&changed, &fed, "second")?;
-    let t_skopeo = p.skopeo(&changed, &conf_s, "second")?;
+    // Under the first push's tag, as a rebuilt image is pushed again: the tag's manifest
+    // then tells which blobs are there.
+    let t_fed = p.ours(&changed, &fed, "first")?;
+    let t_skopeo = p.skopeo(&changed, &conf_s, "first")?;
     // The same file changed again, pushed without infos: every layer is read for its digest.
     change_one_layer(&changed, &conf_s, "again")?;
-    let t_plain = p.ours(&changed, &conf_s, "third")?;
+    let t_plain = p.ours(&changed, &conf_s, "first")?;
     ctx.push(
         "stream-layered > file; skopeo copy, s300 after one layer changed",
         t_skopeo,

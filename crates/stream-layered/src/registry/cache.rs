@@ -148,6 +148,16 @@ impl BlobCache {
         self.learnt.get(key).or_else(|| self.entries.get(key))
     }
 
+    /// Whether any entry was made with `comp` (its kind, level and this compressor): when none
+    /// was, no layer's blob digest can be known before it is compressed.
+    pub fn knows(&self, comp: LayerCompression) -> bool {
+        let probe = self.key("", comp);
+        self.entries.keys().any(|k| {
+            (k.compression, k.level, &k.fingerprint)
+                == (probe.compression, probe.level, &probe.fingerprint)
+        })
+    }
+
     /// Records what an upload computed.
     pub fn put(&mut self, key: Key, blob: Blob) {
         self.learnt.insert(key, blob);

@@ -5,7 +5,8 @@
 //! - knows its diff_id without compressing it: the base config's, `store_layer_infos` or a
 //!   hashing pass over the store layers (in parallel), the customisation layer's `checksum`;
 //! - looks its blob's digest up in the local [`cache`] (or, uncompressed, takes the diff_id) and
-//!   asks the registry for it (`HEAD`): a blob the registry has is skipped, unread;
+//!   asks the registry for it (`HEAD`, unless the tag's current manifest lists it: [`tagged`]):
+//!   a blob the registry has is skipped, unread;
 //! - otherwise uploads it streamed (`POST`, one chunked `PATCH`, `PUT ?digest=`), compressed on
 //!   the fly with the digests computed on the way ([`upload`]), and records it in the cache.
 //!
@@ -21,6 +22,7 @@ pub mod cache;
 pub mod client;
 pub mod pipe;
 pub mod reference;
+pub mod tagged;
 mod upload;
 
 use std::io::Write;
@@ -137,13 +139,21 @@ fn say(progress: &mut dyn Write, line: &str) {
 }
 
 /// Each layer's diff_id (hex, lowercase), without compressing anything: store layers from
-/// `store_layer_infos`, or hashed in parallel.
-fn diff_ids(plan: &Plan<'_>, progress: &mut dyn Write) -> Result<Vec<String>, Error> {
+/// `store_layer_infos`, or hashed in parallel when `hash_store`; otherwise `None` for them,
+/// and their upload computes it.
+fn diff_ids(
+    plan: &Plan<'_>,
+    hash_store: bool,
+    progress: &mut dyn Write,
+) -> Result<Vec<Option<String>>, Error> {
     let prep = plan.prep;
     let base = prep.base.iter().flat_map(|b| b.layers.iter());
-    let mut ids: Vec<String> = base.map(|l| l.checksum.to_ascii_lowercase()).collect();
+    let mut ids: Vec<Option<String>> = base
+        .map(|l| Some(l.checksum.to_ascii_lowercase()))
+        .collect();
     match &prep.conf.store_layer_infos {
-        Some(infos) => ids.extend(infos.iter().map(|i| i.diff_id.clone())),
+        Some(infos) => ids.extend(infos.iter().map(|i| Some(i.diff_id.clone()))),
+        None if !hash_store => ids.extend(prep.layers.iter().map(|_| None)),
         None => {
             say(
                 progress,
@@ -157,7 +167,7 @@ fn diff_ids(plan: &Plan<'_>, progress: &mut dyn Write) -> Result<Vec<String>, Er
                 .map(|(i, l)| {
                     let sink = HashingWriter::new(std::io::sink());
                     layer::write_layer(&l.paths, &prep.owner, sink)
-                        .map(|w| w.finish().1)
+                        .map(|w| Some(w.finish().1))
                         .map_err(|source| Error::Layer {
                             layer: offset + i + 1,
                             source,
@@ -167,7 +177,7 @@ fn diff_ids(plan: &Plan<'_>, progress: &mut dyn Write) -> Result<Vec<String>, Er
             ids.extend(hashed);
         }
     }
-    ids.push(prep.custom.checksum.to_ascii_lowercase());
+    ids.push(Some(prep.custom.checksum.to_ascii_lowercase()));
     Ok(ids)
 }
 
@@ -184,7 +194,6 @@ pub fn push(
         auth::find_credentials(&opts.auth_files, &opts.dest).map_err(RegistryError::from)?;
     let client = Client::connect(&opts.dest, opts.tls_verify, creds, opts.auth_files.clone())?;
     let plan = Plan::new(prep, opts.comp);
-    let ids = diff_ids(&plan, progress)?;
     let cache = match cache::BlobCache::open(opts.cache_dir.as_deref(), opts.comp) {
         Ok(c) => c,
         Err(e) => {
@@ -192,9 +201,16 @@ pub fn push(
             cache::BlobCache::open(None, opts.comp).map_err(Error::Write)?
         }
     };
+    // A diff_id only serves to look its blob up: uncompressed, the blob is the diff_id; else
+    // in the cache. A cache with nothing for this compression cannot know any blob, so every
+    // store layer is uploaded, and hashing it ahead would read it twice for nothing.
+    let hash_store = uncompressed(opts.comp) || cache.knows(opts.comp);
+    let ids = diff_ids(&plan, hash_store, progress)?;
+    let tagged = tagged::tagged_blobs(&client)?;
     let layers = upload::Layers {
         client: &client,
         plan: &plan,
+        tagged: &tagged,
         cache: Mutex::new(cache),
         progress: Mutex::new(progress),
     };
@@ -231,7 +247,7 @@ pub fn push(
     }
     let docs = plan.documents(&blobs)?;
     let config_digest = sha256_hex(&docs.config);
-    upload::push_bytes(&client, &config_digest, &docs.config)?;
+    upload::push_bytes(&client, &tagged, &config_digest, &docs.config)?;
     say(progress, &format!("config sha256:{config_digest}: pushed"));
     pushed.digest = upload::put_manifest(&client, &docs.manifest)?;
     let done = format!(

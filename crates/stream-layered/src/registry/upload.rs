@@ -11,6 +11,7 @@ use ureq::http::StatusCode;
 use super::cache::{self, BlobCache};
 use super::client::{Client, Payload, Request, RETRY_PAUSES};
 use super::pipe::pipe;
+use super::tagged::Tagged;
 use super::{is_store, say, short, uncompressed, RegistryError, PARALLEL_LAYERS};
 use crate::oci::{Blob, BlobError, Plan};
 use crate::{Changed, Error};
@@ -25,12 +26,18 @@ const MANIFEST_TYPE: &str = "application/vnd.oci.image.manifest.v1+json";
 pub(super) struct Layers<'a, 'p> {
     pub client: &'a Client,
     pub plan: &'a Plan<'p>,
+    /// The blobs the tag's current manifest lists: known present without a `HEAD`.
+    pub tagged: &'a Tagged,
     pub cache: Mutex<BlobCache>,
     pub progress: Mutex<&'a mut (dyn Write + Send)>,
 }
 
-/// The size of blob `digest` in the registry, or `None` when it does not have it.
-fn blob_size(client: &Client, digest: &str) -> Result<Option<u64>, Error> {
+/// The size of blob `digest` in the registry, or `None` when it does not have it: from the
+/// tag's manifest when it lists the blob, else asked (`HEAD`).
+fn blob_size(client: &Client, tagged: &Tagged, digest: &str) -> Result<Option<u64>, Error> {
+    if let Some(&size) = tagged.get(digest) {
+        return Ok(Some(size));
+    }
     let mut resp = client.send(Request {
         method: "HEAD",
         url: client.repo_path(&format!("blobs/sha256:{digest}")),
@@ -111,8 +118,13 @@ fn close_upload(client: &Client, location: &str, digest: &str, body: &[u8]) -> R
 }
 
 /// Pushes a blob held in memory (the config), unless the registry has it.
-pub(super) fn push_bytes(client: &Client, digest: &str, bytes: &[u8]) -> Result<(), Error> {
-    if blob_size(client, digest)?.is_some() {
+pub(super) fn push_bytes(
+    client: &Client,
+    tagged: &Tagged,
+    digest: &str,
+    bytes: &[u8],
+) -> Result<(), Error> {
+    if blob_size(client, tagged, digest)?.is_some() {
         return Ok(());
     }
     let loc = start_upload(client)?;
@@ -168,10 +180,11 @@ impl Layers<'_, '_> {
         self.cache.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Pushes every layer ([`PARALLEL_LAYERS`] at once), `ids` being their diff_ids; after a
+    /// Pushes every layer ([`PARALLEL_LAYERS`] at once), `ids` being their diff_ids (when known
+    /// ahead); after a
     /// failure no new layer is started. Returns each layer's result, in order (those never
     /// started are left out).
-    pub fn push_all(&self, ids: &[String]) -> Vec<LayerResult> {
+    pub fn push_all(&self, ids: &[Option<String>]) -> Vec<LayerResult> {
         let next = AtomicUsize::new(0);
         let failed = AtomicBool::new(false);
         let slots: Vec<Mutex<Option<LayerResult>>> = ids.iter().map(|_| Mutex::new(None)).collect();
@@ -183,7 +196,7 @@ impl Layers<'_, '_> {
                         let (Some(id), Some(slot)) = (ids.get(i), slots.get(i)) else {
                             break;
                         };
-                        let result = self.push_layer(i, id, ids.len());
+                        let result = self.push_layer(i, id.as_deref(), ids.len());
                         failed.fetch_or(result.is_err(), Ordering::Relaxed);
                         *slot.lock().unwrap_or_else(PoisonError::into_inner) = Some(result);
                     }
@@ -196,27 +209,30 @@ impl Layers<'_, '_> {
             .collect()
     }
 
-    /// Pushes layer `i` (of `count`), whose diff_id is `diff_id`; returns its blob and whether
-    /// it was uploaded.
-    fn push_layer(&self, i: usize, diff_id: &str, count: usize) -> LayerResult {
+    /// Pushes layer `i` (of `count`), whose diff_id is `diff_id` when known ahead; returns its
+    /// blob and whether it was uploaded.
+    fn push_layer(&self, i: usize, diff_id: Option<&str>, count: usize) -> LayerResult {
         let comp = self.plan.comp;
-        let key = self.cache().key(diff_id, comp);
-        let known = match uncompressed(comp) {
+        let known = diff_id.and_then(|d| match uncompressed(comp) {
             true => Some(cache::Blob {
-                digest: diff_id.to_string(),
+                digest: d.to_string(),
                 size: 0,
             }),
-            false => self.cache().get(&key).cloned(),
-        };
-        let name = format!("layer {}/{count} {}", i + 1, short(diff_id));
-        if let Some(k) = &known {
-            if let Some(size) = blob_size(self.client, &k.digest)? {
+            false => {
+                let cache = self.cache();
+                cache.get(&cache.key(d, comp)).cloned()
+            }
+        });
+        let name = |d: &str| format!("layer {}/{count} {}", i + 1, short(d));
+        if let (Some(k), Some(d)) = (&known, diff_id) {
+            if let Some(size) = blob_size(self.client, self.tagged, &k.digest)? {
                 let size = if size > 0 { size } else { k.size };
                 self.say(&format!(
-                    "{name}: skipped, the registry has it ({size} bytes)"
+                    "{}: skipped, the registry has it ({size} bytes)",
+                    name(d)
                 ));
                 let blob = Blob {
-                    diff_id: diff_id.to_string(),
+                    diff_id: d.to_string(),
                     digest: k.digest.clone(),
                     size,
                 };
@@ -224,22 +240,10 @@ impl Layers<'_, '_> {
             }
         }
         let blob = self.upload(i)?;
-        if blob.diff_id != diff_id && is_store(self.plan, i) {
-            let source = Changed::Digest {
-                before: diff_id.to_string(),
-                after: blob.diff_id.clone(),
-            };
-            return Err(match self.plan.prep.conf.store_layer_infos {
-                Some(_) => Error::InfoMismatch {
-                    layer: i + 1,
-                    source,
-                },
-                None => Error::Changed {
-                    layer: i + 1,
-                    source,
-                },
-            });
+        if let Some(d) = diff_id.filter(|d| *d != blob.diff_id && is_store(self.plan, i)) {
+            return Err(self.changed(i, d, &blob));
         }
+        let name = name(&blob.diff_id);
         if let Some(k) = known.filter(|k| k.digest != blob.digest && !uncompressed(comp)) {
             self.say(&format!("warning: {name}: the cache said blob sha256:{}, the upload gave sha256:{}; entry replaced", k.digest, blob.digest));
         }
@@ -247,6 +251,7 @@ impl Layers<'_, '_> {
             digest: blob.digest.clone(),
             size: blob.size,
         };
+        let key = self.cache().key(&blob.diff_id, comp);
         self.cache().put(key, entry);
         let of = match uncompressed(comp) {
             true => String::new(),
@@ -254,6 +259,24 @@ impl Layers<'_, '_> {
         };
         self.say(&format!("{name}: uploaded {} bytes{of}", blob.size));
         Ok((blob, true))
+    }
+
+    /// The error of store layer `i`, whose upload found another diff_id than `before`.
+    fn changed(&self, i: usize, before: &str, blob: &Blob) -> Error {
+        let source = Changed::Digest {
+            before: before.to_string(),
+            after: blob.diff_id.clone(),
+        };
+        match self.plan.prep.conf.store_layer_infos {
+            Some(_) => Error::InfoMismatch {
+                layer: i + 1,
+                source,
+            },
+            None => Error::Changed {
+                layer: i + 1,
+                source,
+            },
+        }
     }
 
     /// Uploads layer `i`, starting over after a failed transfer.
