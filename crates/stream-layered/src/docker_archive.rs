@@ -105,7 +105,8 @@ impl<W: Write> Archive<'_, W> {
 /// prints `Done.`; returns the inner writer.
 ///
 /// With `store_layer_infos` in the conf, the layers are not hashed ahead: each is streamed once
-/// under the name its info gives, hashed on the way, and checked against its info at its end.
+/// under the name its info gives, hashed on the way (on a thread of its own, [`TeeHash`]), and
+/// checked against its info at its end.
 pub fn write<W: Write>(
     prep: &Prepared,
     out: Compressor<W>,

@@ -3,7 +3,8 @@
 //!
 //! For each layer (base layers, store layers, the customisation layer) the push:
 //! - knows its diff_id without compressing it: the base config's, `store_layer_infos` or a
-//!   hashing pass over the store layers (in parallel), the customisation layer's `checksum`;
+//!   hashing pass over the store layers (in parallel; skipped when the cache holds nothing for
+//!   the compression, since no blob can then be looked up), the customisation layer's `checksum`;
 //! - looks its blob's digest up in the local [`cache`] (or, uncompressed, takes the diff_id) and
 //!   asks the registry for it (`HEAD`, unless the tag's current manifest lists it: [`tagged`]):
 //!   a blob the registry has is skipped, unread;
