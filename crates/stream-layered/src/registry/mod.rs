@@ -193,12 +193,23 @@ pub fn push(
 ) -> Result<Pushed, Error> {
     let creds =
         auth::find_credentials(&opts.auth_files, &opts.dest).map_err(RegistryError::from)?;
-    let client = Client::connect(&opts.dest, opts.tls_verify, creds, opts.auth_files.clone())?;
+    // Opening the cache compresses a sample for its fingerprint (some 20 ms): meanwhile, the
+    // registry is reached and the tag's manifest fetched.
+    let (opened, connected) = std::thread::scope(|s| {
+        let opened = s.spawn(|| cache::BlobCache::open(opts.cache_dir.as_deref(), opts.comp));
+        let connected = connect(opts, creds);
+        (opened.join(), connected)
+    });
+    let (client, tagged) = connected?;
     let plan = Plan::new(prep, opts.comp);
-    let cache = match cache::BlobCache::open(opts.cache_dir.as_deref(), opts.comp) {
-        Ok(c) => c,
-        Err(e) => {
-            say(progress, &format!("warning: blob cache not used: {e}"));
+    let cache = match opened {
+        Ok(Ok(c)) => c,
+        failed => {
+            let why = match failed {
+                Ok(Err(e)) => e.to_string(),
+                _ => "its reader panicked".into(),
+            };
+            say(progress, &format!("warning: blob cache not used: {why}"));
             cache::BlobCache::open(None, opts.comp).map_err(Error::Write)?
         }
     };
@@ -207,7 +218,6 @@ pub fn push(
     // store layer is uploaded, and hashing it ahead would read it twice for nothing.
     let hash_store = uncompressed(opts.comp) || cache.knows(opts.comp);
     let ids = diff_ids(&plan, hash_store, progress)?;
-    let tagged = tagged::tagged_blobs(&client)?;
     let layers = upload::Layers {
         client: &client,
         plan: &plan,
@@ -260,6 +270,16 @@ pub fn push(
     );
     say(progress, &done);
     Ok(pushed)
+}
+
+/// The client of the destination, and the blobs its tag lists.
+fn connect(
+    opts: &PushOptions,
+    creds: Option<auth::Credentials>,
+) -> Result<(Client, tagged::Tagged), Error> {
+    let client = Client::connect(&opts.dest, opts.tls_verify, creds, opts.auth_files.clone())?;
+    let tagged = tagged::tagged_blobs(&client)?;
+    Ok((client, tagged))
 }
 
 /// A layer's short name in progress lines: `sha256:` and 12 hex digits.
