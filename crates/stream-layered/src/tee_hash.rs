@@ -4,7 +4,7 @@
 //!
 //! File data is read straight into one of a few fixed buffers, written to the output from there,
 //! and the buffer then goes to the hashing thread, which hands it back once hashed: no byte is
-//! copied for the hash, and memory holds [`BUFFERS`] buffers whatever the layer's size.
+//! copied for the hash, and memory holds `BUFFERS` buffers whatever the layer's size.
 //! Header blocks and padding are copied into the current buffer, so the hash sees the bytes in
 //! the order the output does.
 
