@@ -72,7 +72,7 @@ fn sample() -> Vec<u8> {
         .collect()
 }
 
-/// The compressor's fingerprint: the first 16 hex digits of the sha256 of [`sample`] compressed
+/// The compressor's fingerprint: the first 16 hex digits of the sha256 of `sample` compressed
 /// with `comp`.
 pub fn fingerprint(comp: LayerCompression) -> io::Result<String> {
     if comp.kind == Compression::None {

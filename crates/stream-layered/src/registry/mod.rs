@@ -7,7 +7,7 @@
 //! - looks its blob's digest up in the local [`cache`] (or, uncompressed, takes the diff_id) and
 //!   asks the registry for it (`HEAD`): a blob the registry has is skipped, unread;
 //! - otherwise uploads it streamed (`POST`, one chunked `PATCH`, `PUT ?digest=`), compressed on
-//!   the fly with the digests computed on the way ([`upload`]), and records it in the cache.
+//!   the fly with the digests computed on the way (`upload`), and records it in the cache.
 //!
 //! Then the config blob, then the manifest under the tag: the registry checks that every blob
 //! the manifest names is there, and the tag is the last thing written, so a push that fails
