@@ -435,20 +435,30 @@ fn order_layers<'s>(g: &Graph<'_, 's>, split: &Split) -> Result<Vec<Layer<'s>>, 
         .map(|v| path_key(g.path(v)))
         .collect();
     let keys = keys.into_iter().collect::<Result<Vec<_>, Error>>()?;
-    let mut seen = vec![0u32; g.len()];
-    let mut reached = Vec::new();
-    let mut layers = Vec::new();
-    for (mark, id) in (1..).zip(set_order(g, split)) {
-        let mut paths = std::mem::take(&mut groups[id as usize]);
-        // Keys are distinct (distinct paths), so an unstable sort gives the one order.
-        paths.par_sort_unstable_by_key(|&v| keys[v as usize]);
-        closure(&paths, &g.deps, &mut seen, mark, &mut reached);
-        let closure_size = sum_of(g, &reached)?;
-        layers.push(Layer {
-            paths,
-            closure_size,
-        });
-    }
+    let groups: Vec<Vec<u32>> = set_order(g, split)
+        .into_iter()
+        .map(|id| std::mem::take(&mut groups[id as usize]))
+        .collect();
+    // The layers are independent (in a chain, each closure is most of the graph): one per
+    // task, each thread with its own marks; errors checked in order, as above.
+    let layers: Vec<Result<Layer<'s>, Error>> = groups
+        .into_par_iter()
+        .map_init(
+            || (vec![false; g.len()], Vec::new()),
+            |(seen, reached), mut paths| {
+                // Keys are distinct (distinct paths), so an unstable sort gives the one order.
+                paths.par_sort_unstable_by_key(|&v| keys[v as usize]);
+                closure(&paths, &g.deps, seen, reached);
+                let closure_size = sum_of(g, reached);
+                reached.iter().for_each(|&v| seen[v as usize] = false);
+                Ok(Layer {
+                    paths,
+                    closure_size: closure_size?,
+                })
+            },
+        )
+        .collect();
+    let mut layers = layers.into_iter().collect::<Result<Vec<_>, Error>>()?;
     layers.sort_by(|a, b| {
         a.closure_size
             .py_cmp(&b.closure_size)
@@ -478,12 +488,11 @@ fn set_order(g: &Graph<'_, '_>, split: &Split) -> Vec<u32> {
     set.iter().collect()
 }
 
-/// `start` and every vertex it reaches.
-fn closure(start: &[u32], adj: &Csr, seen: &mut [u32], mark: u32, out: &mut Vec<u32>) {
+/// `start` and every vertex it reaches, marked in `seen` (the caller clears the marks).
+fn closure(start: &[u32], adj: &Csr, seen: &mut [bool], out: &mut Vec<u32>) {
     out.clear();
     for &s in start {
-        if seen[s as usize] != mark {
-            seen[s as usize] = mark;
+        if !std::mem::replace(&mut seen[s as usize], true) {
             out.push(s);
         }
     }
@@ -491,8 +500,7 @@ fn closure(start: &[u32], adj: &Csr, seen: &mut [u32], mark: u32, out: &mut Vec<
     while let Some(&v) = out.get(next) {
         next += 1;
         for &c in adj.row(v) {
-            if seen[c as usize] != mark {
-                seen[c as usize] = mark;
+            if !std::mem::replace(&mut seen[c as usize], true) {
                 out.push(c);
             }
         }

@@ -147,7 +147,45 @@ pub fn auto_layer(graph_list: &[u8], ignore: &[u8], limit: i64) -> Result<Vec<u8
     let text = String::from_utf8_lossy(ignore);
     let ignore = ignore_set(&text);
     let layers = autolayer::auto_layer(&nodes, &ignore, limit)?;
-    dumps_layers(&layers, pyjson::COMPACT)
+    dumps_compact(&layers)
+}
+
+/// [`dumps_layers`] in [`pyjson::COMPACT`] style, written straight into one buffer: a path of
+/// printable ASCII without `"` or `\\` (every store path Nix makes) is its own JSON text, so
+/// only other strings go through the escaping serializer.
+fn dumps_compact(layers: &[Vec<&str>]) -> Result<Vec<u8>, Error> {
+    let chars: usize = layers.iter().flatten().map(|p| p.len() + 4).sum();
+    let mut out = Vec::with_capacity(chars + 4 * layers.len() + 4);
+    out.push(b'[');
+    for (i, layer) in layers.iter().enumerate() {
+        if i > 0 {
+            out.extend_from_slice(b", ");
+        }
+        out.push(b'[');
+        for (j, path) in layer.iter().enumerate() {
+            if j > 0 {
+                out.extend_from_slice(b", ");
+            }
+            if is_plain(path) {
+                out.push(b'"');
+                out.extend_from_slice(path.as_bytes());
+                out.push(b'"');
+            } else {
+                pyjson::write(&mut out, path, pyjson::COMPACT).map_err(Error::Print)?;
+            }
+        }
+        out.push(b']');
+    }
+    out.extend_from_slice(b"]\n");
+    Ok(out)
+}
+
+/// Whether `s` is printable ASCII without `"` or `\`: JSON text as it is. Folded without an
+/// early exit, so that the compiler checks many bytes at a time.
+fn is_plain(s: &str) -> bool {
+    !s.bytes().fold(false, |odd, b| {
+        odd | !(b' '..=b'~').contains(&b) | (b == b'"') | (b == b'\\')
+    })
 }
 
 /// auto-layer.py's `{line.strip() for line in f}`: lines end at `\n`, `\r` or `\r\n` (Python's

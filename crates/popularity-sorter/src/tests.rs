@@ -386,3 +386,33 @@ fn paths_no_root_reaches_come_in_cpython_set_order() -> Result<(), Error> {
     assert_eq!(text(pipeline(input.as_bytes())?), one_per_layer(&names));
     Ok(())
 }
+
+#[test]
+fn the_compact_printer_writes_what_json_dumps_writes() -> Result<(), Error> {
+    let odd = [
+        "/nix/store/a-x",
+        "q\"uote",
+        "back\\slash",
+        "\u{7f}del",
+        "tab\t",
+        "é",
+        "😀",
+        "",
+    ];
+    for layers in [
+        vec![],
+        vec![vec![]],
+        vec![odd.to_vec()],
+        vec![vec!["/nix/store/a-x"], odd[1..4].to_vec(), vec!["~ !"]],
+    ] {
+        assert_eq!(
+            dumps_compact(&layers)?,
+            dumps_layers(&layers, pyjson::COMPACT)?
+        );
+    }
+    assert_eq!(
+        text(dumps_compact(&[vec!["a", "b"], vec!["c\u{1}"]])?),
+        "[[\"a\", \"b\"], [\"c\\u0001\"]]\n"
+    );
+    Ok(())
+}
