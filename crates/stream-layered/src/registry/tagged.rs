@@ -7,6 +7,8 @@
 //! a hundred blobs.
 //! A missing tag, a refusal, an index or any other kind of manifest, or a body that does not
 //! parse gives an empty list, and every blob is asked for as before.
+//!
+//! tidy: lookup only (the map answers "does the tag list this blob?", it is never iterated).
 
 use std::collections::HashMap;
 
