@@ -26,7 +26,7 @@ pub mod reference;
 pub mod tagged;
 mod upload;
 
-use std::io::Write;
+use std::io::{self, Write};
 use std::path::PathBuf;
 use std::sync::{Mutex, PoisonError};
 
@@ -34,7 +34,7 @@ use dockertools_common::compress::Compression;
 use dockertools_common::hash::{sha256_hex, HashingWriter};
 use rayon::prelude::*;
 
-use crate::oci::{LayerCompression, Plan, Source};
+use crate::oci::{self, LayerCompression, Plan, Source};
 use crate::prepare::Prepared;
 use crate::{layer, Error};
 use auth::AuthFileError;
@@ -202,17 +202,7 @@ pub fn push(
     });
     let (client, tagged) = connected?;
     let plan = Plan::new(prep, opts.comp);
-    let cache = match opened {
-        Ok(Ok(c)) => c,
-        failed => {
-            let why = match failed {
-                Ok(Err(e)) => e.to_string(),
-                _ => "its reader panicked".into(),
-            };
-            say(progress, &format!("warning: blob cache not used: {why}"));
-            cache::BlobCache::open(None, opts.comp).map_err(Error::Write)?
-        }
-    };
+    let cache = usable_cache(opened, opts, progress)?;
     // A diff_id only serves to look its blob up: uncompressed, the blob is the diff_id; else
     // in the cache. A cache with nothing for this compression cannot know any blob, so every
     // store layer is uploaded, and hashing it ahead would read it twice for nothing.
@@ -236,26 +226,9 @@ pub fn push(
             .unwrap_or_else(PoisonError::into_inner),
     );
     // What the uploads learnt is kept even when a later step fails.
-    if let Err(e) = cache.save() {
-        let file = cache
-            .file()
-            .map(|f| f.display().to_string())
-            .unwrap_or_default();
-        say(
-            progress,
-            &format!("warning: blob cache {file} not written: {e}"),
-        );
-    }
+    save_cache(&cache, progress);
     let mut pushed = Pushed::default();
-    let mut blobs = Vec::with_capacity(ids.len());
-    for result in results {
-        let (blob, uploaded) = result?;
-        match uploaded {
-            true => pushed.uploaded += 1,
-            false => pushed.skipped += 1,
-        }
-        blobs.push(blob);
-    }
+    let blobs = tally(results, &mut pushed)?;
     let docs = plan.documents(&blobs)?;
     let config_digest = sha256_hex(&docs.config);
     upload::push_bytes(&client, &tagged, &config_digest, &docs.config)?;
@@ -270,6 +243,51 @@ pub fn push(
     );
     say(progress, &done);
     Ok(pushed)
+}
+
+/// The opened blob cache, or (with a warning) an empty one that is never written when the
+/// cache could not be opened.
+fn usable_cache(
+    opened: std::thread::Result<io::Result<cache::BlobCache>>,
+    opts: &PushOptions,
+    progress: &mut (dyn Write + Send),
+) -> Result<cache::BlobCache, Error> {
+    let why = match opened {
+        Ok(Ok(c)) => return Ok(c),
+        Ok(Err(e)) => e.to_string(),
+        Err(_) => "its reader panicked".into(),
+    };
+    say(progress, &format!("warning: blob cache not used: {why}"));
+    cache::BlobCache::open(None, opts.comp).map_err(Error::Write)
+}
+
+/// Writes the cache back; a failure only costs future uploads, so it is a warning.
+fn save_cache(cache: &cache::BlobCache, progress: &mut (dyn Write + Send)) {
+    if let Err(e) = cache.save() {
+        let file = cache
+            .file()
+            .map(|f| f.display().to_string())
+            .unwrap_or_default();
+        say(
+            progress,
+            &format!("warning: blob cache {file} not written: {e}"),
+        );
+    }
+}
+
+/// The layers' blobs in order, counting the uploaded and skipped ones; the first failed layer
+/// is the error.
+fn tally(results: Vec<upload::LayerResult>, pushed: &mut Pushed) -> Result<Vec<oci::Blob>, Error> {
+    let mut blobs = Vec::with_capacity(results.len());
+    for result in results {
+        let (blob, uploaded) = result?;
+        match uploaded {
+            true => pushed.uploaded += 1,
+            false => pushed.skipped += 1,
+        }
+        blobs.push(blob);
+    }
+    Ok(blobs)
 }
 
 /// The client of the destination, and the blobs its tag lists.

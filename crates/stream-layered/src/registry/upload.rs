@@ -17,7 +17,7 @@ use crate::oci::{Blob, BlobError, Plan};
 use crate::{Changed, Error};
 
 /// A layer's blob and whether it was uploaded (not skipped).
-type LayerResult = Result<(Blob, bool), Error>;
+pub type LayerResult = Result<(Blob, bool), Error>;
 
 const MANIFEST_TYPE: &str = "application/vnd.oci.image.manifest.v1+json";
 
