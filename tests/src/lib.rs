@@ -296,3 +296,13 @@ pub fn assert_rootfs_matches(store: &Path, conf: &Path, rootfs: &Path, cwd: &Pat
         "the unpacked rootfs matches the store",
     );
 }
+
+/// Writes `conf` with the keys of `extra` (an object) merged over its own to `path`, and
+/// returns the path: the conf a test case varies from a fixture's base.
+pub fn write_conf(path: PathBuf, mut conf: serde_json::Value, extra: serde_json::Value) -> PathBuf {
+    if let (serde_json::Value::Object(c), serde_json::Value::Object(e)) = (&mut conf, extra) {
+        c.extend(e);
+    }
+    std::fs::write(&path, conf.to_string()).expect("write conf");
+    path
+}

@@ -11,7 +11,7 @@ use std::os::unix::fs::symlink;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
-use pipeline_tests::{tool, TempDir};
+use pipeline_tests::{tool, write_conf, TempDir};
 use serde_json::{json, Value};
 
 /// A store of three paths (files, a folder, a symlink, an empty file), a customisation layer,
@@ -70,7 +70,7 @@ impl Store {
 
     /// Writes a conf (with `extra` keys merged in) and returns its path.
     fn conf(&self, name: &str, extra: Value) -> PathBuf {
-        let mut conf = json!({
+        let conf = json!({
             "architecture": "amd64", "config": {"Cmd": ["/bin/one"]}, "os": "linux",
             "store_dir": self.dir.display().to_string(), "from_image": null,
             "store_layers": self.layers(),
@@ -78,12 +78,7 @@ impl Store {
             "created": "1970-01-01T00:00:01+00:00", "mtime": "1980-01-01T00:00:00+00:00",
             "uid": "1000", "gid": "100", "uname": "alice", "gname": "users"
         });
-        if let (Value::Object(c), Value::Object(e)) = (&mut conf, extra) {
-            c.extend(e);
-        }
-        let path = self.tmp.join(name);
-        fs::write(&path, conf.to_string()).unwrap();
-        path
+        write_conf(self.tmp.join(name), conf, extra)
     }
 
     /// `--layer-info N` of `conf`, as printed.

@@ -12,7 +12,7 @@ use std::os::unix::fs::{symlink, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
-use pipeline_tests::{require, require_root, root, tool, TempDir};
+use pipeline_tests::{require, require_root, root, tool, write_conf, TempDir};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
@@ -55,19 +55,14 @@ impl Fixture {
 
     /// Writes a conf with these store layers (and `extra` keys merged in), returns its path.
     fn conf(&self, name: &str, layers: Value, extra: Value) -> PathBuf {
-        let mut conf = json!({
+        let conf = json!({
             "architecture": "amd64", "config": {"Env": ["PATH=/bin"]}, "os": "linux",
             "store_dir": self.s(), "from_image": null, "store_layers": layers,
             "customisation_layer": format!("{}/custom", self.s()), "repo_tag": "t:1",
             "created": "1970-01-01T00:00:01+00:00", "mtime": "1970-01-01T00:00:01+00:00",
             "uid": "0", "gid": "0", "uname": "root", "gname": "root"
         });
-        if let (Value::Object(c), Value::Object(e)) = (&mut conf, extra) {
-            c.extend(e);
-        }
-        let path = self.tmp.join(name);
-        fs::write(&path, conf.to_string()).unwrap();
-        path
+        write_conf(self.tmp.join(name), conf, extra)
     }
 }
 
