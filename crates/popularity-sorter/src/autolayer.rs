@@ -23,14 +23,17 @@ use std::cmp::Ordering;
 use rayon::prelude::*;
 
 use crate::graph::{Csr, FastMap, FastSet, Node, PathArena};
+use crate::listed::Listed;
 use crate::pyset::{frozenset_hash, str_hash, PySet};
-use crate::size::{order_by_size, Size, Total};
+use crate::size::{order_by, Size, Total};
 use crate::Error;
 
 /// One vertex per distinct path (a repeated path is its last node, as auto-layer.py's dict
 /// by path keeps it), with its dependencies and users.
-struct Graph<'n, 'a> {
-    nodes: &'n [Node<'a>],
+struct Graph<'s> {
+    /// Each node's path and size, in list order.
+    paths: Vec<&'s str>,
+    sizes: Vec<Size<'s>>,
     /// The node of each vertex.
     live: Vec<u32>,
     deps: Csr,
@@ -42,13 +45,50 @@ struct Graph<'n, 'a> {
     ints: Option<Vec<i128>>,
 }
 
-impl<'n, 'a> Graph<'n, 'a> {
-    fn path(&self, v: u32) -> &'n str {
-        self.nodes[self.live[v as usize] as usize].path.as_ref()
+impl<'s> Graph<'s> {
+    /// The graph of the nodes with these paths and sizes, given the node of each vertex, the
+    /// vertices' dependencies, and each node's vertex.
+    fn new(
+        paths: Vec<&'s str>,
+        sizes: Vec<Size<'s>>,
+        live: Vec<u32>,
+        deps: Csr,
+        vertex: &[u32],
+    ) -> Self {
+        let dict_order = if live.len() == paths.len() {
+            vertex.to_vec()
+        } else {
+            let mut seen = vec![false; live.len()];
+            vertex
+                .iter()
+                .copied()
+                .filter(|&v| !std::mem::replace(&mut seen[v as usize], true))
+                .collect()
+        };
+        let ints = live
+            .iter()
+            .map(|&i| match sizes[i as usize] {
+                Size::Int(x) => Some(x),
+                _ => None,
+            })
+            .collect();
+        Graph {
+            paths,
+            sizes,
+            users: deps.transpose(),
+            deps,
+            live,
+            dict_order,
+            ints,
+        }
     }
 
-    fn size(&self, v: u32) -> &'n Size<'a> {
-        &self.nodes[self.live[v as usize] as usize].nar_size
+    fn path(&self, v: u32) -> &'s str {
+        self.paths[self.live[v as usize] as usize]
+    }
+
+    fn size(&self, v: u32) -> &Size<'s> {
+        &self.sizes[self.live[v as usize] as usize]
     }
 
     fn len(&self) -> usize {
@@ -254,13 +294,7 @@ impl Split {
     /// Makes `p` a primary path; false (and the split unchanged) when that gives more than
     /// `limit` layers. Every dependency in one layer moves to one layer, so the new layer
     /// count is known from the counts per layer before any vertex moves.
-    fn try_primary(
-        &mut self,
-        p: u32,
-        g: &Graph<'_, '_>,
-        buf: &mut [Vec<u32>; 2],
-        limit: i64,
-    ) -> bool {
+    fn try_primary(&mut self, p: u32, g: &Graph<'_>, buf: &mut [Vec<u32>; 2], limit: i64) -> bool {
         self.step += 1;
         let [deps, users] = buf;
         reach(p, &g.deps, &mut self.in_deps, self.step, deps);
@@ -303,8 +337,9 @@ impl Split {
     }
 }
 
-/// The graph of the distinct paths; a reference to a path that is not a node is an error.
-fn build_graph<'n, 'a>(nodes: &'n [Node<'a>]) -> Result<(Graph<'n, 'a>, Vec<u32>), Error> {
+/// The graph of the distinct paths of `nodes`, and each node's vertex; a reference to a path
+/// that is not a node is an error.
+fn graph_of_nodes<'s>(nodes: &'s [Node<'_>]) -> Result<(Graph<'s>, Vec<u32>), Error> {
     let arena = PathArena::new(nodes);
     let index = arena.index();
     let deps = crate::graph::adjacency(nodes, &index)?;
@@ -317,50 +352,72 @@ fn build_graph<'n, 'a>(nodes: &'n [Node<'a>]) -> Result<(Graph<'n, 'a>, Vec<u32>
             .map(|n| index.map.get(n.path.as_ref()).copied().unwrap_or(0))
             .collect()
     };
-    let dict_order = if index.live.len() == nodes.len() {
-        vertex.clone()
-    } else {
-        let mut seen = vec![false; index.live.len()];
-        vertex
-            .iter()
-            .copied()
-            .filter(|&v| !std::mem::replace(&mut seen[v as usize], true))
-            .collect()
-    };
-    let ints = index
-        .live
-        .iter()
-        .map(|&i| match nodes[i as usize].nar_size {
-            Size::Int(x) => Some(x),
-            _ => None,
-        })
+    let paths = nodes.iter().map(|n| n.path.as_ref()).collect();
+    let sizes = nodes.iter().map(|n| n.nar_size.clone()).collect();
+    Ok((Graph::new(paths, sizes, index.live, deps, &vertex), vertex))
+}
+
+/// [`graph_of_nodes`] of a list read as numbers: the same graph (vertices numbered in the
+/// order of their nodes, the same error for a missing reference).
+fn graph_of_listed(l: &Listed) -> Result<(Graph<'_>, Vec<u32>), Error> {
+    let mut last = vec![u32::MAX; l.strings.len()];
+    for (k, &p) in l.paths.iter().enumerate() {
+        last[p as usize] = k as u32;
+    }
+    let live: Vec<u32> = (0..l.len() as u32)
+        .filter(|&k| last[l.paths[k as usize] as usize] == k)
         .collect();
-    let graph = Graph {
-        nodes,
-        users: deps.transpose(),
-        deps,
-        live: index.live,
-        dict_order,
-        ints,
-    };
-    Ok((graph, vertex))
+    // Each string's vertex: `u32::MAX` for a path that is only referenced.
+    let mut vertex_of = vec![u32::MAX; l.strings.len()];
+    for (v, &k) in live.iter().enumerate() {
+        vertex_of[l.paths[k as usize] as usize] = v as u32;
+    }
+    let deps = Csr::from_rows_par(live.len(), |v, out| {
+        let k = live[v] as usize;
+        let from = out.len();
+        for &r in l.refs(k) {
+            match vertex_of[r as usize] {
+                u32::MAX => {
+                    return Err(Error::MissingRef {
+                        node: l.path(k).to_string(),
+                        reference: l.strings.get(r).to_string(),
+                    })
+                }
+                w => out.push(w),
+            }
+        }
+        crate::graph::dedup_tail(out, from);
+        let mut kept = from;
+        for i in from..out.len() {
+            if out[i] as usize != v {
+                out[kept] = out[i];
+                kept += 1;
+            }
+        }
+        out.truncate(kept);
+        Ok(())
+    })?;
+    let vertex: Vec<u32> = l.paths.iter().map(|&p| vertex_of[p as usize]).collect();
+    let paths = (0..l.len()).map(|k| l.path(k)).collect();
+    let sizes = l.sizes.iter().map(|&s| Size::Int(i128::from(s))).collect();
+    Ok((Graph::new(paths, sizes, live, deps, &vertex), vertex))
 }
 
 /// A string size, which auto-layer.py cannot add up (`TypeError`), refused before the work.
-fn only_numbers(nodes: &[Node<'_>]) -> Result<(), Error> {
-    match nodes.iter().find(|n| !n.nar_size.is_number()) {
-        Some(n) => Err(Error::Input(format!(
+fn only_numbers(g: &Graph<'_>) -> Result<(), Error> {
+    match g.sizes.iter().position(|s| !s.is_number()) {
+        Some(k) => Err(Error::Input(format!(
             "node {}: narSize is a string, which auto-layer.py cannot add up",
-            n.path
+            g.paths[k]
         ))),
         None => Ok(()),
     }
 }
 
 /// The layer of every vertex once the split has stopped.
-fn layer_split(g: &Graph<'_, '_>, vertex: &[u32], limit: i64) -> Result<Split, Error> {
+fn layer_split(g: &Graph<'_>, vertex: &[u32], limit: i64) -> Result<Split, Error> {
     // Candidates: stable sort by narSize over the input list, taken from the end.
-    let by_size = order_by_size(g.nodes)?;
+    let by_size = order_by(g.paths.len(), |k| &g.sizes[k], |k| g.paths[k])?;
     let mut split = Split::new(g.len());
     let mut buf = [Vec::new(), Vec::new()];
     for &cand in by_size.iter().rev() {
@@ -377,11 +434,31 @@ pub fn auto_layer<'n>(
     ignore: &FastSet<&str>,
     limit: i64,
 ) -> Result<Vec<Vec<&'n str>>, Error> {
-    let (g, vertex) = build_graph(nodes)?;
-    only_numbers(nodes)?;
-    let split = layer_split(&g, &vertex, limit)?;
-    let layers = order_layers(&g, &split)?;
-    check_total(&g, &layers)?;
+    let (g, vertex) = graph_of_nodes(nodes)?;
+    layers_of(&g, &vertex, ignore, limit)
+}
+
+/// [`auto_layer`] of a list read as numbers.
+pub fn auto_layer_listed<'l>(
+    listed: &'l Listed,
+    ignore: &FastSet<&str>,
+    limit: i64,
+) -> Result<Vec<Vec<&'l str>>, Error> {
+    let (g, vertex) = graph_of_listed(listed)?;
+    layers_of(&g, &vertex, ignore, limit)
+}
+
+/// The layers of the graph: each layer's paths (ignored ones removed, empty layers dropped).
+fn layers_of<'s>(
+    g: &Graph<'s>,
+    vertex: &[u32],
+    ignore: &FastSet<&str>,
+    limit: i64,
+) -> Result<Vec<Vec<&'s str>>, Error> {
+    only_numbers(g)?;
+    let split = layer_split(g, vertex, limit)?;
+    let layers = order_layers(g, &split)?;
+    check_total(g, &layers)?;
     Ok(layers
         .iter()
         .filter_map(|layer| {
@@ -423,7 +500,7 @@ fn path_key(path: &str) -> Result<(u64, &str, &str), Error> {
 
 /// The layers, ordered by closure size; ties in the order of CPython's
 /// `set(layer_split.values())` (see [`set_order`]), since the sort is stable.
-fn order_layers<'s>(g: &Graph<'_, 's>, split: &Split) -> Result<Vec<Layer<'s>>, Error> {
+fn order_layers<'s>(g: &Graph<'s>, split: &Split) -> Result<Vec<Layer<'s>>, Error> {
     let mut groups: Vec<Vec<u32>> = vec![Vec::new(); split.layers.sets.len()];
     for v in 0..g.len() as u32 {
         groups[split.layer[v as usize] as usize].push(v);
@@ -470,7 +547,7 @@ fn order_layers<'s>(g: &Graph<'_, 's>, split: &Split) -> Result<Vec<Layer<'s>>, 
 /// The layer ids in the iteration order of auto-layer.py's `set(layer_split.values())` under
 /// `PYTHONHASHSEED=0`: the frozensets of primary paths, added in the order of the dict (the
 /// paths' first appearance in the input).
-fn set_order(g: &Graph<'_, '_>, split: &Split) -> Vec<u32> {
+fn set_order(g: &Graph<'_>, split: &Split) -> Vec<u32> {
     let mut hash_of: Vec<Option<i64>> = vec![None; split.layers.sets.len()];
     let mut path_hash: FastMap<u32, i64> = FastMap::default();
     let mut set = PySet::default();
@@ -508,7 +585,7 @@ fn closure(start: &[u32], adj: &Csr, seen: &mut [bool], out: &mut Vec<u32>) {
 }
 
 /// The sum of the sizes of `vertices`, as auto-layer.py adds them.
-fn sum_of<'s>(g: &Graph<'_, 's>, vertices: &[u32]) -> Result<Size<'s>, Error> {
+fn sum_of<'s>(g: &Graph<'s>, vertices: &[u32]) -> Result<Size<'s>, Error> {
     if let Some(ints) = &g.ints {
         let sum = vertices
             .iter()
@@ -561,8 +638,8 @@ fn too_large(path: &str) -> Error {
 /// integers they do unless a repeated path's earlier nodes, which its dict by path drops, do
 /// not add up to 0; with floats rounding can break it, which is why it is redone here in
 /// Python's order of additions (in a layer, the order of its sorted paths).
-fn check_total(g: &Graph<'_, '_>, layers: &[Layer<'_>]) -> Result<(), Error> {
-    let listed = sum_sizes(g.nodes.iter().map(|n| (&n.nar_size, n.path.as_ref())))?;
+fn check_total(g: &Graph<'_>, layers: &[Layer<'_>]) -> Result<(), Error> {
+    let listed = sum_sizes(g.sizes.iter().zip(g.paths.iter().copied()))?;
     let mut layered = Total::default();
     for layer in layers {
         if !layered.add(&sum_of(g, &layer.paths)?) {

@@ -15,6 +15,7 @@
 use std::borrow::Cow;
 
 use crate::graph::{Node, Object};
+use crate::listed::Listed;
 use crate::size::Size;
 
 /// Deeper nesting than this (in skipped fields) is left to serde_json, whose limit is 128.
@@ -77,6 +78,18 @@ impl<'a> Scan<'a> {
 
     /// A string without escapes or control characters, borrowed.
     fn plain_string(&mut self) -> Option<&'a str> {
+        let (start, end) = self.plain_span()?;
+        self.text.get(start..end)
+    }
+
+    /// The bytes of a string without escapes or control characters.
+    fn plain_bytes(&mut self) -> Option<&'a [u8]> {
+        let (start, end) = self.plain_span()?;
+        self.b.get(start..end)
+    }
+
+    /// Where the contents of a string without escapes or control characters start and end.
+    fn plain_span(&mut self) -> Option<(usize, usize)> {
         if !self.eat(b'"') {
             return None;
         }
@@ -89,9 +102,8 @@ impl<'a> Scan<'a> {
                 _ => self.i += 1,
             }
         }
-        let s = self.text.get(start..self.i)?;
         self.i += 1;
-        Some(s)
+        Some((start, self.i - 1))
     }
 
     /// Skips any string (escapes checked as JSON defines them).
@@ -167,6 +179,21 @@ impl<'a> Scan<'a> {
 
     /// A plain integer that fits in i64 (no fraction or exponent, no leading zero).
     fn plain_int(&mut self) -> Option<i64> {
+        let (start, end) = self.plain_int_span()?;
+        self.text.get(start..end)?.parse().ok()
+    }
+
+    /// [`Scan::plain_int`] of bytes alone.
+    fn plain_int_bytes(&mut self) -> Option<i64> {
+        let (start, end) = self.plain_int_span()?;
+        std::str::from_utf8(self.b.get(start..end)?)
+            .ok()?
+            .parse()
+            .ok()
+    }
+
+    /// Where a plain integer starts and ends (its value is checked by the caller's parse).
+    fn plain_int_span(&mut self) -> Option<(usize, usize)> {
         self.ws();
         let start = self.i;
         if self.b.get(self.i) == Some(&b'-') {
@@ -180,7 +207,7 @@ impl<'a> Scan<'a> {
         if let Some(b'.' | b'e' | b'E') = self.b.get(self.i) {
             return None;
         }
-        self.text.get(start..self.i)?.parse().ok()
+        Some((start, self.i))
     }
 
     fn skip_literal(&mut self, word: &[u8]) -> Option<()> {
@@ -302,6 +329,125 @@ impl<'a> Scan<'a> {
             references: references?,
             nar_size,
         })
+    }
+}
+
+/// What follows a node read by [`listed_node`] (positions in the bytes given).
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum After {
+    /// A comma: the next node's `{` is at this position.
+    More(usize),
+    /// The list's `]`: the position after it.
+    End(usize),
+}
+
+impl<'a> Scan<'a> {
+    /// A scanner of bytes alone (UTF-8 checked by the caller): the methods that hand out
+    /// `&str` borrowed from `text` give up on it.
+    fn bytes(b: &'a [u8], i: usize) -> Self {
+        Scan { text: "", b, i }
+    }
+}
+
+/// The list's start in `b`: `[` after optional whitespace, and what follows it (`More` at the
+/// first node, or `End` for an empty list). `Err` with the position where it gave up when `b`
+/// does not start so or is cut short.
+pub(crate) fn list_start(b: &[u8]) -> Result<After, usize> {
+    let mut s = Scan::bytes(b, 0);
+    if !s.eat(b'[') {
+        return Err(s.i);
+    }
+    if s.eat(b']') {
+        return Ok(After::End(s.i));
+    }
+    match s.peek() {
+        Some(b'{') => Ok(After::More(s.i)),
+        _ => Err(s.i),
+    }
+}
+
+/// Reads the node at `pos` of `b` into `out`, with the separator after it: where its
+/// references and path lie in `b` (see [`Listed::push_node`]), its `narSize` a plain integer. `Err` with the position where it gave
+/// up when it is not in the plain shape, or when `b` ends before the byte after the separator
+/// (a number cut short would read as another number, so a node counts only when what follows
+/// it is seen). On `Err`, `out` may hold part of the node's references (the caller drops
+/// them).
+pub(crate) fn listed_node(b: &[u8], pos: usize, out: &mut Listed) -> Result<After, usize> {
+    let mut s = Scan::bytes(b, pos);
+    let Some(size) = s.node_into(out) else {
+        return Err(s.i);
+    };
+    if s.eat(b']') {
+        out.push_node(size);
+        return Ok(After::End(s.i));
+    }
+    if !s.eat(b',') || s.peek() != Some(b'{') {
+        return Err(s.i);
+    }
+    out.push_node(size);
+    Ok(After::More(s.i))
+}
+
+/// Whether `b` from `pos` on is whitespace only.
+pub(crate) fn only_space(b: &[u8], pos: usize) -> bool {
+    Scan::bytes(b, pos).at_end()
+}
+
+impl<'a> Scan<'a> {
+    /// Where a node's references lie, appended to `out`.
+    fn references_into(&mut self, out: &mut Listed) -> Option<()> {
+        if !self.eat(b'[') {
+            return None;
+        }
+        if self.eat(b']') {
+            return Some(());
+        }
+        loop {
+            out.push_span(self.plain_span()?);
+            if self.eat(b']') {
+                return Some(());
+            }
+            if !self.eat(b',') {
+                return None;
+            }
+        }
+    }
+
+    /// [`Scan::node`] with `need_size`, where its references and then its path lie appended
+    /// to `out`: the size.
+    fn node_into(&mut self, out: &mut Listed) -> Option<i64> {
+        if !self.eat(b'{') || self.eat(b'}') {
+            return None;
+        }
+        let (mut path, mut references, mut nar_size) = (None, false, None);
+        loop {
+            let key = self.plain_bytes()?;
+            if !self.eat(b':') {
+                return None;
+            }
+            match key {
+                b"path" if path.is_none() => path = Some(self.plain_span()?),
+                b"references" if !references => {
+                    self.references_into(out)?;
+                    references = true;
+                }
+                b"narSize" if nar_size.is_none() => nar_size = Some(self.plain_int_bytes()?),
+                b"path" | b"references" | b"narSize" => return None,
+                _ => self.skip_value(1)?,
+            }
+            if self.eat(b'}') {
+                break;
+            }
+            if !self.eat(b',') {
+                return None;
+            }
+        }
+        if !references {
+            return None;
+        }
+        // The path after the references (they may come first or last in the object).
+        out.push_span(path?);
+        nar_size
     }
 }
 
@@ -429,7 +575,7 @@ fn part_starts(b: &[u8], from: usize) -> Vec<usize> {
 }
 
 /// The first `{` at or after `at` that follows `}` and `,` with only whitespace between.
-fn node_start_after(b: &[u8], at: usize) -> Option<usize> {
+pub(crate) fn node_start_after(b: &[u8], at: usize) -> Option<usize> {
     let is_ws = |c: &u8| matches!(c, b' ' | b'\n' | b'\r' | b'\t');
     let mut i = at;
     loop {

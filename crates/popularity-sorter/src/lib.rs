@@ -15,6 +15,8 @@
 pub mod autolayer;
 mod fastjson;
 pub mod graph;
+mod intern;
+pub mod listed;
 pub mod pipeline;
 pub mod popularity;
 pub mod pyset;
@@ -141,6 +143,30 @@ fn dumps_layers<S: AsRef<str> + serde::Serialize>(
 
 /// `auto-layer.py GRAPH_LIST IGNORE_FILE LAYER_LIMIT`: the layers as one line of JSON.
 pub fn auto_layer(graph_list: &[u8], ignore: &[u8], limit: i64) -> Result<Vec<u8>, Error> {
+    // Bytes in memory cannot fail to be read.
+    match listed::read(graph_list, graph_list.len() as u64)
+        .ok()
+        .flatten()
+    {
+        Some(listed) => auto_layer_listed(&listed, ignore, limit),
+        None => auto_layer_general(graph_list, ignore, limit),
+    }
+}
+
+/// [`auto_layer`] of a list already read by [`listed::read`].
+pub fn auto_layer_listed(
+    listed: &listed::Listed,
+    ignore: &[u8],
+    limit: i64,
+) -> Result<Vec<u8>, Error> {
+    let text = String::from_utf8_lossy(ignore);
+    let ignore = ignore_set(&text);
+    let layers = autolayer::auto_layer_listed(listed, &ignore, limit)?;
+    dumps_compact(&layers)
+}
+
+/// [`auto_layer`] of any JSON, with the errors of malformed input.
+fn auto_layer_general(graph_list: &[u8], ignore: &[u8], limit: i64) -> Result<Vec<u8>, Error> {
     let text =
         std::str::from_utf8(graph_list).map_err(|e| Error::Input(format!("not UTF-8: {e}")))?;
     let nodes = graph::parse_nodes(text, true)?;

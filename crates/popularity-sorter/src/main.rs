@@ -104,6 +104,25 @@ fn read_in_parts(path: &Path) -> io::Result<Option<Vec<u8>>> {
     Ok((complete.iter().all(|&c| c) && !grew).then_some(buf))
 }
 
+/// auto-layer's node list read straight from a regular file, a window at a time (see
+/// `popularity_sorter::listed`); `None` for stdin, other kinds of file, and input not in the
+/// plain shape Nix writes, which are read whole and parsed the general way.
+fn read_listed(path: &Path) -> Result<Option<popularity_sorter::listed::Listed>, MainError> {
+    if path == Path::new("-") {
+        return Ok(None);
+    }
+    let err = |source| MainError::Read {
+        path: path.to_path_buf(),
+        source,
+    };
+    let file = std::fs::File::open(path).map_err(err)?;
+    let meta = file.metadata().map_err(err)?;
+    if !meta.is_file() {
+        return Ok(None);
+    }
+    popularity_sorter::listed::read(&file, meta.len()).map_err(err)
+}
+
 /// Names the input file a library error came from.
 fn in_file(path: &Path) -> impl FnOnce(Error) -> MainError + '_ {
     move |source| MainError::Input {
@@ -126,10 +145,17 @@ fn run(args: Args) -> Result<(), MainError> {
             ignore_file,
             layer_limit,
         } => {
-            let bytes = read(&graph_list)?;
+            let listed = read_listed(&graph_list)?;
+            let bytes = match listed {
+                Some(_) => Vec::new(),
+                None => read(&graph_list)?,
+            };
             let ignore = read(&ignore_file)?;
-            popularity_sorter::auto_layer(&bytes, &ignore, layer_limit)
-                .map_err(in_file(&graph_list))?
+            match listed {
+                Some(l) => popularity_sorter::auto_layer_listed(&l, &ignore, layer_limit),
+                None => popularity_sorter::auto_layer(&bytes, &ignore, layer_limit),
+            }
+            .map_err(in_file(&graph_list))?
         }
         Cmd::Pipeline { file } => {
             popularity_sorter::pipeline(&read(&file)?).map_err(in_file(&file))?

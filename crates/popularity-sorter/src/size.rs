@@ -111,19 +111,32 @@ impl<'a> Size<'a> {
 /// among numbers is an error, as Python's sort compares the two kinds at some point (any
 /// comparison sort compares every pair of neighbours in its result).
 pub fn order_by_size(nodes: &[Node<'_>]) -> Result<Vec<u32>, Error> {
-    let text = nodes.iter().find(|n| !n.nar_size.is_number());
-    let number = nodes.iter().find(|n| n.nar_size.is_number());
-    if let (Some(t), Some(n)) = (text, number) {
+    order_by(
+        nodes.len(),
+        |k| &nodes[k].nar_size,
+        |k| nodes[k].path.as_ref(),
+    )
+}
+
+/// [`order_by_size`] of the `n` nodes whose sizes and paths are `size(k)` and `path(k)`.
+pub fn order_by<'x, 's: 'x>(
+    n: usize,
+    size: impl Fn(usize) -> &'x Size<'s>,
+    path: impl Fn(usize) -> &'x str,
+) -> Result<Vec<u32>, Error> {
+    let text = (0..n).find(|&k| !size(k).is_number());
+    let number = (0..n).find(|&k| size(k).is_number());
+    if let (Some(t), Some(k)) = (text, number) {
         return Err(Error::Input(format!(
             "narSize of {} is a string and that of {} a number: they cannot be compared",
-            t.path, n.path
+            path(t),
+            path(k)
         )));
     }
     // The usual case, plain integers, by key (stable, as the general case).
-    let ints: Option<Vec<i128>> = nodes
-        .iter()
-        .map(|n| match n.nar_size {
-            Size::Int(i) => Some(i),
+    let ints: Option<Vec<i128>> = (0..n)
+        .map(|k| match size(k) {
+            Size::Int(i) => Some(*i),
             _ => None,
         })
         .collect();
@@ -135,10 +148,11 @@ pub fn order_by_size(nodes: &[Node<'_>]) -> Result<Vec<u32>, Error> {
         return Ok(keyed.into_iter().map(|(_, i)| i).collect());
     }
     // Within one kind every pair compares.
-    let mut order: Vec<u32> = (0..nodes.len() as u32).collect();
+    let mut order: Vec<u32> = (0..n as u32).collect();
     order.sort_by(|&a, &b| {
-        let (a, b) = (&nodes[a as usize].nar_size, &nodes[b as usize].nar_size);
-        a.py_cmp(b).unwrap_or(Ordering::Equal)
+        size(a as usize)
+            .py_cmp(size(b as usize))
+            .unwrap_or(Ordering::Equal)
     });
     Ok(order)
 }

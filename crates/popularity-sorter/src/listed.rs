@@ -1,0 +1,351 @@
+//! auto-layer's reader of the node list: the file read a window at a time (no copy of the
+//! whole input, whose fresh pages were a sixth of auto-layer's time), each path and reference
+//! interned as it is read, so that the graph is numbers from the start.
+//!
+//! It reads only the plain shape of `fastjson` (and `narSize` a plain integer), split into
+//! parts on all cores as `fastjson` splits a list in memory: each part from a guessed node
+//! start, confirmed when the part before it ends exactly there. On anything else it gives up
+//! (`None`) and the caller reads the input the general way, which decides every error. Every
+//! byte it reads is checked to be UTF-8, as the general way checks the whole input.
+
+use std::io;
+
+use rayon::prelude::*;
+
+use crate::fastjson::{list_start, listed_node, node_start_after, only_space, After};
+use crate::intern::Interner;
+
+/// The node list as numbers.
+#[derive(Debug, Default)]
+pub struct Listed {
+    /// Every path and reference.
+    pub(crate) strings: Interner,
+    /// Per node, in list order: the number of its path, its `narSize`, and the end of its
+    /// references in `refs` (they start where the previous node's end).
+    pub(crate) paths: Vec<u32>,
+    pub(crate) sizes: Vec<i64>,
+    pub(crate) ref_ends: Vec<usize>,
+    pub(crate) refs: Vec<u32>,
+    /// Nodes read but not yet interned: where their references and paths lie in the window
+    /// (each node's references, then its path), and per node the number of references and
+    /// the size. Interned a window at a time, so that the lookups' cache misses overlap.
+    spans: Vec<(usize, usize)>,
+    pending: Vec<(usize, i64)>,
+    /// The numbers of `spans` (kept for its memory).
+    ids: Vec<u32>,
+    /// The spans before the node being read.
+    node_from: usize,
+}
+
+impl Listed {
+    fn with_capacity(nodes: usize) -> Self {
+        Listed {
+            strings: Interner::with_capacity(nodes),
+            paths: Vec::with_capacity(nodes),
+            sizes: Vec::with_capacity(nodes),
+            ref_ends: Vec::with_capacity(nodes),
+            refs: Vec::with_capacity(nodes * 4),
+            ..Listed::default()
+        }
+    }
+
+    /// Records where a reference or the path of the node being read lies.
+    pub(crate) fn push_span(&mut self, span: (usize, usize)) {
+        self.spans.push(span);
+    }
+
+    /// Records the node being read (its references, then its path, were just pushed).
+    pub(crate) fn push_node(&mut self, size: i64) {
+        let refs = self.spans.len() - self.node_from - 1;
+        self.pending.push((refs, size));
+        self.node_from = self.spans.len();
+    }
+
+    /// Forgets what was pushed of a node that was not finished.
+    fn drop_unfinished(&mut self) {
+        self.spans.truncate(self.node_from);
+    }
+
+    /// Interns the nodes read from `window`; `None` if a string is not UTF-8.
+    fn flush(&mut self, window: &[u8]) -> Option<()> {
+        self.strings
+            .intern_spans(window, &self.spans, &mut self.ids)?;
+        let mut ids = self.ids.iter().copied();
+        for &(refs, size) in &self.pending {
+            self.refs.extend(ids.by_ref().take(refs));
+            self.paths.push(ids.next()?);
+            self.sizes.push(size);
+            self.ref_ends.push(self.refs.len());
+        }
+        self.spans.clear();
+        self.pending.clear();
+        self.node_from = 0;
+        Some(())
+    }
+
+    /// The number of nodes.
+    pub fn len(&self) -> usize {
+        self.paths.len()
+    }
+
+    /// Whether the list is empty.
+    pub fn is_empty(&self) -> bool {
+        self.paths.is_empty()
+    }
+
+    /// The path of node `k`.
+    pub fn path(&self, k: usize) -> &str {
+        self.strings.get(self.paths[k])
+    }
+
+    /// The references of node `k`, as string numbers.
+    pub fn refs(&self, k: usize) -> &[u32] {
+        let start = k.checked_sub(1).map_or(0, |j| self.ref_ends[j]);
+        &self.refs[start..self.ref_ends[k]]
+    }
+
+    /// Appends `other`'s nodes, its strings renumbered.
+    fn append(&mut self, other: Listed) {
+        let number: Vec<u32> = (0..other.strings.len() as u32)
+            .map(|id| self.strings.intern(other.strings.get(id)))
+            .collect();
+        let base = self.refs.len();
+        let renumber = |id: &u32| number.get(*id as usize).copied().unwrap_or(0);
+        self.refs.extend(other.refs.iter().map(renumber));
+        self.paths.extend(other.paths.iter().map(renumber));
+        self.sizes.extend(other.sizes);
+        self.ref_ends
+            .extend(other.ref_ends.iter().map(|e| e + base));
+    }
+}
+
+/// Input read at an offset: a file, or bytes in memory.
+pub trait ReadAt: Sync {
+    /// Reads into `buf` from `offset`; 0 at the end.
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize>;
+}
+
+impl ReadAt for std::fs::File {
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+        std::os::unix::fs::FileExt::read_at(self, buf, offset)
+    }
+}
+
+impl ReadAt for [u8] {
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+        let from = usize::try_from(offset).map_or(self.len(), |o| o.min(self.len()));
+        let n = buf.len().min(self.len() - from);
+        buf[..n].copy_from_slice(&self[from..from + n]);
+        Ok(n)
+    }
+}
+
+/// The bytes read at a time: a part's window stays in the core's cache.
+const WINDOW: usize = 256 << 10;
+
+/// A failure this close to the end of what was read may be the input cut short by the
+/// window (the scanner looks at most 8 bytes ahead), so more is read and the node tried again.
+const NEAR_END: usize = 16;
+
+/// A window on the input: `buf[..len]` holds the bytes from `offset`, of which `buf[..valid]`
+/// is known to be UTF-8 (the rest is a character cut short).
+struct Window<'r, R: ?Sized> {
+    src: &'r R,
+    buf: Vec<u8>,
+    offset: u64,
+    len: usize,
+    valid: usize,
+    eof: bool,
+}
+
+impl<'r, R: ReadAt + ?Sized> Window<'r, R> {
+    fn new(src: &'r R, offset: u64) -> Self {
+        Window {
+            src,
+            buf: vec![0; WINDOW],
+            offset,
+            len: 0,
+            valid: 0,
+            eof: false,
+        }
+    }
+
+    /// The bytes known to be UTF-8.
+    fn bytes(&self) -> &[u8] {
+        &self.buf[..self.valid]
+    }
+
+    /// Drops the bytes before `pos` and fills the window (growing it when `pos` is 0 and it
+    /// is full). `Ok(false)` when nothing more could be read; bytes that are not UTF-8 end
+    /// the input there (the window holds no valid bytes, and is at its end).
+    fn advance(&mut self, pos: usize) -> io::Result<bool> {
+        if self.eof {
+            return Ok(false);
+        }
+        self.buf.copy_within(pos..self.len, 0);
+        self.offset += pos as u64;
+        self.len -= pos;
+        if self.len == self.buf.len() {
+            self.buf.resize(self.buf.len() * 2, 0);
+        }
+        let before = self.len;
+        while self.len < self.buf.len() {
+            let n = self
+                .src
+                .read_at(&mut self.buf[self.len..], self.offset + self.len as u64)?;
+            if n == 0 {
+                self.eof = true;
+                break;
+            }
+            self.len += n;
+        }
+        self.valid = match std::str::from_utf8(&self.buf[..self.len]) {
+            Ok(_) => self.len,
+            Err(e) if e.error_len().is_none() && !self.eof => e.valid_up_to(),
+            Err(_) => {
+                self.eof = true;
+                self.valid = 0;
+                return Ok(false);
+            }
+        };
+        Ok(self.len > before)
+    }
+
+    /// Whether a failure of the scanner at `at` may be the window cutting the input short,
+    /// and more could be read.
+    fn cut_short(&self, at: usize) -> bool {
+        !self.eof && at + NEAR_END >= self.valid
+    }
+}
+
+/// How a part ended.
+enum Until {
+    /// At the list's `]`.
+    End,
+    /// At the start of the next part.
+    Stop,
+}
+
+/// What follows the list's `[` at the window's start; `None` when the input is not in the
+/// plain shape.
+fn first_node<R: ReadAt + ?Sized>(w: &mut Window<'_, R>) -> io::Result<Option<After>> {
+    loop {
+        match list_start(w.bytes()) {
+            Ok(after) => return Ok(Some(after)),
+            Err(at) if w.cut_short(at) && w.advance(0)? => {}
+            Err(_) => return Ok(None),
+        }
+    }
+}
+
+/// Whether everything from `pos` to the end of the input is whitespace.
+fn rest_is_space<R: ReadAt + ?Sized>(w: &mut Window<'_, R>, mut pos: usize) -> io::Result<bool> {
+    loop {
+        if !only_space(w.bytes(), pos) {
+            return Ok(false);
+        }
+        if w.eof {
+            return Ok(w.valid == w.len);
+        }
+        let valid = w.valid;
+        w.advance(valid)?;
+        pos = 0;
+    }
+}
+
+/// Reads the nodes of one part: from the list's start (`start` 0, `first`) or from the node at
+/// `start`, up to the list's end or to the node at `stop`. `None` when the input is not in the
+/// plain shape, or the part does not end at `stop`.
+fn read_part<R: ReadAt + ?Sized>(
+    src: &R,
+    start: u64,
+    stop: Option<u64>,
+    first: bool,
+    out: &mut Listed,
+) -> io::Result<Option<Until>> {
+    let mut w = Window::new(src, start);
+    w.advance(0)?;
+    let mut next = if first {
+        match first_node(&mut w)? {
+            Some(after) => after,
+            None => return Ok(None),
+        }
+    } else {
+        After::More(0)
+    };
+    loop {
+        let pos = match next {
+            After::End(end) => {
+                let ok = out.flush(w.bytes()).is_some() && rest_is_space(&mut w, end)?;
+                return Ok(ok.then_some(Until::End));
+            }
+            After::More(pos) => pos,
+        };
+        let at = w.offset + pos as u64;
+        if stop.is_some_and(|s| at >= s) {
+            let ok = stop == Some(at) && out.flush(w.bytes()).is_some();
+            return Ok(ok.then_some(Until::Stop));
+        }
+        next = match listed_node(w.bytes(), pos, out) {
+            Ok(after) => after,
+            Err(failed_at) => {
+                out.drop_unfinished();
+                if !w.cut_short(failed_at) || out.flush(w.bytes()).is_none() || !w.advance(pos)? {
+                    return Ok(None);
+                }
+                After::More(0)
+            }
+        };
+    }
+}
+
+/// Below this many bytes per part, the list is read in one part.
+const MIN_PART: u64 = 1 << 20;
+
+/// Guessed starts of the parts (see `fastjson::part_starts`): the first at 0, the others each
+/// the first node start in the window past an equal share of the bytes.
+fn part_starts<R: ReadAt + ?Sized>(src: &R, len: u64) -> io::Result<Vec<u64>> {
+    let parts = (rayon::current_num_threads() as u64)
+        .min(len / MIN_PART)
+        .max(1);
+    let mut starts = vec![0];
+    let mut probe = vec![0u8; 64 << 10];
+    for k in 1..parts {
+        let at = len * k / parts;
+        let n = src.read_at(&mut probe, at)?;
+        if let Some(j) = node_start_after(&probe[..n], 0) {
+            starts.push(at + j as u64);
+        }
+    }
+    Ok(starts)
+}
+
+/// Reads the node list of `src` (`len` bytes long; a guess is enough, for splitting it), or
+/// `None` when it is not in the plain shape.
+pub fn read<R: ReadAt + ?Sized>(src: &R, len: u64) -> io::Result<Option<Listed>> {
+    let starts = part_starts(src, len)?;
+    // A node takes some 500 bytes in Nix's pretty-printed output.
+    let per_part = usize::try_from(len / 500 / starts.len() as u64).unwrap_or(0) + 16;
+    let parts: Vec<io::Result<Option<(Listed, Until)>>> = (0..starts.len())
+        .into_par_iter()
+        .map(|k| {
+            let mut out = Listed::with_capacity(per_part);
+            let until = read_part(src, starts[k], starts.get(k + 1).copied(), k == 0, &mut out)?;
+            Ok(until.map(|u| (out, u)))
+        })
+        .collect();
+    let mut all: Option<Listed> = None;
+    for part in parts {
+        let Some((listed, until)) = part? else {
+            return Ok(None);
+        };
+        match all.as_mut() {
+            Some(all) => all.append(listed),
+            None => all = Some(listed),
+        }
+        if let Until::End = until {
+            return Ok(all);
+        }
+    }
+    Ok(None)
+}
