@@ -516,18 +516,27 @@ fn order_layers<'s>(g: &Graph<'s>, split: &Split) -> Result<Vec<Layer<'s>>, Erro
         .into_iter()
         .map(|id| std::mem::take(&mut groups[id as usize]))
         .collect();
+    let known = closure_sizes(g, &groups);
     // The layers are independent (in a chain, each closure is most of the graph): one per
     // task, each thread with its own marks; errors checked in order, as above.
     let layers: Vec<Result<Layer<'s>, Error>> = groups
         .into_par_iter()
+        .enumerate()
         .map_init(
-            || (vec![false; g.len()], Vec::new()),
-            |(seen, reached), mut paths| {
+            || (Vec::new(), Vec::new()),
+            |(seen, reached), (k, mut paths)| {
                 // Keys are distinct (distinct paths), so an unstable sort gives the one order.
                 paths.par_sort_unstable_by_key(|&v| keys[v as usize]);
-                closure(&paths, &g.deps, seen, reached);
-                let closure_size = sum_of(g, reached);
-                reached.iter().for_each(|&v| seen[v as usize] = false);
+                let closure_size = match known.as_ref().and_then(|sizes| sizes.get(k)) {
+                    Some(&size) => Ok(Size::Int(size)),
+                    None => {
+                        seen.resize(g.len(), false);
+                        closure(&paths, &g.deps, seen, reached);
+                        let size = sum_of(g, reached);
+                        reached.iter().for_each(|&v| seen[v as usize] = false);
+                        size
+                    }
+                };
                 Ok(Layer {
                     paths,
                     closure_size: closure_size?,
@@ -563,6 +572,73 @@ fn set_order(g: &Graph<'_>, split: &Split) -> Vec<u32> {
         set.add(hash, id);
     }
     set.iter().collect()
+}
+
+/// The vertices with every user before it (Kahn's order); `None` when there is a cycle.
+fn users_first(g: &Graph<'_>) -> Option<Vec<u32>> {
+    let mut waiting: Vec<u32> = (0..g.len() as u32)
+        .map(|v| g.users.row(v).len() as u32)
+        .collect();
+    let mut order: Vec<u32> = (0..g.len() as u32)
+        .filter(|&v| waiting[v as usize] == 0)
+        .collect();
+    let mut next = 0;
+    while let Some(&v) = order.get(next) {
+        next += 1;
+        for &c in g.deps.row(v) {
+            waiting[c as usize] -= 1;
+            if waiting[c as usize] == 0 {
+                order.push(c);
+            }
+        }
+    }
+    (order.len() == g.len()).then_some(order)
+}
+
+/// Layers handled per pass of [`closure_sizes`]: a bit each.
+const LAYERS_PER_PASS: usize = 128;
+
+/// The closure size of each group of paths, all in a few passes over the graph instead of a
+/// walk per group (in a chain, each walk covers most of the graph): a vertex is in the
+/// closures of its own group and of every group its users are in the closures of, so in an
+/// order with users first, a bitset of groups per vertex is an OR of its users'. Vertices
+/// with the same bitset are added up together. `None` (each closure walked instead) when a
+/// size is not an integer of `i128`, a sum overflows, or the graph has a cycle.
+fn closure_sizes(g: &Graph<'_>, groups: &[Vec<u32>]) -> Option<Vec<i128>> {
+    let ints = g.ints.as_ref()?;
+    let order = users_first(g)?;
+    let mut sizes = vec![0i128; groups.len()];
+    let mut bits = vec![0u128; g.len()];
+    for first in (0..groups.len()).step_by(LAYERS_PER_PASS) {
+        bits.iter_mut().for_each(|b| *b = 0);
+        for (k, group) in groups.iter().enumerate().skip(first).take(LAYERS_PER_PASS) {
+            group
+                .iter()
+                .for_each(|&v| bits[v as usize] = 1 << (k - first));
+        }
+        let mut by_bits: FastMap<u128, i128> = FastMap::default();
+        for &v in &order {
+            let b = bits[v as usize];
+            for &c in g.deps.row(v) {
+                bits[c as usize] |= b;
+            }
+            let sum = by_bits.entry(b).or_insert(0);
+            *sum = sum.checked_add(ints[v as usize])?;
+        }
+        for (b, sum) in by_bits {
+            for (k, size) in sizes
+                .iter_mut()
+                .enumerate()
+                .skip(first)
+                .take(LAYERS_PER_PASS)
+            {
+                if b >> (k - first) & 1 == 1 {
+                    *size = size.checked_add(sum)?;
+                }
+            }
+        }
+    }
+    Some(sizes)
 }
 
 /// `start` and every vertex it reaches, marked in `seen` (the caller clears the marks).
@@ -653,4 +729,59 @@ fn check_total(g: &Graph<'_>, layers: &[Layer<'_>]) -> Result<(), Error> {
         )));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A DAG of `n` nodes, each referencing a few later ones.
+    fn dag(n: usize) -> String {
+        let p = |i: usize| format!("/nix/store/{i:032}-n");
+        let nodes: Vec<String> = (0..n)
+            .map(|i| {
+                let refs: Vec<String> = [i * 7 + 1, i * 3 + 2, i + 5]
+                    .iter()
+                    .filter(|&&j| j < n && j % 4 != 0)
+                    .map(|&j| format!("{:?}", p(j)))
+                    .collect();
+                format!(
+                    r#"{{"path": "{}", "narSize": {}, "references": [{}]}}"#,
+                    p(i),
+                    1000 + i * 37 % 101,
+                    refs.join(", ")
+                )
+            })
+            .collect();
+        format!("[{}]", nodes.join(", "))
+    }
+
+    #[test]
+    fn closure_sizes_in_passes_are_the_walked_ones() {
+        let text = dag(1000);
+        let nodes = crate::graph::parse_nodes(&text, true).unwrap();
+        let (g, _) = graph_of_nodes(&nodes).unwrap();
+        // More groups than one pass holds, some of them empty.
+        let mut groups = vec![Vec::new(); 300];
+        for v in 0..g.len() as u32 {
+            groups[(v as usize * 13) % 290].push(v);
+        }
+        let sizes = closure_sizes(&g, &groups).unwrap();
+        let (mut seen, mut reached) = (vec![false; g.len()], Vec::new());
+        for (group, size) in groups.iter().zip(&sizes) {
+            closure(group, &g.deps, &mut seen, &mut reached);
+            reached.iter().for_each(|&v| seen[v as usize] = false);
+            assert_eq!(Size::Int(*size), sum_of(&g, &reached).unwrap());
+        }
+        assert!(sizes.iter().any(|&s| s == 0));
+    }
+
+    #[test]
+    fn a_cycle_leaves_closure_sizes_to_the_walks() {
+        let text = r#"[{"path": "/nix/store/a-a", "narSize": 1, "references": ["/nix/store/b-b"]},
+            {"path": "/nix/store/b-b", "narSize": 2, "references": ["/nix/store/a-a"]}]"#;
+        let nodes = crate::graph::parse_nodes(text, true).unwrap();
+        let (g, _) = graph_of_nodes(&nodes).unwrap();
+        assert_eq!(closure_sizes(&g, &[vec![0], vec![1]]), None);
+    }
 }

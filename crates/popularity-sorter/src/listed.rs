@@ -159,10 +159,10 @@ struct Window<'r, R: ?Sized> {
 }
 
 impl<'r, R: ReadAt + ?Sized> Window<'r, R> {
-    fn new(src: &'r R, offset: u64) -> Self {
+    fn new(src: &'r R, offset: u64, size: usize) -> Self {
         Window {
             src,
-            buf: vec![0; WINDOW],
+            buf: vec![0; size.max(1)],
             offset,
             len: 0,
             valid: 0,
@@ -258,12 +258,12 @@ fn rest_is_space<R: ReadAt + ?Sized>(w: &mut Window<'_, R>, mut pos: usize) -> i
 /// plain shape, or the part does not end at `stop`.
 fn read_part<R: ReadAt + ?Sized>(
     src: &R,
-    start: u64,
-    stop: Option<u64>,
+    (start, stop): (u64, Option<u64>),
     first: bool,
+    window: usize,
     out: &mut Listed,
 ) -> io::Result<Option<Until>> {
-    let mut w = Window::new(src, start);
+    let mut w = Window::new(src, start, window);
     w.advance(0)?;
     let mut next = if first {
         match first_node(&mut w)? {
@@ -302,19 +302,17 @@ fn read_part<R: ReadAt + ?Sized>(
 /// Below this many bytes per part, the list is read in one part.
 const MIN_PART: u64 = 1 << 20;
 
-/// Guessed starts of the parts (see `fastjson::part_starts`): the first at 0, the others each
-/// the first node start in the window past an equal share of the bytes.
-fn part_starts<R: ReadAt + ?Sized>(src: &R, len: u64) -> io::Result<Vec<u64>> {
-    let parts = (rayon::current_num_threads() as u64)
-        .min(len / MIN_PART)
-        .max(1);
+/// Guessed starts of at most `parts` parts (see `fastjson::part_starts`): the first at 0, the
+/// others each the first node start in the window past an equal share of the bytes.
+fn part_starts<R: ReadAt + ?Sized>(src: &R, len: u64, parts: u64) -> io::Result<Vec<u64>> {
     let mut starts = vec![0];
     let mut probe = vec![0u8; 64 << 10];
     for k in 1..parts {
         let at = len * k / parts;
         let n = src.read_at(&mut probe, at)?;
-        if let Some(j) = node_start_after(&probe[..n], 0) {
-            starts.push(at + j as u64);
+        match node_start_after(&probe[..n], 0) {
+            Some(j) if at + j as u64 > starts[starts.len() - 1] => starts.push(at + j as u64),
+            _ => {}
         }
     }
     Ok(starts)
@@ -323,14 +321,28 @@ fn part_starts<R: ReadAt + ?Sized>(src: &R, len: u64) -> io::Result<Vec<u64>> {
 /// Reads the node list of `src` (`len` bytes long; a guess is enough, for splitting it), or
 /// `None` when it is not in the plain shape.
 pub fn read<R: ReadAt + ?Sized>(src: &R, len: u64) -> io::Result<Option<Listed>> {
-    let starts = part_starts(src, len)?;
+    let parts = (rayon::current_num_threads() as u64)
+        .min(len / MIN_PART)
+        .max(1);
+    read_with(src, len, parts, WINDOW)
+}
+
+/// [`read`] in at most `parts` parts, through windows of `window` bytes.
+fn read_with<R: ReadAt + ?Sized>(
+    src: &R,
+    len: u64,
+    parts: u64,
+    window: usize,
+) -> io::Result<Option<Listed>> {
+    let starts = part_starts(src, len, parts)?;
     // A node takes some 500 bytes in Nix's pretty-printed output.
     let per_part = usize::try_from(len / 500 / starts.len() as u64).unwrap_or(0) + 16;
     let parts: Vec<io::Result<Option<(Listed, Until)>>> = (0..starts.len())
         .into_par_iter()
         .map(|k| {
             let mut out = Listed::with_capacity(per_part);
-            let until = read_part(src, starts[k], starts.get(k + 1).copied(), k == 0, &mut out)?;
+            let range = (starts[k], starts.get(k + 1).copied());
+            let until = read_part(src, range, k == 0, window, &mut out)?;
             Ok(until.map(|u| (out, u)))
         })
         .collect();
@@ -348,4 +360,113 @@ pub fn read<R: ReadAt + ?Sized>(src: &R, len: u64) -> io::Result<Option<Listed>>
         }
     }
     Ok(None)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::graph::parse_nodes;
+
+    /// The nodes of `l` as paths, sizes and references.
+    fn nodes_of(l: &Listed) -> Vec<(String, i64, Vec<String>)> {
+        (0..l.len())
+            .map(|k| {
+                let refs = l.refs(k).iter().map(|&r| l.strings.get(r).to_string());
+                (l.path(k).to_string(), l.sizes[k], refs.collect())
+            })
+            .collect()
+    }
+
+    /// What the general parser reads, in the same form; `None` where it refuses.
+    fn general(text: &[u8]) -> Option<Vec<(String, i64, Vec<String>)>> {
+        let nodes = parse_nodes(std::str::from_utf8(text).ok()?, true).ok()?;
+        let size = |s: &crate::size::Size<'_>| match s {
+            crate::size::Size::Int(i) => i64::try_from(*i).ok(),
+            _ => None,
+        };
+        nodes
+            .iter()
+            .map(|n| {
+                let refs = n.references.iter().map(|r| r.to_string()).collect();
+                Some((n.path.to_string(), size(&n.nar_size)?, refs))
+            })
+            .collect()
+    }
+
+    /// Wherever the reader answers, through any window and in any number of parts, it reads
+    /// what the general parser reads.
+    fn agrees(text: &[u8], windows: &[usize]) {
+        for parts in [1, 2, 3] {
+            for &window in windows {
+                let read = read_with(text, text.len() as u64, parts, window).unwrap();
+                if let Some(l) = read {
+                    assert_eq!(
+                        Some(nodes_of(&l)),
+                        general(text),
+                        "{parts} parts, window {window}"
+                    );
+                }
+            }
+        }
+    }
+
+    const LIST: &str = r#"[
+  {
+    "closureSize": 12,
+    "narHash": "sha256:0l3y\u00e9",
+    "narSize": 33040,
+    "path": "/nix/store/00088cqz-io-é",
+    "references": [
+      "/nix/store/19iqmqbr-pandas",
+      "/nix/store/00088cqz-io-é"
+    ]
+  },
+  {"references": [], "path": "/nix/store/19iqmqbr-pandas", "narSize": 7, "x": [1, {"y": null}]},
+  {
+    "narSize": -5,
+    "path": "/nix/store/00088cqz-io-é",
+    "references": []
+  }
+]
+"#;
+
+    #[test]
+    fn every_window_and_split_reads_the_same_nodes() {
+        let windows: Vec<usize> = (1..40).chain([64, 200, 1000]).collect();
+        agrees(LIST.as_bytes(), &windows);
+        for parts in [1, 2, 3] {
+            for &window in &windows {
+                let read = read_with(LIST.as_bytes(), LIST.len() as u64, parts, window).unwrap();
+                assert!(
+                    read.is_some_and(|l| l.len() == 3),
+                    "{parts} parts, window {window}"
+                );
+            }
+        }
+        assert_eq!(
+            part_starts(LIST.as_bytes(), LIST.len() as u64, 2)
+                .unwrap()
+                .len(),
+            2
+        );
+        agrees(b"  [ ]  ", &[1, 2, 64]);
+        assert!(read_with(&b"[]"[..], 2, 1, 1)
+            .unwrap()
+            .is_some_and(|l| l.is_empty()));
+    }
+
+    #[test]
+    fn cut_and_flipped_inputs_never_disagree() {
+        let bytes = LIST.as_bytes();
+        for cut in 0..bytes.len() {
+            agrees(&bytes[..cut], &[3, 64]);
+        }
+        for pos in 0..bytes.len() {
+            for b in [b'"', b',', b'{', b'}', b']', b'0', b'\\', b' ', 0xff, b'.'] {
+                let mut v = bytes.to_vec();
+                v[pos] = b;
+                agrees(&v, &[5, 4096]);
+            }
+        }
+    }
 }
