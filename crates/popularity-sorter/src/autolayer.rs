@@ -179,22 +179,18 @@ impl PrimaryDeps {
         set[p as usize / 64] >> (p % 64) & 1 == 1
     }
 
-    /// Records the dependencies of a new primary `p`; false when they no longer fit.
-    fn add(&mut self, p: u32, deps: &[u32]) -> bool {
-        if self.slot[p as usize] != u32::MAX {
-            return true;
-        }
+    /// The (cleared) dependency set of a new primary `p`, or its set if it has one; `None`
+    /// when a new one no longer fits.
+    fn set_for(&mut self, p: u32) -> Option<&mut Vec<u64>> {
         let words = self.slot.len().div_ceil(64);
-        if (self.sets.len() + 1) * words * 64 > PRIMARY_BITS {
-            return false;
+        if self.slot[p as usize] == u32::MAX {
+            if (self.sets.len() + 1) * words * 64 > PRIMARY_BITS {
+                return None;
+            }
+            self.slot[p as usize] = self.sets.len() as u32;
+            self.sets.push(vec![0u64; words]);
         }
-        let mut set = vec![0u64; words];
-        for &d in deps.iter().filter(|&&d| d != p) {
-            set[d as usize / 64] |= 1 << (d % 64);
-        }
-        self.slot[p as usize] = self.sets.len() as u32;
-        self.sets.push(set);
-        true
+        self.sets.get_mut(self.slot[p as usize] as usize)
     }
 }
 
@@ -263,21 +259,64 @@ impl Split {
         self.layers.intern(set)
     }
 
-    /// Counts the vertices of `vs` in each layer, noting the layers touched.
-    fn count_moves(&mut self, vs: &[u32]) {
-        for &v in vs {
-            let o = self.layer[v as usize] as usize;
-            if self.touched_step.len() <= o {
-                self.touched_step.resize(o + 1, 0);
-                self.moving.resize(o + 1, 0);
-                self.next.resize(o + 1, 0);
+    /// Walks what `p` depends on into `deps` (marked in `in_deps`, `p` itself left out even
+    /// when a cycle leads back to it), counting them per layer as they are found and noting
+    /// the layers touched: one pass, where the walk and the count were two.
+    fn walk_deps(&mut self, p: u32, adj: &Csr, deps: &mut Vec<u32>) {
+        deps.clear();
+        self.touched.clear();
+        let layers = self.layers.sets.len();
+        if self.touched_step.len() < layers {
+            self.touched_step.resize(layers, 0);
+            self.moving.resize(layers, 0);
+            self.next.resize(layers, 0);
+        }
+        let step = self.step;
+        self.in_deps[p as usize] = step;
+        let mut next = 0;
+        let mut row = adj.row(p);
+        loop {
+            for &c in row {
+                if self.in_deps[c as usize] != step {
+                    self.in_deps[c as usize] = step;
+                    deps.push(c);
+                    let o = self.layer[c as usize] as usize;
+                    if self.touched_step[o] != step {
+                        self.touched_step[o] = step;
+                        self.moving[o] = 0;
+                        self.touched.push(o as u32);
+                    }
+                    self.moving[o] += 1;
+                }
             }
-            if self.touched_step[o] != self.step {
-                self.touched_step[o] = self.step;
-                self.moving[o] = 0;
-                self.touched.push(o as u32);
+            let Some(&v) = deps.get(next) else {
+                break;
+            };
+            next += 1;
+            row = adj.row(v);
+        }
+        self.in_deps[p as usize] = 0;
+    }
+
+    /// Moves `p`'s dependencies to their layers' next layers, recording them as `p`'s
+    /// dependency set on the way (or giving the sets up when it no longer fits).
+    fn move_deps(&mut self, p: u32, deps: &[u32]) {
+        let set = self.primary_deps.as_mut().and_then(|pd| pd.set_for(p));
+        match set {
+            Some(set) => {
+                for &d in deps {
+                    let l = &mut self.layer[d as usize];
+                    *l = self.next[*l as usize];
+                    set[d as usize / 64] |= 1 << (d % 64);
+                }
             }
-            self.moving[o] += 1;
+            None => {
+                self.primary_deps = None;
+                for &d in deps {
+                    let l = &mut self.layer[d as usize];
+                    *l = self.next[*l as usize];
+                }
+            }
         }
     }
 
@@ -297,16 +336,12 @@ impl Split {
     fn try_primary(&mut self, p: u32, g: &Graph<'_>, buf: &mut [Vec<u32>; 2], limit: i64) -> bool {
         self.step += 1;
         let [deps, users] = buf;
-        reach(p, &g.deps, &mut self.in_deps, self.step, deps);
+        // A cycle through `p` puts it among its own dependencies; auto-layer.py leaves it out.
+        self.walk_deps(p, &g.deps, deps);
         if self.primary_deps.is_none() {
             reach(p, &g.users, &mut self.in_users, self.step, users);
         }
-        // A cycle through `p` puts it among its own dependencies; auto-layer.py leaves it out.
-        deps.retain(|&d| d != p);
-        self.in_deps[p as usize] = 0;
         self.in_users[p as usize] = 0;
-        self.touched.clear();
-        self.count_moves(deps);
         let touched = std::mem::take(&mut self.touched);
         for &o in &touched {
             self.next[o as usize] = self.successor(o, p);
@@ -322,17 +357,8 @@ impl Split {
             self.shift_counts(true);
             return false;
         }
-        for &d in deps.iter() {
-            self.layer[d as usize] = self.next[self.layer[d as usize] as usize];
-        }
+        self.move_deps(p, deps);
         self.layer[p as usize] = own;
-        if self
-            .primary_deps
-            .as_mut()
-            .is_some_and(|pd| !pd.add(p, deps))
-        {
-            self.primary_deps = None;
-        }
         true
     }
 }

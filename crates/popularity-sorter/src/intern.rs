@@ -1,10 +1,20 @@
 //! An interner of strings: each distinct string is copied once into one buffer and numbered
 //! in the order it was first seen.
 //!
-//! It is the node list reader's only lookup per path or reference (auto-layer's hot spot).
-//! The table holds 8 bytes per slot (part of the hash and the number), so it stays in cache;
-//! a string is compared only when the stored hash part matches, and compared against the
-//! interner's own compact copy, not the input.
+//! It is the node list reader's only lookup per path or reference (auto-layer's hot spot), so
+//! it is built around cache misses. A slot holds part of the string's hash, where the string
+//! lies and its number: a lookup misses the cache at most twice (the slot, then the string),
+//! and a string is compared only when the stored hash part and length match. Lookups come in
+//! batches whose slots and strings are all loaded first, so that their misses overlap.
+
+/// One slot of the table; `id` 0 is a free slot, else the string's number plus one.
+#[derive(Clone, Copy, Debug, Default)]
+struct Slot {
+    tag: u32,
+    len: u32,
+    start: u32,
+    id: u32,
+}
 
 /// Distinct strings, numbered from 0.
 #[derive(Debug, Default)]
@@ -12,9 +22,8 @@ pub struct Interner {
     text: String,
     /// String `i` is `text[ends[i - 1]..ends[i]]` (from 0 for the first).
     ends: Vec<usize>,
-    /// Open addressing with linear probing: `0` is a free slot, else the high half of the
-    /// string's hash and its number plus one.
-    slots: Vec<u64>,
+    /// Open addressing with linear probing, at most half full.
+    slots: Vec<Slot>,
     /// Scratch space of [`Interner::intern_spans`].
     hashes: Vec<u64>,
 }
@@ -31,7 +40,7 @@ impl Interner {
         Interner {
             text: String::with_capacity(n * 64),
             ends: Vec::with_capacity(n),
-            slots: vec![0; (n * 2).next_power_of_two().max(64)],
+            slots: vec![Slot::default(); (n * 2).next_power_of_two().max(64)],
             hashes: Vec::new(),
         }
     }
@@ -53,39 +62,24 @@ impl Interner {
     }
 
     /// The number of `s`, given a new one if it is new.
-    pub fn intern(&mut self, s: &str) -> u32 {
-        // A `&str` is UTF-8.
-        self.intern_bytes(s.as_bytes()).unwrap_or(0)
+    #[cfg(test)]
+    fn intern(&mut self, s: &str) -> Option<u32> {
+        self.intern_bytes(s.as_bytes())
     }
 
     /// The number of `s`, given a new one if it is new; `None` if it is new and not UTF-8
-    /// (only a new string is checked: one already here is).
-    pub fn intern_bytes(&mut self, s: &[u8]) -> Option<u32> {
+    /// (only a new string is checked: one already here is), or if the strings outgrow the
+    /// 4 GiB a slot can point into.
+    #[cfg(test)]
+    fn intern_bytes(&mut self, s: &[u8]) -> Option<u32> {
         self.intern_hashed(s, hash(s))
     }
 
-    /// [`Interner::intern_bytes`] of `s`, whose hash is `h`.
-    fn intern_hashed(&mut self, s: &[u8], h: u64) -> Option<u32> {
-        let tag = h >> 32;
-        let mask = self.slots.len() - 1;
-        let mut i = h as usize & mask;
-        loop {
-            let slot = self.slots[i];
-            if slot == 0 {
-                return Some(self.insert_at(i, tag, std::str::from_utf8(s).ok()?));
-            }
-            let id = (slot as u32).wrapping_sub(1);
-            if slot >> 32 == tag && self.get(id).as_bytes() == s {
-                return Some(id);
-            }
-            i = (i + 1) & mask;
-        }
-    }
-
-    /// The numbers of the strings `b[start..end]` of `spans`, in order, into `ids` (see
-    /// [`Interner::intern_bytes`]). Each string's slot, and the string it holds, are looked at
-    /// for the whole batch first: those loads do not depend on one another, so their cache
-    /// misses overlap, where one lookup after another would wait for each in turn.
+    /// The numbers of the strings `b[start..end]` of `spans`, in order, into `ids`, new ones
+    /// given new numbers; `None` if a new one is not UTF-8 (only a new string is checked: one
+    /// already here is), or if the strings outgrow the 4 GiB a slot can point into. Each string's first slot, and the string it holds, are
+    /// loaded for the whole batch first: those loads do not depend on one another, so their
+    /// cache misses overlap, where one lookup after another would wait for each in turn.
     pub fn intern_spans(
         &mut self,
         b: &[u8],
@@ -95,20 +89,17 @@ impl Interner {
         let mask = self.slots.len() - 1;
         let mut hashes = std::mem::take(&mut self.hashes);
         hashes.clear();
-        let mut touched = 0u64;
+        let mut touched = 0u32;
         let text = self.text.as_bytes();
         for &(start, end) in spans {
             let h = hash(b.get(start..end)?);
             hashes.push(h);
             let slot = self.slots[h as usize & mask];
-            // The first and last byte of the string in that slot (a string may span two
-            // cache lines).
-            let id = (slot as u32).wrapping_sub(1) as usize;
-            let from = id.checked_sub(1).and_then(|j| self.ends.get(j)).copied();
-            let to = self.ends.get(id).copied().unwrap_or(0);
-            let first = text.get(from.unwrap_or(0)).copied().unwrap_or(0);
-            let last = text.get(to.wrapping_sub(1)).copied().unwrap_or(0);
-            touched ^= slot ^ u64::from(first ^ last);
+            // The first and last byte of the string (it may span two cache lines).
+            let first = text.get(slot.start as usize).copied().unwrap_or(0);
+            let end = slot.start as usize + slot.len as usize;
+            let last = text.get(end.wrapping_sub(1)).copied();
+            touched ^= slot.tag ^ u32::from(first ^ last.unwrap_or(0));
         }
         std::hint::black_box(touched);
         ids.clear();
@@ -119,33 +110,95 @@ impl Interner {
         Some(())
     }
 
+    /// Interns every string of `self` into `into`: their numbers there, in the order of
+    /// `self`'s numbers.
+    pub fn renumber_into(&self, into: &mut Interner) -> Option<Vec<u32>> {
+        let mut ids = Vec::with_capacity(self.len());
+        let mut batch = Vec::new();
+        let mut spans = Vec::with_capacity(BATCH);
+        let mut start = 0;
+        for chunk in self.ends.chunks(BATCH) {
+            spans.clear();
+            for &end in chunk {
+                spans.push((start, end));
+                start = end;
+            }
+            into.intern_spans(self.text.as_bytes(), &spans, &mut batch)?;
+            ids.extend_from_slice(&batch);
+        }
+        Some(ids)
+    }
+
+    /// The number of `s`, whose hash is `h` (see [`Interner::intern_spans`]).
+    fn intern_hashed(&mut self, s: &[u8], h: u64) -> Option<u32> {
+        let tag = (h >> 32) as u32;
+        let mask = self.slots.len() - 1;
+        let mut i = h as usize & mask;
+        loop {
+            let slot = self.slots[i];
+            if slot.id == 0 {
+                return self.insert_at(i, tag, std::str::from_utf8(s).ok()?);
+            }
+            if slot.tag == tag && slot.len as usize == s.len() {
+                let start = slot.start as usize;
+                if same(self.text.as_bytes().get(start..start + s.len())?, s) {
+                    return Some(slot.id - 1);
+                }
+            }
+            i = (i + 1) & mask;
+        }
+    }
+
     /// Stores `s` as a new string in the free slot `i`.
-    fn insert_at(&mut self, i: usize, tag: u64, s: &str) -> u32 {
-        let id = self.ends.len() as u32;
+    fn insert_at(&mut self, i: usize, tag: u32, s: &str) -> Option<u32> {
+        let id = u32::try_from(self.ends.len()).ok()?;
+        let start = u32::try_from(self.text.len()).ok()?;
+        let len = u32::try_from(s.len()).ok()?;
+        start.checked_add(len)?;
         self.text.push_str(s);
         self.ends.push(self.text.len());
-        self.slots[i] = tag << 32 | u64::from(id + 1);
-        // At most half full, so that probe runs stay short.
+        self.slots[i] = Slot {
+            tag,
+            len,
+            start,
+            id: id.checked_add(1)?,
+        };
         if self.ends.len() * 2 > self.slots.len() {
             self.grow();
         }
-        id
+        Some(id)
     }
 
     /// Doubles the table, placing every string again.
     fn grow(&mut self) {
-        let mut slots = vec![0u64; self.slots.len() * 2];
+        let mut slots = vec![Slot::default(); self.slots.len() * 2];
         let mask = slots.len() - 1;
-        for id in 0..self.ends.len() as u32 {
-            let h = hash(self.get(id).as_bytes());
-            let mut i = h as usize & mask;
-            while slots[i] != 0 {
+        for slot in self.slots.iter().filter(|s| s.id != 0) {
+            let start = slot.start as usize;
+            let s = self.text.as_bytes().get(start..start + slot.len as usize);
+            let mut i = hash(s.unwrap_or_default()) as usize & mask;
+            while slots[i].id != 0 {
                 i = (i + 1) & mask;
             }
-            slots[i] = (h >> 32) << 32 | u64::from(id + 1);
+            slots[i] = *slot;
         }
         self.slots = slots;
     }
+}
+
+/// Strings looked up at a time by [`Interner::renumber_into`]: their slots and strings stay
+/// in cache between the two passes.
+const BATCH: usize = 4096;
+
+/// Whether `a` and `b` (of the same length) are equal: 16 bytes at a time, inline (a call to
+/// `memcmp` costs more than the comparison of a store path).
+fn same(a: &[u8], b: &[u8]) -> bool {
+    let (mut x, mut y) = (a.chunks_exact(16), b.chunks_exact(16));
+    let word = |c: &[u8]| u128::from_le_bytes(c.try_into().unwrap_or([0; 16]));
+    if !x.by_ref().zip(y.by_ref()).all(|(p, q)| word(p) == word(q)) {
+        return false;
+    }
+    x.remainder() == y.remainder()
 }
 
 #[cfg(test)]
@@ -157,17 +210,45 @@ mod tests {
         let mut t = Interner::with_capacity(1);
         let words: Vec<String> = (0..1000).map(|i| format!("/nix/store/{i:032}-x")).collect();
         for (i, w) in words.iter().enumerate() {
-            assert_eq!(t.intern(w), i as u32);
+            assert_eq!(t.intern(w), Some(i as u32));
         }
         for (i, w) in words.iter().enumerate().rev() {
-            assert_eq!(t.intern(w), i as u32);
+            assert_eq!(t.intern(w), Some(i as u32));
             assert_eq!(t.get(i as u32), w);
         }
-        assert_eq!(t.intern(""), 1000);
+        assert_eq!(t.intern(""), Some(1000));
         assert_eq!(t.get(1000), "");
         assert_eq!(t.len(), 1001);
         assert_eq!(t.get(5000), "");
         assert_eq!(t.intern_bytes(b"\xff"), None);
         assert_eq!(t.intern_bytes(b"/nix/store/x"), Some(1001));
+    }
+
+    #[test]
+    fn batches_number_as_single_lookups_do() {
+        let text = b"/nix/store/a-x/nix/store/b-y/nix/store/a-x/nix/store/a-";
+        let spans = [(0, 14), (14, 28), (28, 42), (42, 55), (0, 0)];
+        let mut t = Interner::with_capacity(1);
+        let mut ids = Vec::new();
+        t.intern_spans(text, &spans, &mut ids).unwrap();
+        assert_eq!(ids, [0, 1, 0, 2, 3]);
+        assert_eq!(t.get(2), "/nix/store/a-");
+        assert!(t.intern_spans(text, &[(0, 99)], &mut ids).is_none());
+        let mut u = Interner::with_capacity(1);
+        u.intern("/nix/store/b-y");
+        assert_eq!(t.renumber_into(&mut u), Some(vec![1, 0, 2, 3]));
+    }
+
+    #[test]
+    fn equal_means_every_byte_equal() {
+        let a: Vec<u8> = (0..40).collect();
+        for n in 0..40 {
+            assert!(same(&a[..n], &a[..n]));
+            for i in 0..n {
+                let mut b = a[..n].to_vec();
+                b[i] ^= 0x80;
+                assert!(!same(&a[..n], &b), "{n} {i}");
+            }
+        }
     }
 }

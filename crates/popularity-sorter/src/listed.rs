@@ -104,11 +104,10 @@ impl Listed {
         &self.refs[start..self.ref_ends[k]]
     }
 
-    /// Appends `other`'s nodes, its strings renumbered.
-    fn append(&mut self, other: Listed) {
-        let number: Vec<u32> = (0..other.strings.len() as u32)
-            .map(|id| self.strings.intern(other.strings.get(id)))
-            .collect();
+    /// Appends `other`'s nodes, its strings renumbered; `None` if the strings outgrow the
+    /// interner.
+    fn append(&mut self, other: Listed) -> Option<()> {
+        let number = other.strings.renumber_into(&mut self.strings)?;
         let base = self.refs.len();
         let renumber = |id: &u32| number.get(*id as usize).copied().unwrap_or(0);
         self.refs.extend(other.refs.iter().map(renumber));
@@ -116,6 +115,7 @@ impl Listed {
         self.sizes.extend(other.sizes);
         self.ref_ends
             .extend(other.ref_ends.iter().map(|e| e + base));
+        Some(())
     }
 }
 
@@ -352,7 +352,11 @@ fn read_with<R: ReadAt + ?Sized>(
             return Ok(None);
         };
         match all.as_mut() {
-            Some(all) => all.append(listed),
+            Some(all) => {
+                if all.append(listed).is_none() {
+                    return Ok(None);
+                }
+            }
             None => all = Some(listed),
         }
         if let Until::End = until {
