@@ -506,38 +506,49 @@ struct Layer<'s> {
     closure_size: Size<'s>,
 }
 
-/// auto-layer.py's `path_key`: (name, hash) from the path split at its first '-', with the
-/// name's first 8 bytes as a number in front, which settles most comparisons (zero padding
-/// keeps the order: a shorter name never compares greater).
-fn path_key(path: &str) -> Result<(u64, &str, &str), Error> {
+/// auto-layer.py's `path_key`: (name, hash) from the path split at its first '-'.
+fn path_key(path: &str) -> Result<(&str, &str), Error> {
     match path.split_once('-') {
-        Some((hash, name)) => {
-            let mut head = [0u8; 8];
-            for (slot, b) in head.iter_mut().zip(name.bytes()) {
-                *slot = b;
-            }
-            Ok((u64::from_be_bytes(head), name, hash))
-        }
+        Some((hash, name)) => Ok((name, hash)),
         None => Err(Error::Input(format!(
             "path {path} has no '-' (not a store path)"
         ))),
     }
 }
 
+/// The first 16 bytes of a key's name as a number, which settles most comparisons (zero
+/// padding keeps the order: a shorter name never compares greater).
+fn key_head(name: &str) -> u128 {
+    let mut head = [0u8; 16];
+    for (slot, b) in head.iter_mut().zip(name.bytes()) {
+        *slot = b;
+    }
+    u128::from_be_bytes(head)
+}
+
+/// Every vertex, in the order of [`path_key`]: one sort (on all cores), from which each
+/// layer's paths come out sorted.
+fn by_key(g: &Graph<'_>) -> Result<Vec<u32>, Error> {
+    // Checked in order, so that the error names the first bad path whatever the thread count
+    // (rayon's collect into a `Result` keeps whichever error a thread met first).
+    let heads: Vec<Result<(u128, u32), Error>> = (0..g.len() as u32)
+        .into_par_iter()
+        .map(|v| path_key(g.path(v)).map(|(name, _)| (key_head(name), v)))
+        .collect();
+    let mut heads = heads.into_iter().collect::<Result<Vec<_>, Error>>()?;
+    let key = |v: u32| path_key(g.path(v)).unwrap_or_default();
+    // Keys are distinct (distinct paths), so an unstable sort gives the one order.
+    heads.par_sort_unstable_by(|a, b| a.0.cmp(&b.0).then_with(|| key(a.1).cmp(&key(b.1))));
+    Ok(heads.into_iter().map(|(_, v)| v).collect())
+}
+
 /// The layers, ordered by closure size; ties in the order of CPython's
 /// `set(layer_split.values())` (see [`set_order`]), since the sort is stable.
 fn order_layers<'s>(g: &Graph<'s>, split: &Split) -> Result<Vec<Layer<'s>>, Error> {
     let mut groups: Vec<Vec<u32>> = vec![Vec::new(); split.layers.sets.len()];
-    for v in 0..g.len() as u32 {
+    for v in by_key(g)? {
         groups[split.layer[v as usize] as usize].push(v);
     }
-    // Checked in order, so that the error names the first bad path whatever the thread count
-    // (rayon's collect into a `Result` keeps whichever error a thread met first).
-    let keys: Vec<Result<_, Error>> = (0..g.len() as u32)
-        .into_par_iter()
-        .map(|v| path_key(g.path(v)))
-        .collect();
-    let keys = keys.into_iter().collect::<Result<Vec<_>, Error>>()?;
     let groups: Vec<Vec<u32>> = set_order(g, split)
         .into_iter()
         .map(|id| std::mem::take(&mut groups[id as usize]))
@@ -550,9 +561,7 @@ fn order_layers<'s>(g: &Graph<'s>, split: &Split) -> Result<Vec<Layer<'s>>, Erro
         .enumerate()
         .map_init(
             || (Vec::new(), Vec::new()),
-            |(seen, reached), (k, mut paths)| {
-                // Keys are distinct (distinct paths), so an unstable sort gives the one order.
-                paths.par_sort_unstable_by_key(|&v| keys[v as usize]);
+            |(seen, reached), (k, paths)| {
                 let closure_size = match known.as_ref().and_then(|sizes| sizes.get(k)) {
                     Some(&size) => Ok(Size::Int(size)),
                     None => {
