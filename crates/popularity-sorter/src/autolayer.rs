@@ -55,27 +55,31 @@ impl<'s> Graph<'s> {
         deps: Csr,
         vertex: &[u32],
     ) -> Self {
-        let dict_order = if live.len() == paths.len() {
-            vertex.to_vec()
-        } else {
-            let mut seen = vec![false; live.len()];
-            vertex
+        let rest = || {
+            let dict_order = if live.len() == paths.len() {
+                vertex.to_vec()
+            } else {
+                let mut seen = vec![false; live.len()];
+                vertex
+                    .iter()
+                    .copied()
+                    .filter(|&v| !std::mem::replace(&mut seen[v as usize], true))
+                    .collect()
+            };
+            let ints = live
                 .iter()
-                .copied()
-                .filter(|&v| !std::mem::replace(&mut seen[v as usize], true))
-                .collect()
+                .map(|&i| match sizes[i as usize] {
+                    Size::Int(x) => Some(x),
+                    _ => None,
+                })
+                .collect();
+            (dict_order, ints)
         };
-        let ints = live
-            .iter()
-            .map(|&i| match sizes[i as usize] {
-                Size::Int(x) => Some(x),
-                _ => None,
-            })
-            .collect();
+        let (users, (dict_order, ints)) = rayon::join(|| deps.transpose(), rest);
         Graph {
             paths,
             sizes,
-            users: deps.transpose(),
+            users,
             deps,
             live,
             dict_order,
@@ -482,8 +486,13 @@ fn layers_of<'s>(
     limit: i64,
 ) -> Result<Vec<Vec<&'s str>>, Error> {
     only_numbers(g)?;
-    let split = layer_split(g, vertex, limit)?;
-    let layers = order_layers(g, &split)?;
+    // The split is one step after another; what the ordering needs of the graph alone is
+    // worked out on the other cores meanwhile.
+    let (split, (sorted, users_first)) = rayon::join(
+        || layer_split(g, vertex, limit),
+        || rayon::join(|| by_key(g), || users_first(g)),
+    );
+    let layers = order_layers(g, &split?, sorted?, users_first.as_deref())?;
     check_total(g, &layers)?;
     Ok(layers
         .iter()
@@ -543,17 +552,23 @@ fn by_key(g: &Graph<'_>) -> Result<Vec<u32>, Error> {
 }
 
 /// The layers, ordered by closure size; ties in the order of CPython's
-/// `set(layer_split.values())` (see [`set_order`]), since the sort is stable.
-fn order_layers<'s>(g: &Graph<'s>, split: &Split) -> Result<Vec<Layer<'s>>, Error> {
+/// `set(layer_split.values())` (see [`set_order`]), since the sort is stable. `sorted` is
+/// every vertex in [`by_key`] order, `users_first` the order of [`users_first`].
+fn order_layers<'s>(
+    g: &Graph<'s>,
+    split: &Split,
+    sorted: Vec<u32>,
+    users_first: Option<&[u32]>,
+) -> Result<Vec<Layer<'s>>, Error> {
     let mut groups: Vec<Vec<u32>> = vec![Vec::new(); split.layers.sets.len()];
-    for v in by_key(g)? {
+    for v in sorted {
         groups[split.layer[v as usize] as usize].push(v);
     }
     let groups: Vec<Vec<u32>> = set_order(g, split)
         .into_iter()
         .map(|id| std::mem::take(&mut groups[id as usize]))
         .collect();
-    let known = closure_sizes(g, &groups);
+    let known = users_first.and_then(|order| closure_sizes(g, order, &groups));
     // The layers are independent (in a chain, each closure is most of the graph): one per
     // task, each thread with its own marks; errors checked in order, as above.
     let layers: Vec<Result<Layer<'s>, Error>> = groups
@@ -638,10 +653,10 @@ const LAYERS_PER_PASS: usize = 128;
 /// closures of its own group and of every group its users are in the closures of, so in an
 /// order with users first, a bitset of groups per vertex is an OR of its users'. Vertices
 /// with the same bitset are added up together. `None` (each closure walked instead) when a
-/// size is not an integer of `i128`, a sum overflows, or the graph has a cycle.
-fn closure_sizes(g: &Graph<'_>, groups: &[Vec<u32>]) -> Option<Vec<i128>> {
+/// size is not an integer of `i128` or a sum overflows. `order` has every user of a vertex
+/// before it (the graph has no cycle).
+fn closure_sizes(g: &Graph<'_>, order: &[u32], groups: &[Vec<u32>]) -> Option<Vec<i128>> {
     let ints = g.ints.as_ref()?;
-    let order = users_first(g)?;
     let mut sizes = vec![0i128; groups.len()];
     let mut bits = vec![0u128; g.len()];
     for first in (0..groups.len()).step_by(LAYERS_PER_PASS) {
@@ -652,7 +667,7 @@ fn closure_sizes(g: &Graph<'_>, groups: &[Vec<u32>]) -> Option<Vec<i128>> {
                 .for_each(|&v| bits[v as usize] = 1 << (k - first));
         }
         let mut by_bits: FastMap<u128, i128> = FastMap::default();
-        for &v in &order {
+        for &v in order {
             let b = bits[v as usize];
             for &c in g.deps.row(v) {
                 bits[c as usize] |= b;
@@ -801,7 +816,8 @@ mod tests {
         for v in 0..g.len() as u32 {
             groups[(v as usize * 13) % 290].push(v);
         }
-        let sizes = closure_sizes(&g, &groups).unwrap();
+        let order = users_first(&g).unwrap();
+        let sizes = closure_sizes(&g, &order, &groups).unwrap();
         let (mut seen, mut reached) = (vec![false; g.len()], Vec::new());
         for (group, size) in groups.iter().zip(&sizes) {
             closure(group, &g.deps, &mut seen, &mut reached);
@@ -817,6 +833,6 @@ mod tests {
             {"path": "/nix/store/b-b", "narSize": 2, "references": ["/nix/store/a-a"]}]"#;
         let nodes = crate::graph::parse_nodes(text, true).unwrap();
         let (g, _) = graph_of_nodes(&nodes).unwrap();
-        assert_eq!(closure_sizes(&g, &[vec![0], vec![1]]), None);
+        assert_eq!(users_first(&g), None);
     }
 }
