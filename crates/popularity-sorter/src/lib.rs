@@ -148,21 +148,36 @@ pub fn auto_layer(graph_list: &[u8], ignore: &[u8], limit: i64) -> Result<Vec<u8
         .ok()
         .flatten()
     {
-        Some(listed) => auto_layer_listed(&listed, ignore, limit),
+        Some(listed) => {
+            let mut out = Vec::new();
+            auto_layer_listed(&listed, ignore, limit)?
+                .write_to(&mut out)
+                .map_err(Error::Print)?;
+            Ok(out)
+        }
         None => auto_layer_general(graph_list, ignore, limit),
     }
 }
 
-/// [`auto_layer`] of a list already read by [`listed::read`].
-pub fn auto_layer_listed(
-    listed: &listed::Listed,
+/// [`auto_layer`] of a list already read by [`listed::read`]: the layers, to be printed.
+pub fn auto_layer_listed<'l>(
+    listed: &'l listed::Listed,
     ignore: &[u8],
     limit: i64,
-) -> Result<Vec<u8>, Error> {
+) -> Result<Layers<'l>, Error> {
     let text = String::from_utf8_lossy(ignore);
     let ignore = ignore_set(&text);
-    let layers = autolayer::auto_layer_listed(listed, &ignore, limit)?;
-    dumps_compact(&layers)
+    autolayer::auto_layer_listed(listed, &ignore, limit).map(Layers)
+}
+
+/// auto-layer's layers: each one's paths.
+pub struct Layers<'l>(Vec<Vec<&'l str>>);
+
+impl Layers<'_> {
+    /// Prints them as auto-layer.py does (see [`dumps_compact`]), straight into `out`.
+    pub fn write_to(&self, out: &mut impl std::io::Write) -> std::io::Result<()> {
+        write_compact(&self.0, out)
+    }
 }
 
 /// [`auto_layer`] of any JSON, with the errors of malformed input.
@@ -182,28 +197,33 @@ fn auto_layer_general(graph_list: &[u8], ignore: &[u8], limit: i64) -> Result<Ve
 fn dumps_compact(layers: &[Vec<&str>]) -> Result<Vec<u8>, Error> {
     let chars: usize = layers.iter().flatten().map(|p| p.len() + 4).sum();
     let mut out = Vec::with_capacity(chars + 4 * layers.len() + 4);
-    out.push(b'[');
+    write_compact(layers, &mut out).map_err(Error::Print)?;
+    Ok(out)
+}
+
+/// [`dumps_compact`] into `out`.
+fn write_compact(layers: &[Vec<&str>], out: &mut impl std::io::Write) -> std::io::Result<()> {
+    out.write_all(b"[")?;
     for (i, layer) in layers.iter().enumerate() {
         if i > 0 {
-            out.extend_from_slice(b", ");
+            out.write_all(b", ")?;
         }
-        out.push(b'[');
+        out.write_all(b"[")?;
         for (j, path) in layer.iter().enumerate() {
             if j > 0 {
-                out.extend_from_slice(b", ");
+                out.write_all(b", ")?;
             }
             if is_plain(path) {
-                out.push(b'"');
-                out.extend_from_slice(path.as_bytes());
-                out.push(b'"');
+                out.write_all(b"\"")?;
+                out.write_all(path.as_bytes())?;
+                out.write_all(b"\"")?;
             } else {
-                pyjson::write(&mut out, path, pyjson::COMPACT).map_err(Error::Print)?;
+                pyjson::write(&mut *out, path, pyjson::COMPACT)?;
             }
         }
-        out.push(b']');
+        out.write_all(b"]")?;
     }
-    out.extend_from_slice(b"]\n");
-    Ok(out)
+    out.write_all(b"]\n")
 }
 
 /// Whether `s` is printable ASCII without `"` or `\`: JSON text as it is. Folded without an

@@ -151,11 +151,16 @@ fn run(args: Args) -> Result<(), MainError> {
                 None => read(&graph_list)?,
             };
             let ignore = read(&ignore_file)?;
-            match listed {
-                Some(l) => popularity_sorter::auto_layer_listed(&l, &ignore, layer_limit),
-                None => popularity_sorter::auto_layer(&bytes, &ignore, layer_limit),
+            if let Some(l) = listed {
+                // Printed straight to stdout, not into memory first.
+                popularity_sorter::auto_layer_listed(&l, &ignore, layer_limit)
+                    .map_err(in_file(&graph_list))?
+                    .write_to(&mut out)?;
+                out.flush()?;
+                return Ok(());
             }
-            .map_err(in_file(&graph_list))?
+            popularity_sorter::auto_layer(&bytes, &ignore, layer_limit)
+                .map_err(in_file(&graph_list))?
         }
         Cmd::Pipeline { file } => {
             popularity_sorter::pipeline(&read(&file)?).map_err(in_file(&file))?
