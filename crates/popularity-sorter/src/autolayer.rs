@@ -824,7 +824,7 @@ mod tests {
             reached.iter().for_each(|&v| seen[v as usize] = false);
             assert_eq!(Size::Int(*size), sum_of(&g, &reached).unwrap());
         }
-        assert!(sizes.iter().any(|&s| s == 0));
+        assert!(sizes.contains(&0));
     }
 
     #[test]
