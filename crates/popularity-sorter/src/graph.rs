@@ -243,11 +243,13 @@ pub fn resolve_into(
 
 /// Drops repeated items from `list[from..]`, keeping each first occurrence where it is, in
 /// time linear in the list: a short list (almost every node's) by a scan of what was kept, a
-/// long one through a hash set.
+/// long one through a bitset when that is no longer than the list in words (a root's list of
+/// the whole closure), else through a hash set.
 pub fn dedup_tail(list: &mut Vec<u32>, from: usize) {
     const SCAN: usize = 16;
+    let len = list.len() - from;
     let mut kept = from;
-    if list.len() - from <= SCAN {
+    if len <= SCAN {
         for i in from..list.len() {
             let x = list[i];
             if !list[from..kept].contains(&x) {
@@ -255,8 +257,26 @@ pub fn dedup_tail(list: &mut Vec<u32>, from: usize) {
                 kept += 1;
             }
         }
+        list.truncate(kept);
+        return;
+    }
+    let words = list[from..]
+        .iter()
+        .max()
+        .map_or(0, |&m| m as usize / 64 + 1);
+    if words <= len {
+        let mut seen = vec![0u64; words];
+        for i in from..list.len() {
+            let x = list[i];
+            let (word, bit) = (&mut seen[x as usize / 64], 1u64 << (x % 64));
+            if *word & bit == 0 {
+                *word |= bit;
+                list[kept] = x;
+                kept += 1;
+            }
+        }
     } else {
-        let mut seen = FastSet::with_capacity_and_hasher(list.len() - from, Default::default());
+        let mut seen = FastSet::with_capacity_and_hasher(len, Default::default());
         for i in from..list.len() {
             let x = list[i];
             if seen.insert(x) {
@@ -452,3 +472,29 @@ pub type FastMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::FixedSt
 
 /// A HashSet with the hasher of [`FastMap`].
 pub type FastSet<T> = std::collections::HashSet<T, foldhash::fast::FixedState>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dedup_keeps_first_occurrences_in_every_way() {
+        // Short (a scan), long and dense (a bitset), long and sparse (a hash set).
+        let short = vec![7, 3, 7, 1, 3];
+        let dense: Vec<u32> = (0..200).map(|i| (i * 7) % 50).collect();
+        let sparse: Vec<u32> = (0..40).map(|i| (i % 20) * 1_000_000).collect();
+        for list in [short, dense, sparse] {
+            let mut expected = Vec::new();
+            for &x in &list {
+                if !expected.contains(&x) {
+                    expected.push(x);
+                }
+            }
+            let mut got = vec![9, 9];
+            got.extend(&list);
+            dedup_tail(&mut got, 2);
+            assert_eq!(got[2..], expected[..]);
+            assert_eq!(got[..2], [9, 9]);
+        }
+    }
+}
