@@ -98,8 +98,18 @@ impl Listed {
         self.strings.get(self.paths[k])
     }
 
+    /// The `narSize` of node `k`.
+    pub fn size(&self, k: usize) -> i64 {
+        self.sizes[k]
+    }
+
+    /// The references of node `k`, as written.
+    pub fn references(&self, k: usize) -> impl Iterator<Item = &str> {
+        self.refs(k).iter().map(|&r| self.strings.get(r))
+    }
+
     /// The references of node `k`, as string numbers.
-    pub fn refs(&self, k: usize) -> &[u32] {
+    pub(crate) fn refs(&self, k: usize) -> &[u32] {
         let start = k.checked_sub(1).map_or(0, |j| self.ref_ends[j]);
         &self.refs[start..self.ref_ends[k]]
     }
