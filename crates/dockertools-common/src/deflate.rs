@@ -298,9 +298,19 @@ struct Block {
     runs: Box<[u8; 1 << RUN_BITS]>,
 }
 
+/// Stream bytes left below which a block's literal-run table is not built: building it costs
+/// about as much as walking 8 KiB of literals one at a time, and small streams are common
+/// (the compressible stretches between stored segments). All zeros, the table sends every
+/// symbol down the one-at-a-time path.
+const RUNS_WORTH: usize = 16 << 10;
+
 impl Block {
-    fn new((lit, dist): (Code, Code)) -> Block {
-        let runs = literal_runs(&lit);
+    fn new((lit, dist): (Code, Code), bytes_left: usize) -> Block {
+        let runs = if bytes_left >= RUNS_WORTH {
+            literal_runs(&lit)
+        } else {
+            Box::new([0; 1 << RUN_BITS])
+        };
         Block { lit, dist, runs }
     }
 }
@@ -433,12 +443,20 @@ impl<'a> Walk<'a> {
                     self.bits.seek((byte + 4 + len) * 8)?;
                     self.end_block()?;
                 }
-                1 => self.block = Some(Block::new(fixed_codes()?)),
-                2 => self.block = Some(Block::new(dynamic_codes(&mut self.bits)?)),
+                1 => self.block = Some(Block::new(fixed_codes()?, self.bytes_left())),
+                2 => {
+                    let codes = dynamic_codes(&mut self.bits)?;
+                    self.block = Some(Block::new(codes, self.bytes_left()));
+                }
                 _ => return Err(Malformed("reserved block type")),
             }
         }
         Ok(())
+    }
+
+    /// Bytes of the stream after the current position.
+    fn bytes_left(&self) -> usize {
+        self.bits.limit.saturating_sub(self.bits.pos()) / 8
     }
 
     /// The current block's end is reached.
