@@ -192,11 +192,16 @@ impl<'r, R: ReadAt + ?Sized> Window<'r, R> {
         if self.eof {
             return Ok(false);
         }
+        // What was checked stays checked: only the new bytes are (a window that is grown
+        // again and again for one large node would otherwise be checked again each time).
+        let checked = self.valid.saturating_sub(pos);
         self.buf.copy_within(pos..self.len, 0);
         self.offset += pos as u64;
         self.len -= pos;
         if self.len == self.buf.len() {
-            self.buf.resize(self.buf.len() * 2, 0);
+            // A node larger than the window is read again from its start with each growth:
+            // growing fourfold keeps that to a third more than the node.
+            self.buf.resize(self.buf.len() * 4, 0);
         }
         let before = self.len;
         while self.len < self.buf.len() {
@@ -209,9 +214,9 @@ impl<'r, R: ReadAt + ?Sized> Window<'r, R> {
             }
             self.len += n;
         }
-        self.valid = match std::str::from_utf8(&self.buf[..self.len]) {
+        self.valid = match std::str::from_utf8(&self.buf[checked..self.len]) {
             Ok(_) => self.len,
-            Err(e) if e.error_len().is_none() && !self.eof => e.valid_up_to(),
+            Err(e) if e.error_len().is_none() && !self.eof => checked + e.valid_up_to(),
             Err(_) => {
                 self.eof = true;
                 self.valid = 0;
