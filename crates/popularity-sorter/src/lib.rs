@@ -174,7 +174,7 @@ pub fn auto_layer_listed<'l>(
 pub struct Layers<'l>(Vec<Vec<&'l str>>);
 
 impl Layers<'_> {
-    /// Prints them as auto-layer.py does (see [`dumps_compact`]), straight into `out`.
+    /// Prints them as auto-layer.py does (`dumps_compact`), straight into `out`.
     pub fn write_to(&self, out: &mut impl std::io::Write) -> std::io::Result<()> {
         write_compact(&self.0, out)
     }
