@@ -10,17 +10,19 @@
 //! the data of every such member, whether or not it was compressed here
 //! ([`crate::write`]), and a member's blocks are its data in [`GZ_BLOCK`] pieces from its
 //! start, compressed as the output's compressor would compress them after a cut.
-//! Memory: a few blocks in flight, and 20 bytes per block compressed ahead.
+//! The blocks are kept in memory while the budget shared with the spools lasts, then in an
+//! unnamed file beside OUT ([`crate::store`]).
+//! Memory: a few blocks in flight, the blocks kept within the budget, and 40 bytes per block.
 
 use std::collections::BTreeMap;
-use std::fs::File;
-use std::io::{self, BufWriter, Read, Write};
-use std::os::unix::fs::FileExt;
+use std::io::{self, Read};
 use std::path::Path;
 
 use dockertools_common::compress::{GzBlock, GzBlocks, GZ_BLOCK};
 use dockertools_common::tar::reader::{ReadError, Reader};
 use sha2::{Digest, Sha256};
+
+use crate::store::{Budget, Overflow};
 
 /// A member's data as it was read ahead.
 pub(crate) struct Member {
@@ -33,12 +35,21 @@ pub(crate) struct Member {
     blocks: Vec<BlockAt>,
 }
 
-/// Where a compressed block is in the cache file.
+/// A compressed block, kept.
 struct BlockAt {
-    at: u64,
-    len: u32,
+    deflate: Kept,
     crc: u32,
     input_len: u32,
+}
+
+/// Where a compressed block's bytes are.
+enum Kept {
+    Memory(Vec<u8>),
+    /// In the overflow file.
+    File {
+        at: u64,
+        len: u32,
+    },
 }
 
 /// What can fail while reading a member ahead.
@@ -52,25 +63,21 @@ pub(crate) enum AheadError {
 /// The members read ahead so far, by input and data offset, and their cache file.
 pub(crate) struct Ahead {
     level: i32,
-    file: File,
-    out: BufWriter<File>,
-    written: u64,
+    budget: Budget,
+    overflow: Overflow,
     members: BTreeMap<(usize, u64), Member>,
 }
 
 impl Ahead {
-    /// A cache for gzip output at `level` (as the output's compressor takes it), in an unnamed
-    /// file in `dir`.
-    pub fn new(dir: &Path, level: i32) -> io::Result<Ahead> {
-        let file = tempfile::tempfile_in(dir)?;
-        let out = BufWriter::with_capacity(1 << 20, file.try_clone()?);
-        Ok(Ahead {
+    /// A cache for gzip output at `level` (as the output's compressor takes it), in memory from
+    /// `budget`, then in an unnamed file in `dir`.
+    pub fn new(dir: &Path, level: i32, budget: &Budget) -> Ahead {
+        Ahead {
             level: dockertools_common::compress::gzip_level(level),
-            file,
-            out,
-            written: 0,
+            budget: budget.clone(),
+            overflow: Overflow::new(dir),
             members: BTreeMap::new(),
-        })
+        }
     }
 
     /// Whether a member of `size` bytes is read ahead (and its blocks cut in the output).
@@ -128,26 +135,32 @@ impl Ahead {
         let Some(block) = blocks.next(wait) else {
             return Ok(false);
         };
-        let block = block.map_err(AheadError::Cache)?;
+        let mut block = block.map_err(AheadError::Cache)?;
         let too_big = || AheadError::Cache(io::Error::other("a gzip block over 4 GiB"));
         let len = u32::try_from(block.deflate.len()).map_err(|_| too_big())?;
         let input_len = u32::try_from(block.len).map_err(|_| too_big())?;
-        self.out
-            .write_all(&block.deflate)
-            .map_err(AheadError::Cache)?;
+        let deflate = if self.budget.take(block.deflate.len()) {
+            // The compressor's buffer is sized for the worst case; the budget counts what is kept.
+            block.deflate.shrink_to_fit();
+            Kept::Memory(block.deflate)
+        } else {
+            let at = self
+                .overflow
+                .append(&block.deflate)
+                .map_err(AheadError::Cache)?;
+            Kept::File { at, len }
+        };
         member.blocks.push(BlockAt {
-            at: self.written,
-            len,
+            deflate,
             crc: block.crc,
             input_len,
         });
-        self.written += u64::from(len);
         Ok(true)
     }
 
     /// Makes everything written readable; call once every input is indexed.
     pub fn flush(&mut self) -> io::Result<()> {
-        self.out.flush()
+        self.overflow.flush()
     }
 
     /// The member whose data is at `key`, if it was read ahead for output at `level`.
@@ -164,8 +177,14 @@ impl Ahead {
         member: &'a Member,
     ) -> impl Iterator<Item = io::Result<GzBlock>> + 'a {
         member.blocks.iter().map(|b| {
-            let mut deflate = vec![0u8; b.len as usize];
-            self.file.read_exact_at(&mut deflate, b.at)?;
+            let deflate = match &b.deflate {
+                Kept::Memory(bytes) => bytes.clone(),
+                Kept::File { at, len } => {
+                    let mut bytes = vec![0u8; *len as usize];
+                    self.overflow.read_exact_at(&mut bytes, *at)?;
+                    bytes
+                }
+            };
             Ok(GzBlock {
                 deflate,
                 crc: b.crc,
@@ -184,6 +203,8 @@ mod tests {
     use dockertools_common::tar::gnu::GnuOptions;
     use dockertools_common::tar::writer::{Data, TarWriter};
     use dockertools_common::tar::{Dialect, Header, REGULAR};
+
+    use std::io::Write;
 
     use super::*;
     use crate::{merge, Error, Options};
@@ -225,8 +246,9 @@ mod tests {
         c.finish()
     }
 
-    /// Merges `inputs` (written into `dir` under their names) into a gzip `out.tar.gz`.
-    fn merged(dir: &Path, inputs: &[(&str, Vec<u8>)]) -> Result<Vec<u8>, Error> {
+    /// Merges `inputs` (written into `dir` under their names) into a gzip `out.tar.gz`, keeping
+    /// up to `memory` bytes in memory.
+    fn merged(dir: &Path, inputs: &[(&str, Vec<u8>)], memory: u64) -> Result<Vec<u8>, Error> {
         let mut paths = Vec::new();
         for (name, bytes) in inputs {
             let path = dir.join(name);
@@ -241,6 +263,7 @@ mod tests {
             mtime: 1,
             compress: Some(Compression::Gzip),
             level: None,
+            memory,
         };
         merge(&out, &paths, &opts)?;
         std::fs::read(&out).map_err(|source| Error::Io { input: out, source })
@@ -254,13 +277,20 @@ mod tests {
         let tar = image(&"a".repeat(64), &body, &diff_id)?;
         // A plain input is read in place (nothing ahead); a gzip one is spooled (its large
         // members compressed ahead); a mix of both; and one thread against all.
-        let plain = merged(dir.path(), &[("in.tar", tar.clone())])?;
-        let spooled = merged(dir.path(), &[("in.tar.gz", gzip(&tar)?)])?;
+        let all = crate::DEFAULT_MEMORY;
+        let plain = merged(dir.path(), &[("in.tar", tar.clone())], all)?;
+        let spooled = merged(dir.path(), &[("in.tar.gz", gzip(&tar)?)], all)?;
         assert!(plain == spooled);
         let pool = rayon::ThreadPoolBuilder::new().num_threads(1).build()?;
         let gz = gzip(&tar)?;
-        let one = pool.install(|| merged(dir.path(), &[("in.tar.gz", gz)]))?;
+        let one = pool.install(|| merged(dir.path(), &[("in.tar.gz", gz)], all))?;
         assert!(one == plain);
+        // Spool and blocks in files (no memory), or partly (the spool's first chunk and a
+        // block or two in memory, the rest in files): the same bytes.
+        for memory in [0, (4 << 20) + GZ_BLOCK as u64] {
+            let spilled = merged(dir.path(), &[("in.tar.gz", gzip(&tar)?)], memory)?;
+            assert!(spilled == plain, "{memory}");
+        }
         // The output reads back as the merged tar, and the blocks cut around each large member
         // did not change what it holds.
         let (_, mut r) = dockertools_common::compress::decompress(io::Cursor::new(plain))?;
@@ -279,7 +309,11 @@ mod tests {
         let wrong = "c".repeat(64);
         let folder = "b".repeat(64);
         let tar = image(&folder, &body, &wrong)?;
-        match merged(dir.path(), &[("bad.tar.gz", gzip(&tar)?)]) {
+        match merged(
+            dir.path(),
+            &[("bad.tar.gz", gzip(&tar)?)],
+            crate::DEFAULT_MEMORY,
+        ) {
             Err(Error::Digest {
                 entry,
                 expected,

@@ -4,14 +4,14 @@
 //!
 //! A plain input that is a regular file is read in place: its headers are read, its data is
 //! skipped by seeking and read back later at its offset. Anything else (a compressed input, a
-//! pipe) is read once, decompressed, into an unnamed spool file beside OUT, which then serves
-//! as its plain bytes. The compression is recognised on the handle that is read, so a pipe is
+//! pipe) is read once, decompressed, into a spool (in memory within the budget, then an unnamed
+//! file beside OUT: [`crate::store`]), which then serves as its plain bytes. The compression is recognised on the handle that is read, so a pipe is
 //! never reopened; a compressed input is read to its end and its checks (CRC, length, zstd
 //! checksum, trailing garbage) must pass.
 //! Files that two inputs hold are compared byte for byte as soon as the later one is indexed.
 
 use std::fs::{File, Metadata};
-use std::io::{self, BufReader, BufWriter, Read, Seek, Write};
+use std::io::{self, BufReader, Read, Seek, Write};
 use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
@@ -21,6 +21,7 @@ use dockertools_common::tar::{self as tarfmt};
 
 use crate::ahead::{Ahead, AheadError};
 use crate::json::ImageJson;
+use crate::store::{Budget, Spool};
 use crate::tree::{components, Data, Duplicate, Kind, Tree, TreeError};
 use crate::{Error, ImageProblem};
 
@@ -36,8 +37,8 @@ pub(crate) struct Input {
     pub path: PathBuf,
     /// Its compression (the output's default is the last input's).
     pub compression: Compression,
-    /// Its plain tar bytes: the input itself, or its spool.
-    file: File,
+    /// Its plain tar bytes.
+    bytes: Plain,
     /// For an input read in place, its identity and size when opened.
     stamp: Option<Stamp>,
     /// Its `manifest.json` and `repositories`.
@@ -48,20 +49,37 @@ impl Input {
     /// Reads `buf.len()` bytes of member `member` at `offset`; the input ending first means it
     /// changed while merging.
     pub fn read_exact_at(&self, buf: &mut [u8], offset: u64, member: &[u8]) -> Result<(), Error> {
-        read_exact_at((&self.file, &self.path), buf, offset, member)
+        read_exact_at((&self.bytes, &self.path), buf, offset, member)
+    }
+}
+
+/// An input's plain tar bytes.
+enum Plain {
+    /// The input itself, read in place.
+    InPlace(File),
+    /// Its decompressed bytes.
+    Spooled(Spool),
+}
+
+impl Plain {
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+        match self {
+            Plain::InPlace(f) => f.read_at(buf, offset),
+            Plain::Spooled(s) => s.read_at(buf, offset),
+        }
     }
 }
 
 /// Reads `buf.len()` bytes of member `member` at `offset` of an input's plain bytes.
 fn read_exact_at(
-    (file, path): (&File, &Path),
+    (bytes, path): (&Plain, &Path),
     buf: &mut [u8],
     offset: u64,
     member: &[u8],
 ) -> Result<(), Error> {
     let mut done = 0;
     while done < buf.len() {
-        match file.read_at(&mut buf[done..], offset + done as u64) {
+        match bytes.read_at(&mut buf[done..], offset + done as u64) {
             Ok(0) => {
                 return Err(Error::EndedEarly {
                     input: path.to_path_buf(),
@@ -107,6 +125,8 @@ impl Stamp {
 pub(crate) struct Index {
     /// Where spool files go (OUT's folder).
     spool_dir: PathBuf,
+    /// The memory the spools and the blocks compressed ahead may keep.
+    budget: Budget,
     /// OUT, for messages about the spool.
     out: PathBuf,
     /// The merged tree.
@@ -118,14 +138,16 @@ pub(crate) struct Index {
 }
 
 impl Index {
-    /// An empty index whose spool files go beside `out`.
-    pub fn new(out: &Path) -> Index {
+    /// An empty index whose spools keep up to `memory` bytes (with the blocks compressed
+    /// ahead), the rest in files beside `out`.
+    pub fn new(out: &Path, memory: u64) -> Index {
         let spool_dir = match out.parent() {
             Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
             _ => PathBuf::from("."),
         };
         Index {
             spool_dir,
+            budget: Budget::new(memory),
             out: out.to_path_buf(),
             tree: Tree::new(),
             inputs: Vec::new(),
@@ -135,13 +157,8 @@ impl Index {
 
     /// Compresses large members of spooled inputs for a gzip output at `level` while they
     /// are read (see [`crate::ahead`]).
-    pub fn read_ahead(&mut self, level: i32) -> Result<(), Error> {
-        let ahead = Ahead::new(&self.spool_dir, level).map_err(|source| Error::Cache {
-            out: self.out.clone(),
-            source,
-        })?;
-        self.ahead = Some(ahead);
-        Ok(())
+    pub fn read_ahead(&mut self, level: i32) {
+        self.ahead = Some(Ahead::new(&self.spool_dir, level, &self.budget));
     }
 
     /// Ends reading ahead: what was compressed becomes readable.
@@ -175,8 +192,10 @@ impl Index {
     /// Fails when an input read in place was changed since it was opened.
     pub fn check_unchanged(&self) -> Result<(), Error> {
         for input in &self.inputs {
-            let Some(stamp) = &input.stamp else { continue };
-            let now = input.file.metadata().map_err(|source| Error::Io {
+            let (Some(stamp), Plain::InPlace(file)) = (&input.stamp, &input.bytes) else {
+                continue;
+            };
+            let now = file.metadata().map_err(|source| Error::Io {
                 input: input.path.clone(),
                 source,
             })?;
@@ -259,18 +278,22 @@ impl Index {
         let file = File::open(path).map_err(io_err)?;
         let meta = file.metadata().map_err(io_err)?;
         let mut scan = Scan::new(idx, path, &self.out);
-        let (compression, file, stamp) = if meta.is_file() && !is_compressed(&file, path)? {
+        let (compression, bytes, stamp) = if meta.is_file() && !is_compressed(&file, path)? {
             scan.in_place(&file, meta.len())?;
-            (Compression::None, file, Some(Stamp::of(&meta)))
+            (
+                Compression::None,
+                Plain::InPlace(file),
+                Some(Stamp::of(&meta)),
+            )
         } else {
             let (kind, dec) = decompress(file).map_err(io_err)?;
-            (kind, self.spooled(&mut scan, dec)?, None)
+            (kind, Plain::Spooled(self.spooled(&mut scan, dec)?), None)
         };
-        let json = scan.take_json(&file)?;
+        let json = scan.take_json(&bytes)?;
         let input = Input {
             path: path.to_path_buf(),
             compression,
-            file,
+            bytes,
             stamp,
             json,
         };
@@ -279,21 +302,19 @@ impl Index {
 
     /// Indexes a stream through a spool file, checks the stream to its end, and returns the
     /// spool.
-    fn spooled(&mut self, scan: &mut Scan, mut dec: Decompressed) -> Result<File, Error> {
+    fn spooled(&mut self, scan: &mut Scan, mut dec: Decompressed) -> Result<Spool, Error> {
         let input = scan.path.clone();
         let spool_err = |source| Error::Spool {
             input: input.clone(),
             out: self.out.clone(),
             source,
         };
-        // An unnamed file (O_TMPFILE): nothing is left behind, whatever happens.
-        let spool = tempfile::tempfile_in(&self.spool_dir).map_err(spool_err)?;
-        let mut writer = BufWriter::with_capacity(1 << 20, spool.try_clone().map_err(spool_err)?);
+        let mut spool = Spool::new(&self.spool_dir, &self.budget);
         let mut failed = None;
         let scanned = {
             let tee = Tee {
                 r: &mut dec,
-                w: &mut writer,
+                w: &mut spool,
                 failed: &mut failed,
             };
             scan.entries(&mut Reader::new(NoSeek(tee)), self.ahead.as_mut())
@@ -303,7 +324,7 @@ impl Index {
             return Err(spool_err(source));
         }
         scanned?;
-        writer.flush().map_err(spool_err)?;
+        spool.flush().map_err(spool_err)?;
         dec.finish().map_err(|source| Error::Io { input, source })?;
         Ok(spool)
     }
@@ -500,7 +521,7 @@ impl Scan {
 
     /// Takes the surviving top-level JSON members out of the tree (they are written anew) and
     /// reads their bytes from `file`, the input's plain bytes.
-    fn take_json(&mut self, file: &File) -> Result<ImageJson, Error> {
+    fn take_json(&mut self, bytes: &Plain) -> Result<ImageJson, Error> {
         let mut found: [Option<Vec<u8>>; 2] = [None, None];
         for (slot, name) in found.iter_mut().zip(JSON_MEMBERS) {
             let Some(node) = self.tree.take_top(name) else {
@@ -520,9 +541,9 @@ impl Scan {
                     limit: JSON_LIMIT,
                 });
             }
-            let mut bytes = vec![0u8; data.size as usize];
-            read_exact_at((file, &self.path), &mut bytes, data.offset, name)?;
-            *slot = Some(bytes);
+            let mut json = vec![0u8; data.size as usize];
+            read_exact_at((bytes, &self.path), &mut json, data.offset, name)?;
+            *slot = Some(json);
         }
         let [manifest, repositories] = found;
         Ok(ImageJson {
@@ -593,7 +614,7 @@ mod tests {
 
     /// Indexes archives (written into `dir`) in order.
     fn index(dir: &Path, archives: &[Vec<u8>]) -> Result<Index, Error> {
-        let mut index = Index::new(&dir.join("out.tar"));
+        let mut index = Index::new(&dir.join("out.tar"), crate::DEFAULT_MEMORY);
         for (i, bytes) in archives.iter().enumerate() {
             let path = dir.join(format!("in{i}.tar"));
             std::fs::write(&path, bytes).map_err(|source| Error::Io {
