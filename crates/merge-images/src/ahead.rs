@@ -14,7 +14,7 @@
 //! unnamed file beside OUT ([`crate::store`]).
 //! Memory: a few blocks in flight, the blocks kept within the budget, and 40 bytes per block.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::io::{self, Read};
 use std::path::Path;
 
@@ -66,18 +66,26 @@ pub(crate) struct Ahead {
     budget: Budget,
     overflow: Overflow,
     members: BTreeMap<(usize, u64), Member>,
+    /// Blocks being compressed, one pool for every member: a member's last blocks are still
+    /// being compressed while the next member is read, so no thread waits at its end.
+    blocks: GzBlocks,
+    /// The member of each block submitted and not yet kept, in order.
+    owners: VecDeque<(usize, u64)>,
 }
 
 impl Ahead {
     /// A cache for gzip output at `level` (as the output's compressor takes it), in memory from
     /// `budget`, then in an unnamed file in `dir`.
-    pub fn new(dir: &Path, level: i32, budget: &Budget) -> Ahead {
-        Ahead {
-            level: dockertools_common::compress::gzip_level(level),
+    pub fn new(dir: &Path, level: i32, budget: &Budget) -> io::Result<Ahead> {
+        let level = dockertools_common::compress::gzip_level(level);
+        Ok(Ahead {
+            level,
             budget: budget.clone(),
             overflow: Overflow::new(dir),
             members: BTreeMap::new(),
-        }
+            blocks: GzBlocks::new(level)?,
+            owners: VecDeque::new(),
+        })
     }
 
     /// Whether a member of `size` bytes is read ahead (and its blocks cut in the output).
@@ -93,13 +101,14 @@ impl Ahead {
         size: u64,
         reader: &mut Reader<R>,
     ) -> Result<(), AheadError> {
-        let mut blocks = GzBlocks::new(self.level).map_err(AheadError::Cache)?;
-        let mut member = Member {
+        let member = Member {
             size,
             sha256: [0; 32],
             head: Vec::new(),
             blocks: Vec::new(),
         };
+        self.members.insert(key, member);
+        let mut head = Vec::new();
         let mut sha = Sha256::new();
         loop {
             let mut piece = vec![0u8; GZ_BLOCK];
@@ -109,34 +118,31 @@ impl Ahead {
             }
             piece.truncate(n);
             sha.update(&piece);
-            if member.head.is_empty() {
-                member.head = piece.iter().take(4).copied().collect();
+            if head.is_empty() {
+                head = piece.iter().take(4).copied().collect();
             }
-            blocks.submit(piece, false);
-            while blocks.full() {
-                self.store(&mut blocks, &mut member, true)?;
+            self.blocks.submit(piece, false);
+            self.owners.push_back(key);
+            while self.blocks.full() {
+                self.store(true).map_err(AheadError::Cache)?;
             }
-            while self.store(&mut blocks, &mut member, false)? {}
+            while self.store(false).map_err(AheadError::Cache)? {}
         }
-        while self.store(&mut blocks, &mut member, true)? {}
-        member.sha256 = sha.finalize().into();
-        self.members.insert(key, member);
+        if let Some(member) = self.members.get_mut(&key) {
+            member.sha256 = sha.finalize().into();
+            member.head = head;
+        }
         Ok(())
     }
 
-    /// Appends the next compressed block to the cache, if there is one ready (or once it is,
+    /// Keeps the next compressed block as its member's, if there is one ready (or once it is,
     /// when `wait`).
-    fn store(
-        &mut self,
-        blocks: &mut GzBlocks,
-        member: &mut Member,
-        wait: bool,
-    ) -> Result<bool, AheadError> {
-        let Some(block) = blocks.next(wait) else {
+    fn store(&mut self, wait: bool) -> io::Result<bool> {
+        let Some(block) = self.blocks.next(wait) else {
             return Ok(false);
         };
-        let mut block = block.map_err(AheadError::Cache)?;
-        let too_big = || AheadError::Cache(io::Error::other("a gzip block over 4 GiB"));
+        let mut block = block?;
+        let too_big = || io::Error::other("a gzip block over 4 GiB");
         let len = u32::try_from(block.deflate.len()).map_err(|_| too_big())?;
         let input_len = u32::try_from(block.len).map_err(|_| too_big())?;
         let deflate = if self.budget.take(block.deflate.len()) {
@@ -144,11 +150,12 @@ impl Ahead {
             block.deflate.shrink_to_fit();
             Kept::Memory(block.deflate)
         } else {
-            let at = self
-                .overflow
-                .append(&block.deflate)
-                .map_err(AheadError::Cache)?;
+            let at = self.overflow.append(&block.deflate)?;
             Kept::File { at, len }
+        };
+        let member = self.owners.pop_front();
+        let Some(member) = member.and_then(|key| self.members.get_mut(&key)) else {
+            return Err(io::Error::other("a gzip block of no member"));
         };
         member.blocks.push(BlockAt {
             deflate,
@@ -158,8 +165,10 @@ impl Ahead {
         Ok(true)
     }
 
-    /// Makes everything written readable; call once every input is indexed.
+    /// Waits for the blocks still being compressed and makes everything kept readable; call
+    /// once every input is indexed.
     pub fn flush(&mut self) -> io::Result<()> {
+        while self.store(true)? {}
         self.overflow.flush()
     }
 

@@ -157,8 +157,13 @@ impl Index {
 
     /// Compresses large members of spooled inputs for a gzip output at `level` while they
     /// are read (see [`crate::ahead`]).
-    pub fn read_ahead(&mut self, level: i32) {
-        self.ahead = Some(Ahead::new(&self.spool_dir, level, &self.budget));
+    pub fn read_ahead(&mut self, level: i32) -> Result<(), Error> {
+        let ahead = Ahead::new(&self.spool_dir, level, &self.budget).map_err(|source| {
+            let out = self.out.clone();
+            Error::Cache { out, source }
+        })?;
+        self.ahead = Some(ahead);
+        Ok(())
     }
 
     /// Ends reading ahead: what was compressed becomes readable.

@@ -345,7 +345,7 @@ pub fn merge(out: &Path, inputs: &[PathBuf], opts: &Options) -> Result<(), Error
         let level = opts
             .level
             .unwrap_or_else(|| Compression::Gzip.default_level());
-        index.read_ahead(level);
+        index.read_ahead(level)?;
     }
     for input in inputs {
         index.add(input)?;
