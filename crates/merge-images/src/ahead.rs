@@ -180,27 +180,93 @@ impl Ahead {
         self.members.get(&key)
     }
 
+    /// Reads up to `buf.len()` bytes of the data of the member at `key` from `at` (inflating the
+    /// block they are in); 0 past its end. Call after [`Ahead::flush`].
+    pub fn read_data(&self, key: (usize, u64), at: u64, buf: &mut [u8]) -> io::Result<usize> {
+        let missing = || io::Error::other("a member read ahead has no blocks");
+        let member = self.members.get(&key).ok_or_else(missing)?;
+        let idx = (at / GZ_BLOCK as u64) as usize;
+        let Some(block) = member.blocks.get(idx) else {
+            return Ok(0);
+        };
+        let bytes = inflate(&self.deflate(block)?, block)?;
+        let part = bytes.get((at % GZ_BLOCK as u64) as usize..).unwrap_or(&[]);
+        let n = part.len().min(buf.len());
+        buf[..n].copy_from_slice(&part[..n]);
+        Ok(n)
+    }
+
+    /// Whether the members at `a` and `b` are both read ahead and have the same blocks: then
+    /// they hold the same bytes (the blocks inflate to them). `false` says nothing.
+    pub fn same_blocks(&self, a: (usize, u64), b: (usize, u64)) -> io::Result<bool> {
+        let (Some(a), Some(b)) = (self.members.get(&a), self.members.get(&b)) else {
+            return Ok(false);
+        };
+        if a.size != b.size || a.blocks.len() != b.blocks.len() {
+            return Ok(false);
+        }
+        for (x, y) in a.blocks.iter().zip(&b.blocks) {
+            let same = x.crc == y.crc
+                && x.input_len == y.input_len
+                && self.deflate(x)? == self.deflate(y)?;
+            if !same {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+
+    /// A kept block's deflate bytes.
+    fn deflate<'a>(&'a self, b: &'a BlockAt) -> io::Result<std::borrow::Cow<'a, [u8]>> {
+        Ok(match &b.deflate {
+            Kept::Memory(bytes) => std::borrow::Cow::Borrowed(bytes.as_slice()),
+            Kept::File { at, len } => {
+                let mut bytes = vec![0u8; *len as usize];
+                self.overflow.read_exact_at(&mut bytes, *at)?;
+                std::borrow::Cow::Owned(bytes)
+            }
+        })
+    }
+
     /// The compressed blocks of `member`, in order.
     pub fn blocks<'a>(
         &'a self,
         member: &'a Member,
     ) -> impl Iterator<Item = io::Result<GzBlock>> + 'a {
         member.blocks.iter().map(|b| {
-            let deflate = match &b.deflate {
-                Kept::Memory(bytes) => bytes.clone(),
-                Kept::File { at, len } => {
-                    let mut bytes = vec![0u8; *len as usize];
-                    self.overflow.read_exact_at(&mut bytes, *at)?;
-                    bytes
-                }
-            };
             Ok(GzBlock {
-                deflate,
+                deflate: self.deflate(b)?.into_owned(),
                 crc: b.crc,
                 len: u64::from(b.input_len),
             })
         })
     }
+}
+
+/// The bytes a block compressed ahead holds, checked against its CRC32.
+fn inflate(deflate: &[u8], block: &BlockAt) -> io::Result<Vec<u8>> {
+    let mut out = vec![0u8; block.input_len as usize];
+    let mut z = flate2::Decompress::new(false);
+    loop {
+        let (used, made) = (z.total_in() as usize, z.total_out() as usize);
+        let (Some(input), Some(room)) = (deflate.get(used..), out.get_mut(made..)) else {
+            break;
+        };
+        if room.is_empty() {
+            break;
+        }
+        z.decompress(input, room, flate2::FlushDecompress::Sync)
+            .map_err(|e| io::Error::other(format!("a gzip block compressed ahead: {e}")))?;
+        if z.total_in() as usize == used && z.total_out() as usize == made {
+            break;
+        }
+    }
+    if z.total_out() != u64::from(block.input_len) || crc32fast::hash(&out) != block.crc {
+        return Err(io::Error::other(
+            "a gzip block compressed ahead does not inflate to its bytes",
+        ));
+    }
+    Ok(out)
 }
 
 #[cfg(test)]
@@ -223,20 +289,31 @@ mod tests {
     /// A one-layer docker-archive whose layer (`layer.tar` under `folder`) holds `body`, and
     /// whose config gives it the diff_id `diff_id`; a small file and a 3-block blob beside it.
     fn image(folder: &str, body: &[u8], diff_id: &str) -> io::Result<Vec<u8>> {
+        image_padded(folder, body, diff_id, 0)
+    }
+
+    /// [`image`], its `manifest.json` and config followed by `pad` spaces (which JSON ignores).
+    fn image_padded(folder: &str, body: &[u8], diff_id: &str, pad: usize) -> io::Result<Vec<u8>> {
         let layer = format!("{folder}/layer.tar");
-        let config = format!(r#"{{"rootfs":{{"type":"layers","diff_ids":["sha256:{diff_id}"]}}}}"#);
+        let spaces = " ".repeat(pad);
+        let config =
+            format!(r#"{{"rootfs":{{"type":"layers","diff_ids":["sha256:{diff_id}"]}}}}{spaces}"#);
         let manifest =
-            format!(r#"[{{"Config":"c.json","RepoTags":["x:1"],"Layers":["{layer}"]}}]"#);
+            format!(r#"[{{"Config":"c.json","RepoTags":["x:1"],"Layers":["{layer}"]}}]{spaces}"#);
         let blob: Vec<u8> = (0..3 * GZ_BLOCK).map(|i| (i * 7 / 5 % 251) as u8).collect();
-        let members: [(&str, &[u8]); 5] = [
+        tar(&[
             ("manifest.json", manifest.as_bytes()),
             ("c.json", config.as_bytes()),
             (&layer, body),
             ("small", b"small file"),
             ("z/blob", &blob),
-        ];
+        ])
+    }
+
+    /// A tar of regular files.
+    fn tar(members: &[(&str, &[u8])]) -> io::Result<Vec<u8>> {
         let mut w = TarWriter::new(Vec::new(), Dialect::Gnu(GnuOptions::default()));
-        for (name, data) in members {
+        for &(name, data) in members {
             let h = Header {
                 name: name.as_bytes().to_vec(),
                 mode: 0o644,
@@ -308,6 +385,47 @@ mod tests {
         r.finish()?;
         let at = back.windows(body.len()).position(|w| w == body.as_slice());
         assert!(at.is_some_and(|at| at % 512 == 0));
+        Ok(())
+    }
+
+    #[test]
+    fn members_read_ahead_are_read_back_from_their_blocks() -> TestResult {
+        let dir = tempfile::tempdir()?;
+        let body: Vec<u8> = (0..GZ_BLOCK + 7).map(|i| (i % 11) as u8).collect();
+        let diff_id = sha256_hex(&body);
+        // A manifest and a config of more than a block: read ahead, then read back for the
+        // JSON merge and the digests.
+        let image = image_padded(&"d".repeat(64), &body, &diff_id, GZ_BLOCK + 3)?;
+        let all = crate::DEFAULT_MEMORY;
+        let plain = merged(dir.path(), &[("in.tar", image.clone())], all)?;
+        for memory in [all, 0] {
+            let gz = merged(dir.path(), &[("in.tar.gz", gzip(&image)?)], memory)?;
+            assert!(gz == plain, "{memory}");
+        }
+        // The same large member in two inputs: compared by its blocks, or read back against
+        // a plain input's bytes.
+        let big: Vec<u8> = (0..2 * GZ_BLOCK + 5).map(|i| (i * 3 % 253) as u8).collect();
+        let one = tar(&[("manifest.json", &b"[]"[..]), ("x/big", &big)])?;
+        let inputs = [("a.tar.gz", gzip(&one)?), ("b.tar.gz", gzip(&one)?)];
+        merged(dir.path(), &inputs, all)?;
+        merged(
+            dir.path(),
+            &[("a.tar", one.clone()), ("b.tar.gz", gzip(&one)?)],
+            all,
+        )?;
+        // One byte apart, in its last block: a conflict, whichever way it is read.
+        let mut other = big.clone();
+        if let Some(last) = other.last_mut() {
+            *last ^= 1;
+        }
+        let two = tar(&[("manifest.json", &b"[]"[..]), ("x/big", &other)])?;
+        for first in [("a.tar.gz", gzip(&one)?), ("a.tar", one.clone())] {
+            let e = merged(dir.path(), &[first, ("b.tar.gz", gzip(&two)?)], all).err();
+            assert!(
+                matches!(&e, Some(Error::Conflict { entry, .. }) if entry == "x/big"),
+                "{e:?}"
+            );
+        }
         Ok(())
     }
 

@@ -102,16 +102,42 @@ impl Overflow {
 }
 
 /// An input's decompressed tar: its first bytes in memory, the rest (past the budget) in an
-/// overflow file.
+/// overflow file; less the holes, bytes that are not kept here (the data of members read
+/// ahead, whose gzip blocks stand for them).
 pub(crate) struct Spool {
     /// Full chunks of [`CHUNK`] bytes, then the one being filled.
     chunks: Vec<Vec<u8>>,
-    /// Bytes in `chunks`; the overflow file holds the bytes after them.
+    /// Bytes kept in `chunks`; the overflow file holds the bytes kept after them.
     in_memory: u64,
     /// Set once the budget ran out: everything after goes to the file.
     overflow: Option<Overflow>,
     dir: PathBuf,
     budget: Budget,
+    /// Bytes of the input so far, kept or not.
+    len: u64,
+    /// The holes, in order.
+    holes: Vec<Hole>,
+}
+
+/// Bytes of the input a spool does not keep.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Hole {
+    /// Offset in the input.
+    pub start: u64,
+    /// Length.
+    pub len: u64,
+    /// Bytes in the holes before this one.
+    before: u64,
+}
+
+/// Where an offset of an input is in its spool.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum At {
+    /// Kept, at this offset of the kept bytes, which go on for at most this many bytes before
+    /// a hole.
+    Kept(u64, u64),
+    /// In this hole.
+    Hole(Hole),
 }
 
 impl Spool {
@@ -123,6 +149,39 @@ impl Spool {
             overflow: None,
             dir: dir.to_path_buf(),
             budget: budget.clone(),
+            len: 0,
+            holes: Vec::new(),
+        }
+    }
+
+    /// Passes over `n` bytes of the input without keeping them.
+    pub fn skip(&mut self, n: u64) {
+        match self.holes.last_mut() {
+            Some(h) if h.start + h.len == self.len => h.len += n,
+            last => {
+                let before = last.map_or(0, |h| h.before + h.len);
+                let start = self.len;
+                self.holes.push(Hole {
+                    start,
+                    len: n,
+                    before,
+                });
+            }
+        }
+        self.len += n;
+    }
+
+    /// Where `offset` of the input is kept, or the hole it is in.
+    pub fn at(&self, offset: u64) -> At {
+        let idx = self.holes.partition_point(|h| h.start + h.len <= offset);
+        let skipped = match idx.checked_sub(1).and_then(|i| self.holes.get(i)) {
+            Some(h) => h.before + h.len,
+            None => 0,
+        };
+        match self.holes.get(idx) {
+            Some(h) if h.start <= offset => At::Hole(*h),
+            Some(h) => At::Kept(offset - skipped, h.start - offset),
+            None => At::Kept(offset - skipped, u64::MAX),
         }
     }
 
@@ -134,8 +193,9 @@ impl Spool {
         }
     }
 
-    /// Reads up to `buf.len()` bytes at `offset`; 0 past the end.
-    pub fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+    /// Reads up to `buf.len()` bytes at `offset` of the kept bytes (see [`Spool::at`]); 0 past
+    /// their end.
+    pub fn read_kept(&self, buf: &mut [u8], offset: u64) -> io::Result<usize> {
         if offset >= self.in_memory {
             return match &self.overflow {
                 Some(o) => o.read_at(buf, offset - self.in_memory),
@@ -175,11 +235,13 @@ impl Write for Spool {
             let n = (CHUNK - chunk.len()).min(buf.len());
             chunk.extend_from_slice(&buf[..n]);
             self.in_memory += n as u64;
+            self.len += n as u64;
             return Ok(n);
         }
         let dir = &self.dir;
         let overflow = self.overflow.get_or_insert_with(|| Overflow::new(dir));
         overflow.append(buf)?;
+        self.len += buf.len() as u64;
         Ok(buf.len())
     }
 
@@ -196,7 +258,7 @@ mod tests {
         let mut out = vec![0u8; len];
         let mut done = 0;
         while done < len {
-            let n = spool.read_at(&mut out[done..], done as u64)?;
+            let n = spool.read_kept(&mut out[done..], done as u64)?;
             assert!(n > 0, "ended at {done} of {len}");
             done += n;
         }
@@ -217,8 +279,30 @@ mod tests {
             assert_eq!(spool.in_memory, kept.min(bytes.len() as u64), "{budget}");
             assert!(read_all(&spool, bytes.len())? == bytes, "{budget}");
             let mut past = [0u8; 8];
-            assert_eq!(spool.read_at(&mut past, bytes.len() as u64)?, 0);
+            assert_eq!(spool.read_kept(&mut past, bytes.len() as u64)?, 0);
         }
+        Ok(())
+    }
+
+    #[test]
+    fn holes_are_not_kept_and_offsets_skip_them() -> io::Result<()> {
+        let dir = tempfile::tempdir()?;
+        let mut spool = Spool::new(dir.path(), &Budget::new(1 << 30));
+        spool.write_all(b"abc")?;
+        spool.skip(10);
+        spool.skip(5);
+        spool.write_all(b"de")?;
+        spool.skip(4);
+        spool.write_all(b"f")?;
+        assert!(read_all(&spool, 6)? == b"abcdef");
+        let hole = |start, len, before| At::Hole(Hole { start, len, before });
+        assert_eq!(spool.at(0), At::Kept(0, 3));
+        assert_eq!(spool.at(2), At::Kept(2, 1));
+        assert_eq!(spool.at(3), hole(3, 15, 0));
+        assert_eq!(spool.at(17), hole(3, 15, 0));
+        assert_eq!(spool.at(18), At::Kept(3, 2));
+        assert_eq!(spool.at(20), hole(20, 4, 15));
+        assert_eq!(spool.at(24), At::Kept(5, u64::MAX));
         Ok(())
     }
 
