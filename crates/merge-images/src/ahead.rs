@@ -3,8 +3,10 @@
 //! Indexing a compressed input is bound by decompression, on one thread; writing the output
 //! is bound by compression, on all of them. So while an input is spooled, each member of at
 //! least one gzip block ([`GZ_BLOCK`]) has its data hashed (sha256, for the digest check) and
-//! its blocks compressed on rayon's threads, into an unnamed cache file beside OUT; the write
-//! pass then copies those blocks instead of reading and compressing the data again.
+//! its blocks compressed on rayon's threads; the write pass then copies those blocks instead of
+//! reading and compressing the data again. The spool does not keep that data: the blocks stand
+//! for it, and are inflated on the rare occasions it is read again (a large JSON member or
+//! config, a duplicate that is not the same blocks, an output that turned out not to be gzip).
 //!
 //! The output's bytes do not depend on it: the write pass cuts a gzip block before and after
 //! the data of every such member, whether or not it was compressed here

@@ -11,9 +11,11 @@
 //! Nothing is unpacked. The pipeline has four stages:
 //! - `index`: each input is opened once and its headers read (a plain file in place, seeking
 //!   over data; a compressed input or a pipe decompressed once into a spool, in memory within
-//!   [`Options::memory`], the rest in an unlinked file beside OUT); its members form a tree of their own, as `tar -x` would extract them, and that tree is
-//!   merged into the image's as `cp -R --update=none` would copy it ([`tree`] keeps it safe to
-//!   extract: nothing below a non-folder, no symlink leading outside);
+//!   [`Options::memory`], the rest in an unlinked file beside OUT; for a gzip output, the gzip
+//!   blocks of its large members compressed meanwhile stand for their data); its members form
+//!   a tree of their own, as `tar -x` would extract them, and that tree is merged into the
+//!   image's as `cp -R --update=none` would copy it ([`tree`] keeps it safe to extract: nothing
+//!   below a non-folder, no symlink leading outside);
 //! - `json`: the inputs' `manifest.json` and `repositories` merged as `jq -s add`;
 //! - `digests`: the sha256 each layer member must have, from the image configs' `diff_ids`;
 //! - `write`: the tree streamed as a sorted GNU tar through the compressor, each layer member
