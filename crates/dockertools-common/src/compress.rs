@@ -21,6 +21,7 @@ use std::io::{self, Read, Write};
 use std::path::Path;
 
 mod decode;
+mod incompressible;
 
 /// A stream's compression, and the value of every tool's compression flag
 /// (`--compress`, `--layer-compression`: `none`, `gz`, `zstd`).
@@ -470,16 +471,77 @@ impl GzBlocks {
 }
 
 /// Compresses one block as a raw deflate stream that continues (or ends, when `last`).
+/// Stretches that deflate cannot shrink are stored (see the `incompressible` module); the rest
+/// is compressed by libdeflate, one call per stretch, a long stretch cut in two so that the
+/// walks that make the streams continue go two at a time
+/// ([`crate::deflate::unfinalize_pair`]).
 fn deflate_block(c: &mut libdeflater::Compressor, input: &[u8], last: bool) -> io::Result<Vec<u8>> {
+    let pieces = incompressible::halved(incompressible::pieces(input));
+    let count = pieces.len();
+    // Each piece's bytes: a complete libdeflate stream until it is made to continue.
+    let mut done: Vec<Vec<u8>> = Vec::with_capacity(count.max(1));
+    let mut open: Vec<usize> = Vec::new();
+    for (i, (range, stored)) in pieces.into_iter().enumerate() {
+        let piece = input.get(range).unwrap_or_default();
+        let ends = last && i + 1 == count;
+        if stored {
+            let mut out = Vec::with_capacity(piece.len() + piece.len() / 8192 + 5);
+            store(&mut out, piece, ends);
+            done.push(out);
+        } else {
+            done.push(libdeflate(c, piece)?);
+            if !ends {
+                open.push(i);
+            }
+        }
+    }
+    if count == 0 {
+        // An empty block: libdeflate's stream of nothing.
+        done.push(libdeflate(c, &[])?);
+        if !last {
+            open.push(0);
+        }
+    }
+    for pair in open.chunks(2) {
+        match *pair {
+            [a, b] => {
+                let (head, tail) = done.split_at_mut(b);
+                let (Some(sa), Some(sb)) = (head.get_mut(a), tail.first_mut()) else {
+                    continue;
+                };
+                crate::deflate::unfinalize_pair(sa, sb).map_err(io::Error::other)?;
+            }
+            [a] => {
+                if let Some(sa) = done.get_mut(a) {
+                    crate::deflate::unfinalize(sa).map_err(io::Error::other)?;
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(done.concat())
+}
+
+/// `input` compressed by libdeflate as one complete raw deflate stream.
+fn libdeflate(c: &mut libdeflater::Compressor, input: &[u8]) -> io::Result<Vec<u8>> {
     let mut out = vec![0; c.deflate_compress_bound(input.len())];
     let n = c
         .deflate_compress(input, &mut out)
         .map_err(|e| io::Error::other(format!("gzip compression failed: {e}")))?;
     out.truncate(n);
-    if last {
-        Ok(out)
-    } else {
-        crate::deflate::unfinalize(&out).map_err(io::Error::other)
+    Ok(out)
+}
+
+/// Appends `data` as stored blocks (RFC 1951 3.2.4) of at most 65535 bytes, byte-aligned as
+/// every piece of a block ends; the last one is final when `last`.
+fn store(out: &mut Vec<u8>, data: &[u8], last: bool) {
+    let mut parts = data.chunks(usize::from(u16::MAX)).peekable();
+    while let Some(part) = parts.next() {
+        let len = part.len() as u16;
+        out.push(u8::from(last && parts.peek().is_none()));
+        out.extend_from_slice(&len.to_le_bytes());
+        out.extend_from_slice(&(!len).to_le_bytes());
+        out.extend_from_slice(part);
     }
 }
 
@@ -657,6 +719,43 @@ mod tests {
         flate2::read::GzDecoder::new(&empty[..]).read_to_end(&mut out)?;
         assert!(out.is_empty());
         empty.clear();
+        Ok(())
+    }
+
+    #[test]
+    fn stored_and_deflated_pieces_join_at_every_level() -> io::Result<()> {
+        // Blocks of text, of random bytes (stored), of both, a block that ends on random bytes
+        // (a stored final block) and one that ends on text, at the levels' extremes.
+        let text = sample(GZ_BLOCK + 300_000);
+        let random = noise(GZ_BLOCK + 70_000);
+        let mut data = Vec::new();
+        for (i, len) in [200_000usize, 5_000, 90_000, 1_200_000, 40_000]
+            .into_iter()
+            .enumerate()
+        {
+            data.extend_from_slice(&text[..len]);
+            data.extend_from_slice(&random[i * 1000..i * 1000 + len / 2]);
+        }
+        for (input, level) in [
+            (&data, 6),
+            (&data, 1),
+            (&data, 9),
+            (&data, 0),
+            (&random, 6),
+            (&text, 6),
+        ] {
+            let gz = gzip(input, level)?;
+            let mut back = Vec::new();
+            flate2::read::GzDecoder::new(&gz[..]).read_to_end(&mut back)?;
+            assert!(&back == input, "level {level}");
+        }
+        // Random bytes are stored: 5 bytes of header per 64 KiB, plus the gzip frame.
+        let gz = gzip(&random, 6)?;
+        assert!(
+            gz.len() < random.len() + random.len() / 10_000 + 64,
+            "{}",
+            gz.len()
+        );
         Ok(())
     }
 

@@ -264,21 +264,6 @@ fn fixed_codes() -> Result<(Code, Code), Malformed> {
     Ok((Code::new(&lit)?, Code::new(&[5u8; 30])?))
 }
 
-/// Loads bytes into the bit buffer until it holds at least 56 bits; false at the end of
-/// the (padded) data.
-#[inline(always)]
-fn refill(data: &[u8], buf: &mut u64, count: &mut u32, next: &mut usize) -> bool {
-    let Some(bytes) = data.get(*next..*next + 8) else {
-        return false;
-    };
-    let mut word = [0u8; 8];
-    word.copy_from_slice(bytes);
-    *buf |= u64::from_le_bytes(word) << *count;
-    *next += (63 - *count as usize) / 8;
-    *count |= 56;
-    true
-}
-
 /// Stream bits the literal-run table looks at (at most 15, the bits the walk keeps loaded).
 /// The table is built anew for every block, so a wider one costs more than it saves: on the
 /// s300 image 12 bits (4 KiB) took a fifth less time than 14 (16 KiB), and 10, 11, 13 and 15
@@ -289,8 +274,8 @@ const RUN_BITS: u32 = 12;
 /// literal codes takes; 0 when the first code is not a literal or is longer than that.
 /// Skipping a run at once instead of a literal at a time halves the walk on data that is
 /// mostly literals (a code of 5-6 bits, two per lookup).
-fn literal_runs(lit: &Code) -> Vec<u8> {
-    let mut runs = vec![0u8; 1 << RUN_BITS];
+fn literal_runs(lit: &Code) -> Box<[u8; 1 << RUN_BITS]> {
+    let mut runs = Box::new([0u8; 1 << RUN_BITS]);
     for (bits, run) in runs.iter_mut().enumerate() {
         let mut used = 0;
         // Bits past RUN_BITS read as zeros here: a code is taken only when all of its bits
@@ -306,114 +291,327 @@ fn literal_runs(lit: &Code) -> Vec<u8> {
     runs
 }
 
-/// Skips one compressed block's symbols, up to and including its end-of-block code.
-/// The bit buffer lives in locals here: this loop is where the time goes.
-fn skip_symbols(bits: &mut Bits<'_>, lit: &Code, dist: &Code) -> Result<(), Malformed> {
-    let runs = literal_runs(lit);
-    let data = bits.data;
-    let (mut buf, mut count, mut next) = (bits.buf, bits.count, bits.next);
-    let cut = Malformed("stream ends inside a block");
-    let result = 'block: loop {
-        if !refill(data, &mut buf, &mut count, &mut next) {
-            break Err(cut);
-        }
-        // Symbols while a whole code (15 bits) is in the buffer.
-        while count >= 15 {
-            let run = u32::from(runs[(buf & ((1 << RUN_BITS) - 1)) as usize]);
-            if run != 0 {
-                buf >>= run;
-                count -= run;
-                continue;
-            }
-            let (sym, len) = match lit.lookup(buf) {
-                Ok(x) => x,
-                Err(e) => break 'block Err(e),
-            };
-            buf >>= len;
-            count -= len;
-            match sym {
-                0..=255 => {}
-                256 => break 'block Ok(()),
-                257..=285 => {
-                    // Length extra bits, distance code and its extra bits: up to 33 bits.
-                    if count < 33 && !refill(data, &mut buf, &mut count, &mut next) {
-                        break 'block Err(cut);
-                    }
-                    let extra = length_extra(sym);
-                    buf >>= extra;
-                    count -= extra;
-                    let (d, len) = match dist.lookup(buf) {
-                        Ok(x) => x,
-                        Err(e) => break 'block Err(e),
-                    };
-                    if d > 29 {
-                        break 'block Err(Malformed("invalid distance symbol"));
-                    }
-                    let extra = len + distance_extra(d);
-                    buf >>= extra;
-                    count -= extra;
-                }
-                _ => break 'block Err(Malformed("invalid length symbol")),
-            }
-        }
-    };
-    bits.buf = buf;
-    bits.count = count;
-    bits.next = next;
-    result?;
-    bits.check()
+/// The codes of the block whose symbols are being skipped.
+struct Block {
+    lit: Code,
+    dist: Code,
+    runs: Box<[u8; 1 << RUN_BITS]>,
 }
 
-/// Bit positions of the final block's header and of the end of the stream.
-fn final_block(stream: &[u8]) -> Result<(usize, usize), Malformed> {
-    let mut padded = Vec::with_capacity(stream.len() + 16);
-    padded.extend_from_slice(stream);
-    padded.extend_from_slice(&[0; 16]);
-    let mut bits = Bits::new(&padded, stream.len() * 8);
-    loop {
-        let header = bits.pos();
-        let last = bits.take(1)? == 1;
-        match bits.take(2)? {
-            0 => {
-                let byte = bits.pos().div_ceil(8);
-                let len_bytes = stream
-                    .get(byte..byte + 4)
-                    .ok_or(Malformed("stored block header cut short"))?;
-                let len = usize::from(u16::from_le_bytes([len_bytes[0], len_bytes[1]]));
-                bits.seek((byte + 4 + len) * 8)?;
-            }
-            1 => {
-                let (lit, dist) = fixed_codes()?;
-                skip_symbols(&mut bits, &lit, &dist)?;
-            }
-            2 => {
-                let (lit, dist) = dynamic_codes(&mut bits)?;
-                skip_symbols(&mut bits, &lit, &dist)?;
-            }
-            _ => return Err(Malformed("reserved block type")),
+/// Stream bytes left below which a block's literal-run table is not built: building it costs
+/// about as much as walking 8 KiB of literals one at a time, and small streams are common
+/// (the compressible stretches between stored segments). All zeros, the table sends every
+/// symbol down the one-at-a-time path.
+const RUNS_WORTH: usize = 16 << 10;
+
+impl Block {
+    fn new((lit, dist): (Code, Code), bytes_left: usize) -> Block {
+        let runs = if bytes_left >= RUNS_WORTH {
+            literal_runs(&lit)
+        } else {
+            Box::new([0; 1 << RUN_BITS])
+        };
+        Block { lit, dist, runs }
+    }
+}
+
+/// The bit reader's state as locals of the skipping loops (copied in and out of [`Bits`], so
+/// that the compiler keeps it in registers).
+#[derive(Clone, Copy)]
+struct Cursor<'a> {
+    data: &'a [u8],
+    buf: u64,
+    count: u32,
+    next: usize,
+}
+
+impl<'a> Cursor<'a> {
+    fn of(bits: &Bits<'a>) -> Self {
+        Cursor {
+            data: bits.data,
+            buf: bits.buf,
+            count: bits.count,
+            next: bits.next,
         }
-        if last {
-            return Ok((header, bits.pos()));
+    }
+
+    fn save(self, bits: &mut Bits<'a>) {
+        bits.buf = self.buf;
+        bits.count = self.count;
+        bits.next = self.next;
+    }
+
+    /// Loads bytes until the buffer holds at least 56 bits; false at the end of the padded
+    /// data.
+    #[inline(always)]
+    fn refill(&mut self) -> bool {
+        let Some(bytes) = self.data.get(self.next..self.next + 8) else {
+            return false;
+        };
+        let mut word = [0u8; 8];
+        word.copy_from_slice(bytes);
+        self.buf |= u64::from_le_bytes(word) << self.count;
+        self.next += (63 - self.count as usize) / 8;
+        self.count |= 56;
+        true
+    }
+
+    #[inline(always)]
+    fn drop_bits(&mut self, n: u32) {
+        self.buf >>= n;
+        self.count -= n;
+    }
+
+    /// Skips one symbol of `block` (a run of literals, or a length with its distance); true
+    /// when it was the end-of-block code.
+    #[inline(always)]
+    fn step(&mut self, block: &Block) -> Result<bool, Malformed> {
+        const CUT: Malformed = Malformed("stream ends inside a block");
+        // A whole code is 15 bits at most.
+        if self.count < 15 && !self.refill() {
+            return Err(CUT);
+        }
+        let run = u32::from(block.runs[(self.buf & ((1 << RUN_BITS) - 1)) as usize]);
+        if run != 0 {
+            self.drop_bits(run);
+            return Ok(false);
+        }
+        let (sym, len) = block.lit.lookup(self.buf)?;
+        self.drop_bits(len);
+        match sym {
+            0..=255 => Ok(false),
+            256 => Ok(true),
+            257..=285 => {
+                // Length extra bits, distance code and its extra bits: up to 33 bits.
+                if self.count < 33 && !self.refill() {
+                    return Err(CUT);
+                }
+                self.drop_bits(length_extra(sym));
+                let (d, len) = block.dist.lookup(self.buf)?;
+                if d > 29 {
+                    return Err(Malformed("invalid distance symbol"));
+                }
+                self.drop_bits(len + distance_extra(d));
+                Ok(false)
+            }
+            _ => Err(Malformed("invalid length symbol")),
         }
     }
 }
 
-/// Turns a complete raw deflate stream into one that continues: the final block's BFINAL bit
-/// is cleared and an empty stored block (`00 00 ff ff` after the header bits, as zlib's sync
-/// flush writes) ends it on a byte boundary.
-pub fn unfinalize(stream: &[u8]) -> Result<Vec<u8>, Malformed> {
-    let (header, end) = final_block(stream)?;
-    let mut out = stream[..end.div_ceil(8)].to_vec();
-    out[header / 8] &= !(1u8 << (header % 8));
+/// One stream walked block by block: block headers are read here, the symbols of the block
+/// in progress by [`skip`] or [`skip_pair`].
+struct Walk<'a> {
+    bits: Bits<'a>,
+    /// The block whose symbols come next, if any.
+    block: Option<Block>,
+    /// Bit position of the current block's header, and whether it is the final block.
+    header: usize,
+    last: bool,
+    /// Once the final block is walked: its header's and the stream's end bit positions.
+    done: Option<(usize, usize)>,
+}
+
+impl<'a> Walk<'a> {
+    /// A walk of `padded` (the stream and 16 zero bytes) over its first `limit` bits.
+    fn new(padded: &'a [u8], limit: usize) -> Self {
+        Walk {
+            bits: Bits::new(padded, limit),
+            block: None,
+            header: 0,
+            last: false,
+            done: None,
+        }
+    }
+
+    /// Reads block headers (and skips stored blocks) until a block with symbols is next, or
+    /// the final block is behind.
+    fn advance(&mut self) -> Result<(), Malformed> {
+        while self.block.is_none() && self.done.is_none() {
+            self.header = self.bits.pos();
+            self.last = self.bits.take(1)? == 1;
+            match self.bits.take(2)? {
+                0 => {
+                    let byte = self.bits.pos().div_ceil(8);
+                    let len_bytes = self
+                        .bits
+                        .data
+                        .get(byte..byte + 4)
+                        .filter(|_| (byte + 4) * 8 <= self.bits.limit)
+                        .ok_or(Malformed("stored block header cut short"))?;
+                    let len = usize::from(u16::from_le_bytes([len_bytes[0], len_bytes[1]]));
+                    self.bits.seek((byte + 4 + len) * 8)?;
+                    self.end_block()?;
+                }
+                1 => self.block = Some(Block::new(fixed_codes()?, self.bytes_left())),
+                2 => {
+                    let codes = dynamic_codes(&mut self.bits)?;
+                    self.block = Some(Block::new(codes, self.bytes_left()));
+                }
+                _ => return Err(Malformed("reserved block type")),
+            }
+        }
+        Ok(())
+    }
+
+    /// Bytes of the stream after the current position.
+    fn bytes_left(&self) -> usize {
+        self.bits.limit.saturating_sub(self.bits.pos()) / 8
+    }
+
+    /// The current block's end is reached.
+    fn end_block(&mut self) -> Result<(), Malformed> {
+        self.bits.check()?;
+        self.block = None;
+        if self.last {
+            self.done = Some((self.header, self.bits.pos()));
+        }
+        Ok(())
+    }
+}
+
+/// Skips the rest of `w`'s current block.
+fn skip(w: &mut Walk<'_>) -> Result<(), Malformed> {
+    if let Some(block) = &w.block {
+        let mut c = Cursor::of(&w.bits);
+        let result = loop {
+            match c.step(block) {
+                Ok(false) => {}
+                Ok(true) => break Ok(()),
+                Err(e) => break Err(e),
+            }
+        };
+        c.save(&mut w.bits);
+        result?;
+    }
+    w.end_block()
+}
+
+/// One step of [`Cursor::step`] on a bit buffer held in plain locals (`buf`, `count`, `next`
+/// over `data`): the pair loop keeps two such states, and the compiler keeps locals of this
+/// kind in registers where it would keep two structs in memory.
+macro_rules! step_locals {
+    ($data:expr, $buf:ident, $count:ident, $next:ident, $block:expr) => {{
+        let mut c = Cursor {
+            data: $data,
+            buf: $buf,
+            count: $count,
+            next: $next,
+        };
+        let r = c.step($block);
+        ($buf, $count, $next) = (c.buf, c.count, c.next);
+        r
+    }};
+}
+
+/// Skips symbols of both walks' current blocks at once, until one of them ends (both blocks
+/// must be in progress). One stream's symbols form a chain of dependent table lookups; two
+/// independent chains in one loop let the processor overlap them.
+fn skip_pair(a: &mut Walk<'_>, b: &mut Walk<'_>) -> Result<(), Malformed> {
+    let (Some(block_a), Some(block_b)) = (&a.block, &b.block) else {
+        return Ok(());
+    };
+    let (data_a, data_b) = (a.bits.data, b.bits.data);
+    let (mut buf_a, mut count_a, mut next_a) = (a.bits.buf, a.bits.count, a.bits.next);
+    let (mut buf_b, mut count_b, mut next_b) = (b.bits.buf, b.bits.count, b.bits.next);
+    let (runs_a, runs_b) = (&*block_a.runs, &*block_b.runs);
+    const MASK: u64 = (1 << RUN_BITS) - 1;
+    let result = loop {
+        // Runs of literals of both, while both have a whole code loaded: the loop that takes
+        // most of the time, small enough to keep all its state in registers.
+        while count_a >= 15 && count_b >= 15 {
+            let run_a = u32::from(runs_a[(buf_a & MASK) as usize]);
+            let run_b = u32::from(runs_b[(buf_b & MASK) as usize]);
+            if run_a == 0 || run_b == 0 {
+                break;
+            }
+            (buf_a, count_a) = (buf_a >> run_a, count_a - run_a);
+            (buf_b, count_b) = (buf_b >> run_b, count_b - run_b);
+        }
+        // Anything else (a refill, a match, the end of a block) one symbol of each at a time.
+        let end_a = step_locals!(data_a, buf_a, count_a, next_a, block_a);
+        let end_b = step_locals!(data_b, buf_b, count_b, next_b, block_b);
+        match (end_a, end_b) {
+            (Ok(false), Ok(false)) => {}
+            (Err(e), _) | (_, Err(e)) => break Err(e),
+            (Ok(end_a), Ok(end_b)) => break Ok((end_a, end_b)),
+        }
+    };
+    (a.bits.buf, a.bits.count, a.bits.next) = (buf_a, count_a, next_a);
+    (b.bits.buf, b.bits.count, b.bits.next) = (buf_b, count_b, next_b);
+    let (end_a, end_b) = result?;
+    if end_a {
+        a.end_block()?;
+    }
+    if end_b {
+        b.end_block()?;
+    }
+    Ok(())
+}
+
+/// Zero bytes a walked stream needs after its end, so that whole words can always be loaded.
+const PAD: usize = 16;
+
+/// Clears the final block's BFINAL bit of `stream` (which ends with [`PAD`] bytes past the
+/// real end) and ends it with an empty stored block.
+fn continue_in_place(stream: &mut Vec<u8>, (header, end): (usize, usize)) {
+    stream.truncate(end.div_ceil(8));
+    if let Some(byte) = stream.get_mut(header / 8) {
+        *byte &= !(1u8 << (header % 8));
+    }
     if end % 8 != 0 {
-        if let Some(last) = out.last_mut() {
+        if let Some(last) = stream.last_mut() {
             *last &= (1u8 << (end % 8)) - 1;
         }
     }
     // The stored block's three header bits (all zero), then padding to the byte boundary.
-    out.resize((end + 3).div_ceil(8), 0);
-    out.extend_from_slice(&[0, 0, 0xff, 0xff]);
-    Ok(out)
+    stream.resize((end + 3).div_ceil(8), 0);
+    stream.extend_from_slice(&[0, 0, 0xff, 0xff]);
+}
+
+/// Turns a complete raw deflate stream into one that continues, in place: the final block's
+/// BFINAL bit is cleared and an empty stored block (`00 00 ff ff` after the header bits, as
+/// zlib's sync flush writes) ends it on a byte boundary.
+pub fn unfinalize(stream: &mut Vec<u8>) -> Result<(), Malformed> {
+    let limit = stream.len() * 8;
+    stream.resize(stream.len() + PAD, 0);
+    let found = {
+        let mut w = Walk::new(stream, limit);
+        loop {
+            w.advance()?;
+            if let Some(found) = w.done {
+                break found;
+            }
+            skip(&mut w)?;
+        }
+    };
+    continue_in_place(stream, found);
+    Ok(())
+}
+
+/// [`unfinalize`] of two streams, walked together (on one core, much faster than one after the
+/// other).
+pub fn unfinalize_pair(a: &mut Vec<u8>, b: &mut Vec<u8>) -> Result<(), Malformed> {
+    let (limit_a, limit_b) = (a.len() * 8, b.len() * 8);
+    a.resize(a.len() + PAD, 0);
+    b.resize(b.len() + PAD, 0);
+    let (found_a, found_b) = {
+        let mut wa = Walk::new(a, limit_a);
+        let mut wb = Walk::new(b, limit_b);
+        loop {
+            wa.advance()?;
+            wb.advance()?;
+            match (wa.done, wb.done) {
+                (Some(fa), Some(fb)) => break (fa, fb),
+                (Some(_), None) => skip(&mut wb)?,
+                (None, Some(_)) => skip(&mut wa)?,
+                (None, None) => skip_pair(&mut wa, &mut wb)?,
+            }
+        }
+    };
+    continue_in_place(a, found_a);
+    continue_in_place(b, found_b);
+    Ok(())
 }
 
 #[cfg(test)]
@@ -451,7 +649,9 @@ mod tests {
         for level in [0, 1, 6, 9] {
             let mut joined = Vec::new();
             for p in &parts {
-                joined.extend(unfinalize(&deflate(p, level))?);
+                let mut s = deflate(p, level);
+                unfinalize(&mut s)?;
+                joined.extend(s);
             }
             joined.extend(deflate(b"end", level));
             let want: Vec<u8> = parts.concat().into_iter().chain(*b"end").collect();
@@ -463,7 +663,7 @@ mod tests {
     #[test]
     fn garbage_is_an_error_not_a_panic() {
         for bad in [&b""[..], b"\x07", b"\x05\xff", b"\xff\xff\xff\xff\xff"] {
-            assert!(unfinalize(bad).is_err(), "{bad:?}");
+            assert!(unfinalize(&mut bad.to_vec()).is_err(), "{bad:?}");
         }
     }
 
@@ -497,12 +697,50 @@ mod tests {
         for level in 0..=12 {
             let mut joined = Vec::new();
             for p in &parts {
-                joined.extend(unfinalize(&libdeflate(p, level))?);
+                let mut s = libdeflate(p, level);
+                unfinalize(&mut s)?;
+                joined.extend(s);
             }
             joined.extend(libdeflate(b"end", level));
             let want: Vec<u8> = parts.concat().into_iter().chain(*b"end").collect();
             assert!(inflate(&joined) == want, "level {level}");
         }
+        Ok(())
+    }
+
+    #[test]
+    fn streams_walked_in_pairs_join_like_streams_walked_alone() -> Result<(), Malformed> {
+        let text: Vec<u8> = (0..60_000u32)
+            .flat_map(|i| {
+                format!("{} {}\n", i % 997, i.wrapping_mul(2_654_435_761) % 89).into_bytes()
+            })
+            .collect();
+        let mut x = 5u64;
+        let noise: Vec<u8> = (0..120_000)
+            .map(|_| {
+                x = x.wrapping_mul(6364136223846793005).wrapping_add(1);
+                (x >> 57) as u8
+            })
+            .collect();
+        let parts: [&[u8]; 5] = [&text, &noise, b"x", &text[..3000], b""];
+        for level in [1, 6, 12] {
+            for a in parts {
+                for b in parts {
+                    let (mut sa, mut sb) = (libdeflate(a, level), libdeflate(b, level));
+                    let (mut alone_a, mut alone_b) = (sa.clone(), sb.clone());
+                    unfinalize_pair(&mut sa, &mut sb)?;
+                    unfinalize(&mut alone_a)?;
+                    unfinalize(&mut alone_b)?;
+                    assert!(sa == alone_a && sb == alone_b, "level {level}");
+                    let mut joined = [sa, sb].concat();
+                    joined.extend(libdeflate(b"end", level));
+                    let want: Vec<u8> = [a, b, b"end"].concat();
+                    assert!(inflate(&joined) == want, "level {level}");
+                }
+            }
+        }
+        let mut bad = b"\x05\xff".to_vec();
+        assert!(unfinalize_pair(&mut libdeflate(&text, 6), &mut bad).is_err());
         Ok(())
     }
 }

@@ -7,7 +7,8 @@
 //!
 //! Input layout: level byte, repeat byte, two block-size bytes, then the data, repeated
 //! `1 + repeat % 8` times so that libdeflate also writes several deflate blocks per chunk;
-//! with bit 3 of the repeat byte set, a block is cut after each repetition.
+//! with bit 3 of the repeat byte set, a block is cut after each repetition; with bit 4 set, a
+//! run of random bytes follows each repetition (the stored segments).
 #![no_main]
 
 use std::io::{Read, Write};
@@ -23,7 +24,24 @@ fuzz_target!(|raw: &[u8]| {
         return;
     };
     let level = i32::from(level % 13);
-    let data = tail.repeat(1 + usize::from(repeat % 8));
+    let mut data = tail.repeat(1 + usize::from(repeat % 8));
+    if repeat & 16 != 0 {
+        // A run of random bytes (seeded by the input) after each copy, 1-24 KiB long, so that
+        // whole segments are stored and stored and deflated pieces alternate.
+        let mut x = (u64::from(b0) << 8 | u64::from(b1)) * 2 + 1;
+        let run = 1024 * (1 + usize::from(b0 % 24));
+        let mut mixed = Vec::with_capacity(data.len() + 8 * run);
+        for copy in data.chunks(tail.len().max(1)) {
+            mixed.extend_from_slice(copy);
+            mixed.extend((0..run).map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                (x >> 32) as u8
+            }));
+        }
+        data = mixed;
+    }
     // Small blocks half of the time, otherwise anything up to twice the data; at most about
     // 256 blocks, which keeps the fuzzer fast (the unit test covers 1-byte blocks on longer
     // inputs).

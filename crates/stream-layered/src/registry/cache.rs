@@ -59,17 +59,23 @@ pub struct BlobCache {
 }
 
 /// The bytes the fingerprint compresses: 1.25 MiB (more than one gzip block) of text-like bytes
-/// from a fixed linear congruential sequence.
+/// from a fixed linear congruential sequence, then 64 KiB of its raw bytes, so that both the
+/// compressed and the stored paths of the gzip writer show in the fingerprint.
 fn sample() -> Vec<u8> {
     const ALPHABET: &[u8] = b"  etaoinshrdlu\n/.-_0123456789abcdefghijklmnopqrstuvwxyz";
     let mut x: u32 = 0x2545_f491;
-    (0..(5usize << 18))
+    let mut next = move || {
+        x = x.wrapping_mul(1_103_515_245).wrapping_add(12_345);
+        x
+    };
+    let mut out: Vec<u8> = (0..(5usize << 18))
         .map(|_| {
-            x = x.wrapping_mul(1_103_515_245).wrapping_add(12_345);
-            let i = (x >> 16) as usize % ALPHABET.len();
+            let i = (next() >> 16) as usize % ALPHABET.len();
             ALPHABET.get(i).copied().unwrap_or(b' ')
         })
-        .collect()
+        .collect();
+    out.extend((0..(64usize << 10)).map(|_| (next() >> 23) as u8));
+    out
 }
 
 /// The compressor's fingerprint: the first 16 hex digits of the sha256 of `sample` compressed
