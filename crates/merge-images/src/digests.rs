@@ -150,15 +150,9 @@ fn config_diff_ids(index: &Index, config: &str) -> Result<Option<Vec<[u8; 32]>>,
         let (config, limit) = (config_name(), JSON_LIMIT);
         return Err(ImageProblem::ConfigTooLarge { config, limit }.into());
     }
-    // The tree only holds members of indexed inputs.
-    let Some(src) = index.inputs.get(node.input) else {
-        return Err(ImageProblem::ConfigMissing {
-            config: config_name(),
-        }
-        .into());
-    };
     let mut bytes = vec![0u8; data.size as usize];
-    src.read_exact_at(&mut bytes, data.offset, config.as_bytes())
+    index
+        .read_exact_at(node.input, &mut bytes, data.offset, config.as_bytes())
         .map_err(|e| Invalid::Input(Box::new(e)))?;
     let value: Value = serde_json::from_slice(&bytes).map_err(|source| ImageProblem::Json {
         member: format!("config {config}"),

@@ -4,16 +4,20 @@
 //!
 //! A plain input that is a regular file is read in place: its headers are read, its data is
 //! skipped by seeking and read back later at its offset. Anything else (a compressed input, a
-//! pipe) is read once, decompressed, into an unnamed spool file beside OUT, which then serves
-//! as its plain bytes. The compression is recognised on the handle that is read, so a pipe is
+//! pipe) is read once, decompressed, into a spool (in memory within the budget, then an unnamed
+//! file beside OUT: [`crate::store`]), which then serves as its plain bytes; but for the data of
+//! members read ahead ([`crate::ahead`]), which is not spooled: their gzip blocks are inflated
+//! on the rare occasions it is read again. The compression is recognised on the handle that is read, so a pipe is
 //! never reopened; a compressed input is read to its end and its checks (CRC, length, zstd
 //! checksum, trailing garbage) must pass.
 //! Files that two inputs hold are compared byte for byte as soon as the later one is indexed.
 
+use std::cell::Cell;
 use std::fs::{File, Metadata};
-use std::io::{self, BufReader, BufWriter, Read, Seek, Write};
+use std::io::{self, BufReader, Read, Seek, Write};
 use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
+use std::rc::Rc;
 
 use dockertools_common::compress::{decompress, Compression, Decompressed};
 use dockertools_common::tar::reader::{Entry, NoSeek, ReadError, ReadErrorKind, Reader};
@@ -21,6 +25,7 @@ use dockertools_common::tar::{self as tarfmt};
 
 use crate::ahead::{Ahead, AheadError};
 use crate::json::ImageJson;
+use crate::store::{At, Budget, Spool};
 use crate::tree::{components, Data, Duplicate, Kind, Tree, TreeError};
 use crate::{Error, ImageProblem};
 
@@ -36,32 +41,61 @@ pub(crate) struct Input {
     pub path: PathBuf,
     /// Its compression (the output's default is the last input's).
     pub compression: Compression,
-    /// Its plain tar bytes: the input itself, or its spool.
-    file: File,
+    /// Its plain tar bytes.
+    bytes: Plain,
     /// For an input read in place, its identity and size when opened.
     stamp: Option<Stamp>,
     /// Its `manifest.json` and `repositories`.
     pub json: ImageJson,
 }
 
-impl Input {
-    /// Reads `buf.len()` bytes of member `member` at `offset`; the input ending first means it
-    /// changed while merging.
-    pub fn read_exact_at(&self, buf: &mut [u8], offset: u64, member: &[u8]) -> Result<(), Error> {
-        read_exact_at((&self.file, &self.path), buf, offset, member)
+/// An input's plain tar bytes.
+enum Plain {
+    /// The input itself, read in place.
+    InPlace(File),
+    /// Its decompressed bytes.
+    Spooled(Spool),
+}
+
+/// Where an input's plain bytes are: the input or its spool, and for the holes in a spool,
+/// the input's number and the blocks compressed ahead.
+struct Source<'a> {
+    bytes: &'a Plain,
+    path: &'a Path,
+    idx: usize,
+    ahead: Option<&'a Ahead>,
+}
+
+impl Source<'_> {
+    /// Reads up to `buf.len()` bytes at `offset`; 0 past the end.
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+        let spool = match self.bytes {
+            Plain::InPlace(f) => return f.read_at(buf, offset),
+            Plain::Spooled(s) => s,
+        };
+        match spool.at(offset) {
+            At::Kept(at, run) => {
+                let n = buf.len().min(usize::try_from(run).unwrap_or(usize::MAX));
+                spool.read_kept(&mut buf[..n], at)
+            }
+            At::Hole(hole) => {
+                let Some(ahead) = self.ahead else {
+                    return Err(io::Error::other("a member read ahead without its blocks"));
+                };
+                let n = buf.len().min((hole.start + hole.len - offset) as usize);
+                ahead.read_data((self.idx, hole.start), offset - hole.start, &mut buf[..n])
+            }
+        }
     }
 }
 
-/// Reads `buf.len()` bytes of member `member` at `offset` of an input's plain bytes.
-fn read_exact_at(
-    (file, path): (&File, &Path),
-    buf: &mut [u8],
-    offset: u64,
-    member: &[u8],
-) -> Result<(), Error> {
+/// Reads `buf.len()` bytes of member `member` at `offset` of an input's plain bytes; the input
+/// ending first means it changed while merging.
+fn read_exact_at(src: &Source, buf: &mut [u8], offset: u64, member: &[u8]) -> Result<(), Error> {
+    let path = src.path;
     let mut done = 0;
     while done < buf.len() {
-        match file.read_at(&mut buf[done..], offset + done as u64) {
+        match src.read_at(&mut buf[done..], offset + done as u64) {
             Ok(0) => {
                 return Err(Error::EndedEarly {
                     input: path.to_path_buf(),
@@ -107,6 +141,8 @@ impl Stamp {
 pub(crate) struct Index {
     /// Where spool files go (OUT's folder).
     spool_dir: PathBuf,
+    /// The memory the spools and the blocks compressed ahead may keep.
+    budget: Budget,
     /// OUT, for messages about the spool.
     out: PathBuf,
     /// The merged tree.
@@ -118,14 +154,16 @@ pub(crate) struct Index {
 }
 
 impl Index {
-    /// An empty index whose spool files go beside `out`.
-    pub fn new(out: &Path) -> Index {
+    /// An empty index whose spools keep up to `memory` bytes (with the blocks compressed
+    /// ahead), the rest in files beside `out`.
+    pub fn new(out: &Path, memory: u64) -> Index {
         let spool_dir = match out.parent() {
             Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
             _ => PathBuf::from("."),
         };
         Index {
             spool_dir,
+            budget: Budget::new(memory),
             out: out.to_path_buf(),
             tree: Tree::new(),
             inputs: Vec::new(),
@@ -136,9 +174,9 @@ impl Index {
     /// Compresses large members of spooled inputs for a gzip output at `level` while they
     /// are read (see [`crate::ahead`]).
     pub fn read_ahead(&mut self, level: i32) -> Result<(), Error> {
-        let ahead = Ahead::new(&self.spool_dir, level).map_err(|source| Error::Cache {
-            out: self.out.clone(),
-            source,
+        let ahead = Ahead::new(&self.spool_dir, level, &self.budget).map_err(|source| {
+            let out = self.out.clone();
+            Error::Cache { out, source }
         })?;
         self.ahead = Some(ahead);
         Ok(())
@@ -153,6 +191,32 @@ impl Index {
             out: self.out.clone(),
             source,
         })
+    }
+
+    /// Reads `buf.len()` bytes of member `member` at `offset` of input `input`'s plain bytes;
+    /// the input ending first means it changed while merging.
+    pub fn read_exact_at(
+        &self,
+        input: usize,
+        buf: &mut [u8],
+        offset: u64,
+        member: &[u8],
+    ) -> Result<(), Error> {
+        let Some(i) = self.inputs.get(input) else {
+            let why = io::Error::other("a member of an input that was not indexed");
+            let out = self.out.clone();
+            return Err(Error::Output { out, source: why });
+        };
+        read_exact_at(&self.source(input, i), buf, offset, member)
+    }
+
+    fn source<'a>(&'a self, idx: usize, input: &'a Input) -> Source<'a> {
+        Source {
+            bytes: &input.bytes,
+            path: &input.path,
+            idx,
+            ahead: self.ahead.as_ref(),
+        }
     }
 
     /// Indexes the input at `path` and merges it into the tree.
@@ -175,8 +239,10 @@ impl Index {
     /// Fails when an input read in place was changed since it was opened.
     pub fn check_unchanged(&self) -> Result<(), Error> {
         for input in &self.inputs {
-            let Some(stamp) = &input.stamp else { continue };
-            let now = input.file.metadata().map_err(|source| Error::Io {
+            let (Some(stamp), Plain::InPlace(file)) = (&input.stamp, &input.bytes) else {
+                continue;
+            };
+            let now = file.metadata().map_err(|source| Error::Io {
                 input: input.path.clone(),
                 source,
             })?;
@@ -239,7 +305,7 @@ impl Index {
         let (Some(first), Some(second)) = (self.inputs.get(ia), self.inputs.get(ib)) else {
             return Ok(());
         };
-        let equal = a.size == b.size && same_bytes((first, a), (second, b), &dup.path)?;
+        let equal = a.size == b.size && self.same_bytes((ia, a), (ib, b), &dup.path)?;
         if equal {
             return Ok(());
         }
@@ -248,6 +314,38 @@ impl Index {
             first: first.path.clone(),
             second: second.path.clone(),
         })
+    }
+
+    /// Whether two inputs' files hold the same bytes: the same blocks compressed ahead, or
+    /// else the same bytes read back.
+    fn same_bytes(&self, a: (usize, Data), b: (usize, Data), member: &[u8]) -> Result<bool, Error> {
+        if let Some(ahead) = &self.ahead {
+            let same = ahead.same_blocks((a.0, a.1.offset), (b.0, b.1.offset));
+            if same.map_err(|source| self.cache_err(source))? {
+                return Ok(true);
+            }
+        }
+        let mut ba = vec![0u8; 1 << 20];
+        let mut bb = vec![0u8; 1 << 20];
+        let size = a.1.size;
+        let mut done = 0u64;
+        while done < size {
+            let n = (size - done).min(ba.len() as u64) as usize;
+            self.read_exact_at(a.0, &mut ba[..n], a.1.offset + done, member)?;
+            self.read_exact_at(b.0, &mut bb[..n], b.1.offset + done, member)?;
+            if ba[..n] != bb[..n] {
+                return Ok(false);
+            }
+            done += n as u64;
+        }
+        Ok(true)
+    }
+
+    fn cache_err(&self, source: io::Error) -> Error {
+        Error::Cache {
+            out: self.out.clone(),
+            source,
+        }
     }
 
     /// Opens and indexes one input into a tree of its own.
@@ -259,18 +357,28 @@ impl Index {
         let file = File::open(path).map_err(io_err)?;
         let meta = file.metadata().map_err(io_err)?;
         let mut scan = Scan::new(idx, path, &self.out);
-        let (compression, file, stamp) = if meta.is_file() && !is_compressed(&file, path)? {
+        let (compression, bytes, stamp) = if meta.is_file() && !is_compressed(&file, path)? {
             scan.in_place(&file, meta.len())?;
-            (Compression::None, file, Some(Stamp::of(&meta)))
+            (
+                Compression::None,
+                Plain::InPlace(file),
+                Some(Stamp::of(&meta)),
+            )
         } else {
             let (kind, dec) = decompress(file).map_err(io_err)?;
-            (kind, self.spooled(&mut scan, dec)?, None)
+            (kind, Plain::Spooled(self.spooled(&mut scan, dec)?), None)
         };
-        let json = scan.take_json(&file)?;
+        let src = Source {
+            bytes: &bytes,
+            path,
+            idx,
+            ahead: self.ahead.as_ref(),
+        };
+        let json = scan.take_json(&src)?;
         let input = Input {
             path: path.to_path_buf(),
             compression,
-            file,
+            bytes,
             stamp,
             json,
         };
@@ -279,22 +387,21 @@ impl Index {
 
     /// Indexes a stream through a spool file, checks the stream to its end, and returns the
     /// spool.
-    fn spooled(&mut self, scan: &mut Scan, mut dec: Decompressed) -> Result<File, Error> {
+    fn spooled(&mut self, scan: &mut Scan, mut dec: Decompressed) -> Result<Spool, Error> {
         let input = scan.path.clone();
         let spool_err = |source| Error::Spool {
             input: input.clone(),
             out: self.out.clone(),
             source,
         };
-        // An unnamed file (O_TMPFILE): nothing is left behind, whatever happens.
-        let spool = tempfile::tempfile_in(&self.spool_dir).map_err(spool_err)?;
-        let mut writer = BufWriter::with_capacity(1 << 20, spool.try_clone().map_err(spool_err)?);
+        let mut spool = Spool::new(&self.spool_dir, &self.budget);
         let mut failed = None;
         let scanned = {
             let tee = Tee {
                 r: &mut dec,
-                w: &mut writer,
+                w: &mut spool,
                 failed: &mut failed,
+                skip: Rc::clone(&scan.reading_ahead),
             };
             scan.entries(&mut Reader::new(NoSeek(tee)), self.ahead.as_mut())
         };
@@ -303,8 +410,16 @@ impl Index {
             return Err(spool_err(source));
         }
         scanned?;
-        writer.flush().map_err(spool_err)?;
+        spool.flush().map_err(spool_err)?;
         dec.finish().map_err(|source| Error::Io { input, source })?;
+        // The members read ahead are read back from their blocks (JSON members, duplicates):
+        // all of them must be there.
+        if let Some(ahead) = self.ahead.as_mut() {
+            ahead.flush().map_err(|source| Error::Cache {
+                out: self.out.clone(),
+                source,
+            })?;
+        }
         Ok(spool)
     }
 }
@@ -342,24 +457,6 @@ fn is_compressed(file: &File, path: &Path) -> Result<bool, Error> {
     Ok(Compression::detect(&head[..n]) != Compression::None)
 }
 
-/// Compares `size` bytes of two inputs' files.
-fn same_bytes(a: (&Input, Data), b: (&Input, Data), member: &[u8]) -> Result<bool, Error> {
-    let mut ba = vec![0u8; 1 << 20];
-    let mut bb = vec![0u8; 1 << 20];
-    let size = a.1.size;
-    let mut done = 0u64;
-    while done < size {
-        let n = (size - done).min(ba.len() as u64) as usize;
-        a.0.read_exact_at(&mut ba[..n], a.1.offset + done, member)?;
-        b.0.read_exact_at(&mut bb[..n], b.1.offset + done, member)?;
-        if ba[..n] != bb[..n] {
-            return Ok(false);
-        }
-        done += n as u64;
-    }
-    Ok(true)
-}
-
 /// One input's members being read into its own tree.
 struct Scan {
     idx: usize,
@@ -371,6 +468,8 @@ struct Scan {
     seek: bool,
     /// OUT, for messages about the cache.
     out: PathBuf,
+    /// Set while a member's data is read ahead: the spool does not keep it.
+    reading_ahead: Rc<Cell<bool>>,
 }
 
 impl Scan {
@@ -382,6 +481,7 @@ impl Scan {
             tree: Tree::new(),
             len: u64::MAX,
             seek: false,
+            reading_ahead: Rc::new(Cell::new(false)),
         }
     }
 
@@ -441,9 +541,10 @@ impl Scan {
                 reader.seek_past_data().map_err(|s| self.tar_err(s))?;
             } else if let (Some(ahead), Kind::File(data)) = (ahead.as_deref_mut(), &kind) {
                 if e.typeflag != tarfmt::HARDLINK && Ahead::wanted(data.size) {
-                    ahead
-                        .read((self.idx, data.offset), data.size, reader)
-                        .map_err(|err| self.ahead_err(err))?;
+                    self.reading_ahead.set(true);
+                    let read = ahead.read((self.idx, data.offset), data.size, reader);
+                    self.reading_ahead.set(false);
+                    read.map_err(|err| self.ahead_err(err))?;
                 }
             }
             self.tree
@@ -500,7 +601,7 @@ impl Scan {
 
     /// Takes the surviving top-level JSON members out of the tree (they are written anew) and
     /// reads their bytes from `file`, the input's plain bytes.
-    fn take_json(&mut self, file: &File) -> Result<ImageJson, Error> {
+    fn take_json(&mut self, src: &Source) -> Result<ImageJson, Error> {
         let mut found: [Option<Vec<u8>>; 2] = [None, None];
         for (slot, name) in found.iter_mut().zip(JSON_MEMBERS) {
             let Some(node) = self.tree.take_top(name) else {
@@ -520,9 +621,9 @@ impl Scan {
                     limit: JSON_LIMIT,
                 });
             }
-            let mut bytes = vec![0u8; data.size as usize];
-            read_exact_at((file, &self.path), &mut bytes, data.offset, name)?;
-            *slot = Some(bytes);
+            let mut json = vec![0u8; data.size as usize];
+            read_exact_at(src, &mut json, data.offset, name)?;
+            *slot = Some(json);
         }
         let [manifest, repositories] = found;
         Ok(ImageJson {
@@ -532,17 +633,22 @@ impl Scan {
     }
 }
 
-/// Passes what it reads to a writer (the spool); a write failure is kept in `failed`, so the
-/// caller can tell it from a read failure.
-struct Tee<'a, R: Read, W: Write> {
+/// Passes what it reads to the spool (but for what is read while `skip` is set); a write
+/// failure is kept in `failed`, so the caller can tell it from a read failure.
+struct Tee<'a, R: Read> {
     r: &'a mut R,
-    w: &'a mut W,
+    w: &'a mut Spool,
     failed: &'a mut Option<io::Error>,
+    skip: Rc<Cell<bool>>,
 }
 
-impl<R: Read, W: Write> Read for Tee<'_, R, W> {
+impl<R: Read> Read for Tee<'_, R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let n = self.r.read(buf)?;
+        if self.skip.get() {
+            self.w.skip(n as u64);
+            return Ok(n);
+        }
         if let Err(e) = self.w.write_all(&buf[..n]) {
             let kind = e.kind();
             *self.failed = Some(e);
@@ -593,7 +699,7 @@ mod tests {
 
     /// Indexes archives (written into `dir`) in order.
     fn index(dir: &Path, archives: &[Vec<u8>]) -> Result<Index, Error> {
-        let mut index = Index::new(&dir.join("out.tar"));
+        let mut index = Index::new(&dir.join("out.tar"), crate::DEFAULT_MEMORY);
         for (i, bytes) in archives.iter().enumerate() {
             let path = dir.join(format!("in{i}.tar"));
             std::fs::write(&path, bytes).map_err(|source| Error::Io {
@@ -611,9 +717,7 @@ mod tests {
         index.tree.walk(|path, node| -> Result<(), Error> {
             if let Kind::File(d) = node.kind {
                 let mut buf = vec![0u8; d.size as usize];
-                if let Some(input) = index.inputs.get(node.input) {
-                    input.read_exact_at(&mut buf, d.offset, path)?;
-                }
+                index.read_exact_at(node.input, &mut buf, d.offset, path)?;
                 let text = String::from_utf8_lossy(&buf).into_owned();
                 out.push((String::from_utf8_lossy(path).into_owned(), text));
             }

@@ -10,16 +10,19 @@
 //!
 //! Nothing is unpacked. The pipeline has four stages:
 //! - `index`: each input is opened once and its headers read (a plain file in place, seeking
-//!   over data; a compressed input or a pipe decompressed once into an unlinked spool file beside
-//!   OUT); its members form a tree of their own, as `tar -x` would extract them, and that tree is
-//!   merged into the image's as `cp -R --update=none` would copy it ([`tree`] keeps it safe to
-//!   extract: nothing below a non-folder, no symlink leading outside);
+//!   over data; a compressed input or a pipe decompressed once into a spool, in memory within
+//!   [`Options::memory`], the rest in an unlinked file beside OUT; for a gzip output, the gzip
+//!   blocks of its large members compressed meanwhile stand for their data); its members form
+//!   a tree of their own, as `tar -x` would extract them, and that tree is merged into the
+//!   image's as `cp -R --update=none` would copy it ([`tree`] keeps it safe to extract: nothing
+//!   below a non-folder, no symlink leading outside);
 //! - `json`: the inputs' `manifest.json` and `repositories` merged as `jq -s add`;
 //! - `digests`: the sha256 each layer member must have, from the image configs' `diff_ids`;
 //! - `write`: the tree streamed as a sorted GNU tar through the compressor, each layer member
 //!   checked against that sha256 while it is copied.
 //!
-//! Memory: the member index (a few hundred bytes per member) and the JSON members.
+//! Memory: the member index (a few hundred bytes per member), the JSON members, and the spools
+//! and blocks compressed ahead up to [`Options::memory`] (1 GiB by default) in all.
 //! Deterministic: the bytes depend only on the inputs, the mtime and the compression options.
 //! Errors: every failure names the input, the member or OUT, and leaves no output behind.
 
@@ -34,6 +37,7 @@ mod ahead;
 mod digests;
 mod index;
 mod json;
+mod store;
 #[doc(hidden)]
 pub mod tree;
 mod write;
@@ -316,7 +320,14 @@ pub struct Options {
     pub compress: Option<Compression>,
     /// Compression level; `None` is the format's default.
     pub level: Option<i32>,
+    /// Bytes of memory the decompressed inputs and the gzip blocks compressed ahead may keep
+    /// (see [`DEFAULT_MEMORY`]); past it they go to unnamed files beside OUT.
+    pub memory: u64,
 }
+
+/// The default of [`Options::memory`]: 1 GiB, enough to keep most images (decompressed,
+/// with their large members' gzip blocks) off the disk.
+pub const DEFAULT_MEMORY: u64 = 1 << 30;
 
 /// Merges `inputs` into `out`.
 pub fn merge(out: &Path, inputs: &[PathBuf], opts: &Options) -> Result<(), Error> {
@@ -326,7 +337,7 @@ pub fn merge(out: &Path, inputs: &[PathBuf], opts: &Options) -> Result<(), Error
     };
     // OUT is checked, and its temporary created, before any work.
     let file = AtomicFile::create(out).map_err(out_err)?;
-    let mut index = Index::new(out);
+    let mut index = Index::new(out, opts.memory);
     // A gzip output (asked for, or the last input's compression) is compressed partly while
     // the inputs are read.
     let predicted = opts

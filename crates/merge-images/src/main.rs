@@ -13,6 +13,8 @@ use dockertools_common::compress::Compression;
 /// atomically. Unlike mergeImages, inputs may share a file name, and when no input has a
 /// `repositories` file the output has none (mergeImages writes one containing `null`).
 /// Entries are stamped with $SOURCE_DATE_EPOCH (315532800 when unset).
+/// Decompressed inputs are kept in memory up to $MERGE_IMAGES_MEMORY MiB (1024 when unset),
+/// the rest in unnamed files beside OUT.
 #[derive(Parser)]
 #[command(version)]
 struct Args {
@@ -39,12 +41,27 @@ enum MainError {
     Usage(#[source] cli::UsageError),
 }
 
+/// `$MERGE_IMAGES_MEMORY`, in MiB, as bytes.
+fn memory(var: Option<std::ffi::OsString>) -> Result<u64, MainError> {
+    let Some(var) = var else {
+        return Ok(merge_images::DEFAULT_MEMORY);
+    };
+    var.to_str()
+        .and_then(|s| s.parse::<u64>().ok())
+        .and_then(|mib| mib.checked_mul(1 << 20))
+        .ok_or_else(|| {
+            let why = format!("MERGE_IMAGES_MEMORY={var:?}: not a number of MiB");
+            MainError::Usage(cli::UsageError(why))
+        })
+}
+
 fn run(args: Args) -> Result<(), MainError> {
     let mtime = cli::source_date_epoch(std::env::var_os("SOURCE_DATE_EPOCH"))?.unwrap_or(315532800);
     let opts = merge_images::Options {
         mtime,
         compress: args.compress,
         level: args.level,
+        memory: memory(std::env::var_os("MERGE_IMAGES_MEMORY"))?,
     };
     // A level must fit the compression; with --compress it is checked before any work.
     if let (Some(kind), Some(level)) = (args.compress, args.level) {
@@ -59,4 +76,22 @@ fn run(args: Args) -> Result<(), MainError> {
 
 fn main() -> ExitCode {
     cli::main("merge-images", run)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_memory_is_given_in_mib_and_anything_else_is_a_usage_error() {
+        let mib = |s: &str| memory(Some(s.into())).map_err(|e| e.to_string());
+        assert_eq!(mib("0"), Ok(0));
+        assert_eq!(mib("3"), Ok(3 << 20));
+        assert_eq!(memory(None).ok(), Some(merge_images::DEFAULT_MEMORY));
+        assert_eq!(
+            mib("1G"),
+            Err("MERGE_IMAGES_MEMORY=\"1G\": not a number of MiB".to_string())
+        );
+        assert!(mib(&u64::MAX.to_string()).is_err());
+    }
 }

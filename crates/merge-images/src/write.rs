@@ -206,7 +206,8 @@ impl Emitter<'_> {
         while done < data.size {
             let n = (data.size - done).min(self.buf.len() as u64) as usize;
             let chunk = &mut self.buf[..n];
-            src.read_exact_at(chunk, data.offset + done, path)?;
+            self.index
+                .read_exact_at(input, chunk, data.offset + done, path)?;
             if done == 0 && stored_compressed(&expected, chunk) {
                 (expected, hasher) = (None, None);
             }

@@ -1,9 +1,13 @@
 //! merge-images on the s300 and s10 gzip images, against the original's shell steps and against
-//! its floor: compressing the merged tar alone with the same compressor.
+//! its floor: compressing the merged tar alone with the same compressor; with `--baseline DIR`,
+//! against DIR's merge-images too, the two run in turn.
 
-use anyhow::Result;
+use std::path::Path;
+use std::time::Instant;
 
-use super::{best_of, compress::ours_script, in_store, sh, Ctx};
+use anyhow::{bail, Result};
+
+use super::{best_of, compress::ours_script, file_sha256, in_store, sh, sh_env, Ctx};
 
 /// Builds `NAME.tar` and `NAME.tar.gz` (pigz) from a fixture store's conf.
 fn image(ctx: &Ctx, store: &str, name: &str) -> Result<()> {
@@ -72,5 +76,56 @@ pub fn bench(ctx: &mut Ctx) -> Result<()> {
             t_mi / floor
         ),
     );
+    if let Some(dir) = ctx.baseline.clone() {
+        against_baseline(ctx, &dir, floor)?;
+    }
+    Ok(())
+}
+
+/// Times the baseline's merge-images and the current one in turn, five times each with one
+/// thread and with every core, so that both see the same machine; their outputs must be the
+/// same bytes.
+fn against_baseline(ctx: &mut Ctx, dir: &Path, floor: f64) -> Result<()> {
+    let tools = [
+        dir.join("merge-images").display().to_string(),
+        ctx.tool("merge-images"),
+    ];
+    let inputs = format!("{} {}", ctx.w("a.tar.gz"), ctx.w("b.tar.gz"));
+    let cores = ctx.cores.to_string();
+    for threads in ["1", cores.as_str()] {
+        let mut best = [f64::MAX; 2];
+        let mut digests = [String::new(), String::new()];
+        for _ in 0..5 {
+            for (i, tool) in tools.iter().enumerate() {
+                let out = ctx.w(&format!("mi-ab-{i}.tar.gz"));
+                let t = Instant::now();
+                sh_env(
+                    &format!("{tool} {out} {inputs}"),
+                    &[("RAYON_NUM_THREADS", threads)],
+                )?;
+                best[i] = best[i].min(t.elapsed().as_secs_f64());
+                digests[i] = file_sha256(&out)?;
+            }
+        }
+        if digests[0] != digests[1] {
+            bail!("merge-images: the baseline's output and the current one differ");
+        }
+        let what = format!(
+            "merge-images s300+s10 gzip, baseline {} [{threads} threads]",
+            dir.display()
+        );
+        let note = format!("same bytes; {:.2}x the floor", best[0] / floor);
+        ctx.push(&what, best[0], None, note);
+        ctx.push(
+            &format!("merge-images s300+s10 gzip, current, in turn with the baseline [{threads} threads]"),
+            best[1],
+            None,
+            format!(
+                "{:.3}x the baseline's time; {:.2}x the floor",
+                best[1] / best[0],
+                best[1] / floor
+            ),
+        );
+    }
     Ok(())
 }

@@ -17,7 +17,7 @@ fuzz_target!(|data: &[u8]| {
     if std::fs::write(&input, data).is_err() {
         return;
     }
-    let opts = merge_images::Options { mtime: 1, compress: None, level: Some(1) };
+    let opts = merge_images::Options { mtime: 1, compress: None, level: Some(1), memory: merge_images::DEFAULT_MEMORY };
     let result = merge_images::merge(&out, &[input], &opts);
     if result.is_err() {
         assert!(!out.exists(), "a failed merge left {}", out.display());
