@@ -633,18 +633,32 @@ mod tests {
         out
     }
 
+    /// `n` lines of two numbers (the second below `modulus`): text with matches.
+    fn numbers(n: u32, modulus: u32) -> Vec<u8> {
+        (0..n)
+            .flat_map(|i| {
+                format!("{} {}\n", i % 991, i.wrapping_mul(2_654_435_761) % modulus).into_bytes()
+            })
+            .collect()
+    }
+
+    /// `n` bytes of 7-bit noise from a linear congruential sequence seeded with `seed`.
+    fn noise(n: usize, seed: u64) -> Vec<u8> {
+        let mut x = seed;
+        (0..n)
+            .map(|_| {
+                x = x.wrapping_mul(6364136223846793005).wrapping_add(1);
+                (x >> 57) as u8
+            })
+            .collect()
+    }
+
     #[test]
     fn joined_streams_decode_as_the_concatenation() -> Result<(), Malformed> {
         let text: Vec<u8> = (0..200_000u32)
             .flat_map(|i| format!("line {} of {}\n", i % 977, i % 13).into_bytes())
             .collect();
-        let mut x = 7u64;
-        let noise: Vec<u8> = (0..100_000)
-            .map(|_| {
-                x = x.wrapping_mul(6364136223846793005).wrapping_add(1);
-                (x >> 57) as u8
-            })
-            .collect();
+        let noise = noise(100_000, 7);
         let parts: [&[u8]; 5] = [&text, &noise, b"", b"x", &text[..70_000]];
         for level in [0, 1, 6, 9] {
             let mut joined = Vec::new();
@@ -680,18 +694,8 @@ mod tests {
     fn libdeflate_streams_of_every_level_join() -> Result<(), Malformed> {
         // What the gzip writer feeds to unfinalize: libdeflate's output at levels 0-12, with
         // stored, fixed and dynamic blocks, several blocks per stream for the longer inputs.
-        let text: Vec<u8> = (0..40_000u32)
-            .flat_map(|i| {
-                format!("{} {}\n", i % 991, i.wrapping_mul(2_654_435_761) % 97).into_bytes()
-            })
-            .collect();
-        let mut x = 3u64;
-        let noise: Vec<u8> = (0..150_000)
-            .map(|_| {
-                x = x.wrapping_mul(6364136223846793005).wrapping_add(1);
-                (x >> 57) as u8
-            })
-            .collect();
+        let text = numbers(40_000, 97);
+        let noise = noise(150_000, 3);
         let zeros = vec![0u8; 200_000];
         let parts: [&[u8]; 6] = [&text, &noise, b"", b"x", &zeros, &text[..1000]];
         for level in 0..=12 {
@@ -710,18 +714,8 @@ mod tests {
 
     #[test]
     fn streams_walked_in_pairs_join_like_streams_walked_alone() -> Result<(), Malformed> {
-        let text: Vec<u8> = (0..60_000u32)
-            .flat_map(|i| {
-                format!("{} {}\n", i % 997, i.wrapping_mul(2_654_435_761) % 89).into_bytes()
-            })
-            .collect();
-        let mut x = 5u64;
-        let noise: Vec<u8> = (0..120_000)
-            .map(|_| {
-                x = x.wrapping_mul(6364136223846793005).wrapping_add(1);
-                (x >> 57) as u8
-            })
-            .collect();
+        let text = numbers(60_000, 89);
+        let noise = noise(120_000, 5);
         let parts: [&[u8]; 5] = [&text, &noise, b"x", &text[..3000], b""];
         for level in [1, 6, 12] {
             for a in parts {

@@ -417,14 +417,7 @@ fn graph_of_listed(l: &Listed) -> Result<(Graph<'_>, Vec<u32>), Error> {
             }
         }
         crate::graph::dedup_tail(out, from);
-        let mut kept = from;
-        for i in from..out.len() {
-            if out[i] as usize != v {
-                out[kept] = out[i];
-                kept += 1;
-            }
-        }
-        out.truncate(kept);
+        crate::graph::drop_self(out, from, v);
         Ok(())
     })?;
     let vertex: Vec<u32> = l.paths.iter().map(|&p| vertex_of[p as usize]).collect();

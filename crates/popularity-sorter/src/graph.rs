@@ -209,16 +209,21 @@ pub fn adjacency(nodes: &[Node<'_>], index: &Index<'_>) -> Result<Csr, Error> {
     Csr::from_rows_par(index.live.len(), |k, out| {
         let from = out.len();
         resolve_into(&nodes[index.live[k] as usize], &index.map, out)?;
-        let mut kept = from;
-        for i in from..out.len() {
-            if out[i] as usize != k {
-                out[kept] = out[i];
-                kept += 1;
-            }
-        }
-        out.truncate(kept);
+        drop_self(out, from, k);
         Ok(())
     })
+}
+
+/// Removes `vertex` (a self-reference) from `out[from..]`, keeping the order of the rest.
+pub(crate) fn drop_self(out: &mut Vec<u32>, from: usize, vertex: usize) {
+    let mut kept = from;
+    for i in from..out.len() {
+        if out[i] as usize != vertex {
+            out[kept] = out[i];
+            kept += 1;
+        }
+    }
+    out.truncate(kept);
 }
 
 /// Appends the positions of `node`'s references to `out`, each once, in first-reference order.
