@@ -21,27 +21,24 @@ impl fmt::Display for Malformed {
 
 impl std::error::Error for Malformed {}
 
-/// Least-significant-bit-first reader, as deflate packs its bits. `data` ends with 16 bytes of
-/// zero padding so that whole words can always be loaded; `limit` is the real length in bits.
+/// Least-significant-bit-first reader, as deflate packs its bits: a [`Cursor`] and the
+/// stream's real length in bits, `limit` (the data ends with [`PAD`] zero bytes, so that whole
+/// words can always be loaded).
 struct Bits<'a> {
-    data: &'a [u8],
+    cur: Cursor<'a>,
     limit: usize,
-    /// Bits not yet consumed, low bits first.
-    buf: u64,
-    /// Number of valid bits in `buf` (at least 56 after `refill`).
-    count: u32,
-    /// Next byte to load.
-    next: usize,
 }
 
 impl<'a> Bits<'a> {
     fn new(padded: &'a [u8], limit: usize) -> Self {
         let mut b = Bits {
-            data: padded,
+            cur: Cursor {
+                data: padded,
+                buf: 0,
+                count: 0,
+                next: 0,
+            },
             limit,
-            buf: 0,
-            count: 0,
-            next: 0,
         };
         b.refill();
         b
@@ -49,31 +46,28 @@ impl<'a> Bits<'a> {
 
     /// Position in bits of the next unread bit.
     fn pos(&self) -> usize {
-        self.next * 8 - self.count as usize
+        self.cur.next * 8 - self.cur.count as usize
     }
 
-    /// Tops the buffer up to at least 56 bits (the padding makes the load always possible).
+    /// Tops the buffer up to at least 56 bits; past the end of the data it reads zeros, and
+    /// [`Bits::check`] tells a position past `limit`.
     #[inline(always)]
     fn refill(&mut self) {
-        let mut word = [0u8; 8];
-        if let Some(s) = self.data.get(self.next..self.next + 8) {
-            word.copy_from_slice(s);
+        if !self.cur.refill() {
+            self.cur.next += (63 - self.cur.count as usize) / 8;
+            self.cur.count |= 56;
         }
-        self.buf |= u64::from_le_bytes(word) << self.count;
-        self.next += (63 - self.count as usize) / 8;
-        self.count |= 56;
     }
 
     /// Drops `n` bits (at most what the last refill guaranteed).
     #[inline(always)]
     fn drop_bits(&mut self, n: u32) {
-        self.buf >>= n;
-        self.count -= n;
+        self.cur.drop_bits(n);
     }
 
     fn take(&mut self, n: u32) -> Result<u32, Malformed> {
         self.refill();
-        let v = (self.buf & ((1u64 << n) - 1)) as u32;
+        let v = (self.cur.buf & ((1u64 << n) - 1)) as u32;
         self.drop_bits(n);
         self.check()?;
         Ok(v)
@@ -84,9 +78,9 @@ impl<'a> Bits<'a> {
         if pos > self.limit {
             return Err(Malformed("stream ends inside a block"));
         }
-        self.next = pos / 8;
-        self.buf = 0;
-        self.count = 0;
+        self.cur.next = pos / 8;
+        self.cur.buf = 0;
+        self.cur.count = 0;
         self.refill();
         self.drop_bits((pos % 8) as u32);
         Ok(())
@@ -165,7 +159,7 @@ impl Code {
     /// Decodes one symbol; the caller has refilled `bits` for it.
     #[inline(always)]
     fn decode(&self, bits: &mut Bits<'_>) -> Result<u16, Malformed> {
-        let (symbol, len) = self.lookup(bits.buf)?;
+        let (symbol, len) = self.lookup(bits.cur.buf)?;
         bits.drop_bits(len);
         Ok(symbol)
     }
@@ -315,8 +309,10 @@ impl Block {
     }
 }
 
-/// The bit reader's state as locals of the skipping loops (copied in and out of [`Bits`], so
-/// that the compiler keeps it in registers).
+/// The bit reader's state: the data (the stream and [`PAD`] zero bytes), the bits not yet
+/// consumed (low bits first), how many of them are valid, and the next byte to load. The
+/// skipping loops copy it out of [`Bits`] into locals, so that the compiler keeps it in
+/// registers.
 #[derive(Clone, Copy)]
 struct Cursor<'a> {
     data: &'a [u8],
@@ -325,22 +321,7 @@ struct Cursor<'a> {
     next: usize,
 }
 
-impl<'a> Cursor<'a> {
-    fn of(bits: &Bits<'a>) -> Self {
-        Cursor {
-            data: bits.data,
-            buf: bits.buf,
-            count: bits.count,
-            next: bits.next,
-        }
-    }
-
-    fn save(self, bits: &mut Bits<'a>) {
-        bits.buf = self.buf;
-        bits.count = self.count;
-        bits.next = self.next;
-    }
-
+impl Cursor<'_> {
     /// Loads bytes until the buffer holds at least 56 bits; false at the end of the padded
     /// data.
     #[inline(always)]
@@ -435,6 +416,7 @@ impl<'a> Walk<'a> {
                     let byte = self.bits.pos().div_ceil(8);
                     let len_bytes = self
                         .bits
+                        .cur
                         .data
                         .get(byte..byte + 4)
                         .filter(|_| (byte + 4) * 8 <= self.bits.limit)
@@ -473,7 +455,7 @@ impl<'a> Walk<'a> {
 /// Skips the rest of `w`'s current block.
 fn skip(w: &mut Walk<'_>) -> Result<(), Malformed> {
     if let Some(block) = &w.block {
-        let mut c = Cursor::of(&w.bits);
+        let mut c = w.bits.cur;
         let result = loop {
             match c.step(block) {
                 Ok(false) => {}
@@ -481,7 +463,7 @@ fn skip(w: &mut Walk<'_>) -> Result<(), Malformed> {
                 Err(e) => break Err(e),
             }
         };
-        c.save(&mut w.bits);
+        w.bits.cur = c;
         result?;
     }
     w.end_block()
@@ -511,9 +493,20 @@ fn skip_pair(a: &mut Walk<'_>, b: &mut Walk<'_>) -> Result<(), Malformed> {
     let (Some(block_a), Some(block_b)) = (&a.block, &b.block) else {
         return Ok(());
     };
-    let (data_a, data_b) = (a.bits.data, b.bits.data);
-    let (mut buf_a, mut count_a, mut next_a) = (a.bits.buf, a.bits.count, a.bits.next);
-    let (mut buf_b, mut count_b, mut next_b) = (b.bits.buf, b.bits.count, b.bits.next);
+    let (
+        Cursor {
+            data: data_a,
+            buf: mut buf_a,
+            count: mut count_a,
+            next: mut next_a,
+        },
+        Cursor {
+            data: data_b,
+            buf: mut buf_b,
+            count: mut count_b,
+            next: mut next_b,
+        },
+    ) = (a.bits.cur, b.bits.cur);
     let (runs_a, runs_b) = (&*block_a.runs, &*block_b.runs);
     const MASK: u64 = (1 << RUN_BITS) - 1;
     let result = loop {
@@ -537,8 +530,8 @@ fn skip_pair(a: &mut Walk<'_>, b: &mut Walk<'_>) -> Result<(), Malformed> {
             (Ok(end_a), Ok(end_b)) => break Ok((end_a, end_b)),
         }
     };
-    (a.bits.buf, a.bits.count, a.bits.next) = (buf_a, count_a, next_a);
-    (b.bits.buf, b.bits.count, b.bits.next) = (buf_b, count_b, next_b);
+    (a.bits.cur.buf, a.bits.cur.count, a.bits.cur.next) = (buf_a, count_a, next_a);
+    (b.bits.cur.buf, b.bits.cur.count, b.bits.cur.next) = (buf_b, count_b, next_b);
     let (end_a, end_b) = result?;
     if end_a {
         a.end_block()?;
