@@ -19,9 +19,13 @@
 use std::fs::File;
 use std::io::{self, Read, Write};
 use std::path::Path;
+use std::sync::{Arc, Mutex};
 
 mod decode;
 mod incompressible;
+pub mod splice;
+
+pub use splice::{Segment, Segments};
 
 /// A stream's compression, and the value of every tool's compression flag
 /// (`--compress`, `--layer-compression`: `none`, `gz`, `zstd`).
@@ -97,12 +101,35 @@ impl Compression {
 /// Call [`Decompressed::finish`] once the consumer is done: it reads the rest of the stream
 /// and says whether it was complete and intact.
 pub fn decompress<R: Read + Send + 'static>(r: R) -> io::Result<(Compression, Decompressed)> {
+    open(r, false)
+}
+
+/// [`decompress`], also noting the sync points of a gzip input's deflate data whose gzip
+/// header does not say it was compressed for speed (XFL 4): see [`Decompressed::segments`]
+/// and the `splice` module.
+pub fn decompress_with_segments<R: Read + Send + 'static>(
+    r: R,
+) -> io::Result<(Compression, Decompressed)> {
+    open(r, true)
+}
+
+fn open<R: Read + Send + 'static>(r: R, segments: bool) -> io::Result<(Compression, Decompressed)> {
     let mut input = decode::Input::new(r, 1 << 20);
     let kind = Compression::detect(input.peek(4)?);
     let source = match kind {
         Compression::None => Source::Plain(Box::new(input)),
-        Compression::Gzip => Source::Ahead(ReadAhead::start(Box::new(decode::Gunzip::new(input)))),
-        Compression::Zstd => Source::Ahead(ReadAhead::start(Box::new(decode::Unzstd::new(input)?))),
+        Compression::Gzip => {
+            let mut gunzip = decode::Gunzip::new(input);
+            let found = segments.then(|| {
+                let found = Arc::new(Mutex::new(Vec::new()));
+                gunzip.note_segments(Arc::clone(&found));
+                found
+            });
+            Source::Ahead(ReadAhead::start(Box::new(gunzip), found))
+        }
+        Compression::Zstd => {
+            Source::Ahead(ReadAhead::start(Box::new(decode::Unzstd::new(input)?), None))
+        }
     };
     Ok((kind, Decompressed(source)))
 }
@@ -136,6 +163,15 @@ impl Decompressed {
             }
         }
     }
+
+    /// The segments of a gzip input opened by [`decompress_with_segments`], as they come in
+    /// with the data they end in; `None` for other inputs.
+    pub fn segments(&self) -> Option<Segments> {
+        match &self.0 {
+            Source::Ahead(r) => r.segments.clone(),
+            Source::Plain(_) => None,
+        }
+    }
 }
 
 impl Read for Decompressed {
@@ -149,7 +185,8 @@ impl Read for Decompressed {
 
 /// What the read-ahead thread sends.
 enum Ahead {
-    Data(Vec<u8>),
+    /// Decompressed bytes, and the segments that ended in them.
+    Data(Vec<u8>, Vec<Segment>),
     End,
     Failed(io::Error),
 }
@@ -162,14 +199,19 @@ struct ReadAhead {
     rx: std::sync::mpsc::Receiver<Ahead>,
     cur: Vec<u8>,
     pos: usize,
+    /// Bytes handed to the consumer.
+    delivered: u64,
+    /// The segments received, when the decoder notes them.
+    segments: Option<Segments>,
     /// Set once the stream has ended (`Ok`) or failed: later reads repeat that outcome, the
     /// error with its kind and words.
     outcome: Option<Result<(), (io::ErrorKind, String)>>,
 }
 
 impl ReadAhead {
-    fn start(mut r: Box<dyn Read + Send>) -> ReadAhead {
+    fn start(mut r: Box<dyn Read + Send>, found: Option<Arc<Mutex<Vec<Segment>>>>) -> ReadAhead {
         const CHUNK: usize = 1 << 20;
+        let segments = found.as_ref().map(|_| Segments::default());
         let (tx, rx) = std::sync::mpsc::sync_channel(4);
         std::thread::spawn(move || loop {
             let mut buf = vec![0u8; CHUNK];
@@ -189,7 +231,11 @@ impl ReadAhead {
             };
             let at_end = filled < CHUNK;
             buf.truncate(filled);
-            if filled > 0 && tx.send(Ahead::Data(buf)).is_err() {
+            let ended = found
+                .as_ref()
+                .and_then(|f| f.lock().ok().map(|mut f| std::mem::take(&mut *f)))
+                .unwrap_or_default();
+            if filled > 0 && tx.send(Ahead::Data(buf, ended)).is_err() {
                 return;
             }
             if let Some(failed) = msg {
@@ -205,6 +251,8 @@ impl ReadAhead {
             rx,
             cur: Vec::new(),
             pos: 0,
+            delivered: 0,
+            segments,
             outcome: None,
         }
     }
@@ -218,7 +266,12 @@ impl ReadAhead {
             None => {}
         }
         let failed = match self.rx.recv() {
-            Ok(Ahead::Data(v)) => return Ok(Some(v)),
+            Ok(Ahead::Data(v, ended)) => {
+                if let Some(segments) = &self.segments {
+                    segments.receive(ended, self.delivered);
+                }
+                return Ok(Some(v));
+            }
             Ok(Ahead::End) => {
                 self.outcome = Some(Ok(()));
                 return Ok(None);
@@ -245,6 +298,7 @@ impl Read for ReadAhead {
         let n = out.len().min(self.cur.len() - self.pos);
         out[..n].copy_from_slice(&self.cur[self.pos..self.pos + n]);
         self.pos += n;
+        self.delivered += n as u64;
         Ok(n)
     }
 }
@@ -422,6 +476,34 @@ impl GzBlocks {
         let (level, tx) = (self.level, self.tx.clone());
         rayon::spawn(move || {
             let _ = tx.send((seq, compress_block(level, &input, last)));
+        });
+    }
+
+    /// Hands the pool a segment of a gzip input's deflate data that should stand for `data`
+    /// (see the `splice` module), coming after `window` in the output: it becomes the next
+    /// block if it [`splice::fits`] there, else `data` is compressed as [`GzBlocks::submit`]
+    /// would compress it.
+    pub fn submit_spliced(&mut self, window: Vec<u8>, deflate: Vec<u8>, data: Vec<u8>) {
+        let seq = self.submitted;
+        self.submitted += 1;
+        let level = self.level;
+        let job = move || {
+            if splice::fits(&window, &deflate, &data) {
+                return Ok(GzBlock {
+                    deflate,
+                    crc: crc32fast::hash(&data),
+                    len: data.len() as u64,
+                });
+            }
+            compress_block(level, &data, false)
+        };
+        if rayon::current_thread_index().is_some() {
+            self.ready.insert(seq, job());
+            return;
+        }
+        let tx = self.tx.clone();
+        rayon::spawn(move || {
+            let _ = tx.send((seq, job()));
         });
     }
 
@@ -801,10 +883,10 @@ mod tests {
     fn read_ahead_passes_data_end_and_errors_through() -> io::Result<()> {
         let data = sample(3 * (1 << 20) + 5);
         let mut back = Vec::new();
-        ReadAhead::start(Box::new(io::Cursor::new(data.clone()))).read_to_end(&mut back)?;
+        ReadAhead::start(Box::new(io::Cursor::new(data.clone())), None).read_to_end(&mut back)?;
         assert_eq!(back, data);
         let broken = io::Read::chain(io::Cursor::new(vec![1u8; 10]), Failing);
-        let mut r = ReadAhead::start(Box::new(broken));
+        let mut r = ReadAhead::start(Box::new(broken), None);
         let mut buf = Vec::new();
         assert_eq!(message(r.read_to_end(&mut buf)), "corrupt");
         assert_eq!(buf, vec![1u8; 10]);
@@ -818,7 +900,7 @@ mod tests {
     fn an_error_the_reader_never_reached_is_reported_by_finish() -> io::Result<()> {
         let data = sample(3 * (1 << 20));
         let broken = io::Read::chain(io::Cursor::new(data), Failing);
-        let mut r = Decompressed(Source::Ahead(ReadAhead::start(Box::new(broken))));
+        let mut r = Decompressed(Source::Ahead(ReadAhead::start(Box::new(broken), None)));
         r.read_exact(&mut [0u8; 1000])?;
         assert_eq!(message(r.finish()), "corrupt");
         Ok(())

@@ -19,7 +19,9 @@ use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
-use dockertools_common::compress::{decompress, Compression, Decompressed};
+use dockertools_common::compress::{
+    decompress, decompress_with_segments, Compression, Decompressed, Segments,
+};
 use dockertools_common::tar::reader::{Entry, NoSeek, ReadError, ReadErrorKind, Reader};
 use dockertools_common::tar::{self as tarfmt};
 
@@ -172,9 +174,9 @@ impl Index {
     }
 
     /// Compresses large members of spooled inputs for a gzip output at `level` while they
-    /// are read (see [`crate::ahead`]).
-    pub fn read_ahead(&mut self, level: i32) -> Result<(), Error> {
-        let ahead = Ahead::new(&self.spool_dir, level, &self.budget).map_err(|source| {
+    /// are read, reusing gzip inputs' deflate data when `splice` (see [`crate::ahead`]).
+    pub fn read_ahead(&mut self, level: i32, splice: bool) -> Result<(), Error> {
+        let ahead = Ahead::new(&self.spool_dir, level, splice, &self.budget).map_err(|source| {
             let out = self.out.clone();
             Error::Cache { out, source }
         })?;
@@ -365,7 +367,11 @@ impl Index {
                 Some(Stamp::of(&meta)),
             )
         } else {
-            let (kind, dec) = decompress(file).map_err(io_err)?;
+            let open = match self.ahead.as_ref().is_some_and(Ahead::splices) {
+                true => decompress_with_segments,
+                false => decompress,
+            };
+            let (kind, dec) = open(file).map_err(io_err)?;
             (kind, Plain::Spooled(self.spooled(&mut scan, dec)?), None)
         };
         let src = Source {
@@ -396,6 +402,7 @@ impl Index {
         };
         let mut spool = Spool::new(&self.spool_dir, &self.budget);
         let mut failed = None;
+        let segments = dec.segments();
         let scanned = {
             let tee = Tee {
                 r: &mut dec,
@@ -403,7 +410,8 @@ impl Index {
                 failed: &mut failed,
                 skip: Rc::clone(&scan.reading_ahead),
             };
-            scan.entries(&mut Reader::new(NoSeek(tee)), self.ahead.as_mut())
+            let ahead = self.ahead.as_mut().map(|a| (a, segments.as_ref()));
+            scan.entries(&mut Reader::new(NoSeek(tee)), ahead)
         };
         // A write error on the spool surfaces as a read error of the tar; it is the spool's.
         if let Some(source) = failed {
@@ -525,11 +533,12 @@ impl Scan {
     }
 
     /// Reads every entry into the tree, skipping data by seeking when the input is read in
-    /// place, or reading large members' data into `ahead` when there is one.
+    /// place, or reading large members' data into `ahead` (with the input's segments) when
+    /// there is one.
     fn entries<R: Read + Seek>(
         &mut self,
         reader: &mut Reader<R>,
-        mut ahead: Option<&mut Ahead>,
+        mut ahead: Option<(&mut Ahead, Option<&Segments>)>,
     ) -> Result<(), Error> {
         while let Some(e) = reader.next_entry().map_err(|s| self.tar_err(s))? {
             let Some(parts) = components(&e.name).map_err(|why| self.unsafe_entry(&e, why))? else {
@@ -539,10 +548,11 @@ impl Scan {
             let kind = self.kind(reader, &e)?;
             if self.seek {
                 reader.seek_past_data().map_err(|s| self.tar_err(s))?;
-            } else if let (Some(ahead), Kind::File(data)) = (ahead.as_deref_mut(), &kind) {
+            } else if let (Some((ahead, segments)), Kind::File(data)) = (ahead.as_mut(), &kind) {
                 if e.typeflag != tarfmt::HARDLINK && Ahead::wanted(data.size) {
                     self.reading_ahead.set(true);
-                    let read = ahead.read((self.idx, data.offset), data.size, reader);
+                    let key = (self.idx, data.offset);
+                    let read = ahead.read(key, data.size, reader, *segments);
                     self.reading_ahead.set(false);
                     read.map_err(|err| self.ahead_err(err))?;
                 }

@@ -347,7 +347,9 @@ pub fn merge(out: &Path, inputs: &[PathBuf], opts: &Options) -> Result<(), Error
         let level = opts
             .level
             .unwrap_or_else(|| Compression::Gzip.default_level());
-        index.read_ahead(level)?;
+        // The inputs' own deflate data is reused only at the default level: a level asked
+        // for is one the whole output is compressed at.
+        index.read_ahead(level, opts.level.is_none())?;
     }
     for input in inputs {
         index.add(input)?;

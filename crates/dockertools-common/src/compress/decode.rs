@@ -12,6 +12,9 @@
 //! frame, zeros included, is trailing garbage, as the zstd command says.
 
 use std::io::{self, Read};
+use std::sync::{Arc, Mutex};
+
+use super::splice::{self, Segment};
 
 use zstd::stream::raw::Operation;
 
@@ -110,7 +113,79 @@ pub(super) struct Gunzip<R: Read> {
     /// Inflated bytes of the member, modulo 2^32 as ISIZE counts them.
     size: u32,
     state: GzState,
+    /// Where sync points are noted, when they are (see [`Notes`]).
+    notes: Option<Notes>,
 }
+
+/// The sync points a [`Gunzip`] notes as it inflates (see the `splice` module): each time its
+/// inflater has taken exactly the input up to the end of a `00 00 ff ff`, the deflate bytes
+/// taken since the last such point and the bytes they inflated to make a [`Segment`].
+/// The decoder's count is only a guess (those bytes may just happen to appear inside a
+/// block): whoever splices a segment checks it.
+struct Notes {
+    found: Arc<Mutex<Vec<Segment>>>,
+    /// Bytes inflated so far, over every member.
+    out: u64,
+    /// Whether the current member's sync points are noted.
+    active: bool,
+    /// Where the segment being taken starts, when one is: deflate bytes since a sync point.
+    start: Option<u64>,
+    taken: Vec<u8>,
+}
+
+impl Notes {
+    /// The inflater took `input` (ending `at_sync` point) and has inflated `self.out` bytes.
+    fn took(&mut self, input: &[u8], at_sync: bool) {
+        if let Some(start) = self.start {
+            if self.taken.len() + input.len() > splice::MAX_DEFLATE
+                || self.out - start > splice::MAX_SPAN
+            {
+                self.start = None;
+                self.taken = Vec::new();
+            } else {
+                self.taken.extend_from_slice(input);
+            }
+        }
+        if !at_sync {
+            return;
+        }
+        match self.start {
+            // Shorter stretches are joined with the next.
+            Some(start) if self.out - start < splice::MIN_SPAN => {}
+            Some(start) => {
+                let deflate = std::mem::take(&mut self.taken);
+                if let Ok(mut found) = self.found.lock() {
+                    found.push(Segment {
+                        start,
+                        end: self.out,
+                        deflate,
+                    });
+                }
+                self.start = Some(self.out);
+            }
+            None => self.start = Some(self.out),
+        }
+    }
+
+    /// A member's deflate data starts (on a block boundary): a segment starts unless the
+    /// member says it was compressed for speed.
+    fn member(&mut self, xfl: u8) {
+        self.taken.clear();
+        self.active = xfl != 4;
+        self.start = self.active.then_some(self.out);
+    }
+
+    /// A member's deflate data ended: what was taken since the last sync point holds its
+    /// final block.
+    fn member_end(&mut self) {
+        self.taken = Vec::new();
+        self.start = None;
+        self.active = false;
+    }
+}
+
+/// The bytes that end a sync flush: an empty stored block's lengths.
+const SYNC: [u8; 4] = [0, 0, 0xff, 0xff];
 
 impl<R: Read> Gunzip<R> {
     pub(super) fn new(input: Input<R>) -> Self {
@@ -120,7 +195,19 @@ impl<R: Read> Gunzip<R> {
             crc: crc32fast::Hasher::new(),
             size: 0,
             state: GzState::Header { first: true },
+            notes: None,
         }
+    }
+
+    /// Notes sync points into `found` from now on.
+    pub(super) fn note_segments(&mut self, found: Arc<Mutex<Vec<Segment>>>) {
+        self.notes = Some(Notes {
+            found,
+            out: 0,
+            active: false,
+            start: None,
+            taken: Vec::new(),
+        });
     }
 
     /// At a member boundary: starts the next member, or ends the stream (false) when only
@@ -128,7 +215,10 @@ impl<R: Read> Gunzip<R> {
     fn next_member(&mut self, first: bool) -> io::Result<bool> {
         let head = self.input.peek(2)?;
         if head.starts_with(&[0x1f, 0x8b]) {
-            self.header()?;
+            let xfl = self.header()?;
+            if let Some(notes) = self.notes.as_mut() {
+                notes.member(xfl);
+            }
             self.inflate.reset(false);
             self.crc = crc32fast::Hasher::new();
             self.size = 0;
@@ -156,11 +246,11 @@ impl<R: Read> Gunzip<R> {
         }
     }
 
-    /// Reads a member header, checking its CRC16 when it has one.
-    fn header(&mut self) -> io::Result<()> {
+    /// Reads a member header, checking its CRC16 when it has one; returns its XFL.
+    fn header(&mut self) -> io::Result<u8> {
         let mut hcrc = crc32fast::Hasher::new();
         let fixed = self.input.peek(10)?;
-        let Some(&[_, _, method, flags, ..]) = fixed.get(..10) else {
+        let Some(&[_, _, method, flags, _, _, _, _, xfl, _]) = fixed.get(..10) else {
             return Err(truncated("gzip"));
         };
         if method != 8 {
@@ -188,7 +278,7 @@ impl<R: Read> Gunzip<R> {
                 return Err(invalid("gzip data: header crc mismatch"));
             }
         }
-        Ok(())
+        Ok(xfl)
     }
 
     /// Consumes `n` header bytes into `hcrc`; returns the first two (zeros if fewer).
@@ -251,8 +341,20 @@ impl<R: Read> Gunzip<R> {
     /// Inflates into `out`; 0 only when the member's data ended.
     fn inflate_some(&mut self, out: &mut [u8]) -> io::Result<usize> {
         loop {
-            let data = self.input.peek(1)?;
+            let noting = self.notes.as_ref().is_some_and(|n| n.active);
+            // Sync points are looked for in what is buffered: the input given to the inflater
+            // ends at the first one, or 3 bytes short of the buffer's end (the start of one
+            // that the next refill completes).
+            let data = self.input.peek(if noting { SYNC.len() * 2 } else { 1 })?;
             let at_eof = data.is_empty();
+            let (data, at_sync) = match noting {
+                false => (data, false),
+                true => match memchr::memmem::find(data, &SYNC) {
+                    Some(at) => (&data[..at + SYNC.len()], true),
+                    None if data.len() > SYNC.len() => (&data[..data.len() - 3], false),
+                    None => (data, false),
+                },
+            };
             let (in0, out0) = (self.inflate.total_in(), self.inflate.total_out());
             let status = self
                 .inflate
@@ -260,6 +362,14 @@ impl<R: Read> Gunzip<R> {
                 .map_err(|e| invalid(format!("gzip data: corrupt: {e}")))?;
             let used = (self.inflate.total_in() - in0) as usize;
             let made = (self.inflate.total_out() - out0) as usize;
+            if let Some(notes) = self.notes.as_mut() {
+                notes.out += made as u64;
+                if status == flate2::Status::StreamEnd {
+                    notes.member_end();
+                } else if notes.active {
+                    notes.took(&data[..used], at_sync && used == data.len());
+                }
+            }
             self.input.consume(used);
             self.crc.update(&out[..made]);
             self.size = self.size.wrapping_add(made as u32);
