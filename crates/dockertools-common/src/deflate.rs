@@ -607,62 +607,10 @@ pub fn unfinalize_pair(a: &mut Vec<u8>, b: &mut Vec<u8>) -> Result<(), Malformed
     Ok(())
 }
 
-/// Checks that `piece`, read from its first bit as the start of a block, is a run of whole
-/// blocks, none of them final, the last ending exactly at its last bit. Such a piece can be put
-/// after any byte-aligned block boundary of a stream and followed by any block: a decoder
-/// leaves it at a block boundary. (A final empty stored block is put after a copy of it and
-/// must be the block the walk ends on: a piece that stopped inside a block, or held a final
-/// block, would end the walk anywhere else.)
-pub fn whole_blocks(piece: &[u8]) -> Result<(), Malformed> {
-    const FINAL_EMPTY: [u8; 5] = [1, 0, 0, 0xff, 0xff];
-    let mut stream = Vec::with_capacity(piece.len() + FINAL_EMPTY.len() + PAD);
-    stream.extend_from_slice(piece);
-    stream.extend_from_slice(&FINAL_EMPTY);
-    let limit = stream.len() * 8;
-    stream.resize(stream.len() + PAD, 0);
-    let mut w = Walk::new(&stream, limit);
-    let (header, end) = loop {
-        w.advance()?;
-        if let Some(found) = w.done {
-            break found;
-        }
-        skip(&mut w)?;
-    };
-    if header != piece.len() * 8 || end != limit {
-        return Err(Malformed("not a run of whole, non-final blocks"));
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::io::{Read, Write};
-
-    #[test]
-    fn whole_blocks_are_told_from_cut_or_final_ones() {
-        let data = numbers(20_000, 1000);
-        // A sync-flushed piece: whole blocks, the last an empty stored one.
-        let mut z = flate2::Compress::new(flate2::Compression::new(6), false);
-        let mut piece = Vec::with_capacity(data.len() + 1024);
-        z.compress_vec(&data, &mut piece, flate2::FlushCompress::Sync)
-            .expect("deflate");
-        assert!(piece.ends_with(&[0, 0, 0xff, 0xff]));
-        assert_eq!(whole_blocks(&piece), Ok(()));
-        assert_eq!(whole_blocks(&[]), Ok(()));
-        // Cut short, or with a byte too many.
-        assert!(whole_blocks(&piece[..piece.len() - 1]).is_err());
-        assert!(whole_blocks(&piece[..piece.len() / 2]).is_err());
-        let mut longer = piece.clone();
-        longer.push(0);
-        assert!(whole_blocks(&longer).is_err());
-        // A complete stream ends with a final block.
-        assert!(whole_blocks(&deflate(&data, 6)).is_err());
-        // Whole blocks made non-final are whole again.
-        let mut stream = deflate(&data, 6);
-        unfinalize(&mut stream).expect("unfinalize");
-        assert_eq!(whole_blocks(&stream), Ok(()));
-    }
 
     fn deflate(data: &[u8], level: u32) -> Vec<u8> {
         let mut e = flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::new(level));

@@ -10,8 +10,8 @@
 //! The gzip decoder notes those points as [`Segment`]s (where each starts and ends in the
 //! decompressed stream, and its deflate bytes), and hands them to the consumer with the data
 //! they end in. Whoever splices one into an output checks it first, whatever the decoder
-//! believed ([`fits`]): it is whole blocks ([`crate::deflate::whole_blocks`]), and inflated
-//! after the window it will have in the output, it gives exactly the bytes it stands for.
+//! believed ([`fits`]): inflated after the window it will have in the output, it gives exactly
+//! the bytes it stands for and ends on a byte-aligned block boundary.
 //! Both facts hold wherever it is put after that window, so the output decodes to the right
 //! bytes however the input was made; a segment that fails is compressed like any other bytes.
 
@@ -107,22 +107,63 @@ impl Segments {
 
 /// Whether `deflate`, put in a stream right after the bytes `window` (the 32 KiB before it, or
 /// all there are) on a block boundary, inflates to exactly `data` and leaves the decoder on a
-/// block boundary: then it can stand for `data` there.
+/// byte-aligned block boundary: then it can stand for `data` there, whatever follows it.
+///
+/// One pass of zlib-rs, asked to stop at every block boundary, over `window` as stored blocks,
+/// `deflate`, and a final empty stored block: a stop with all of `window` and `data` out and
+/// exactly the input up to the end of `deflate` taken is a block boundary in the last byte of
+/// `deflate`, and the stream must then end exactly where it does. A boundary short of that
+/// byte's end would leave bits of it (all ones: `deflate` must end with `00 00 ff ff`) to be
+/// read with the first of the final block's as a block header: 1, then 1 1, a reserved block
+/// type, which fails.
 pub fn fits(window: &[u8], deflate: &[u8], data: &[u8]) -> bool {
-    if crate::deflate::whole_blocks(deflate).is_err() {
+    if !deflate.ends_with(&[0, 0, 0xff, 0xff]) {
         return false;
     }
-    matches!(inflate_after(window, deflate, data.len()), Ok(out) if out == data)
+    let mut stream = Vec::with_capacity(window.len() + window.len() / 65535 * 5 + deflate.len() + 10);
+    super::store(&mut stream, window, false);
+    let boundary = (stream.len() + deflate.len()) as u64;
+    stream.extend_from_slice(deflate);
+    stream.extend_from_slice(&FINAL_EMPTY);
+    let want = (window.len() + data.len()) as u64;
+    // A byte of room to spare: output past `data` is seen, never cut.
+    let mut out = vec![0u8; window.len() + data.len() + 1];
+    let mut z = zlib_rs::Inflate::new(false, 15);
+    let mut stopped_there = false;
+    loop {
+        let (read, made) = (z.total_in(), z.total_out());
+        let (Some(input), Some(room)) = (stream.get(read as usize..), out.get_mut(made as usize..))
+        else {
+            return false;
+        };
+        match z.decompress(input, room, zlib_rs::InflateFlush::Block) {
+            Ok(zlib_rs::Status::StreamEnd) => break,
+            Ok(_) => {}
+            Err(_) => return false,
+        }
+        if z.total_in() == read && z.total_out() == made {
+            return false;
+        }
+        // Input and room left: a stop at a block boundary.
+        stopped_there |= z.total_in() == boundary && z.total_out() == want;
+    }
+    stopped_there
+        && z.total_in() == stream.len() as u64
+        && z.total_out() == want
+        && out.get(window.len()..want as usize) == Some(data)
 }
 
-/// What `deflate` (whole blocks, see [`crate::deflate::whole_blocks`]) inflates to after
+/// A final empty stored block, from a byte boundary.
+const FINAL_EMPTY: [u8; 5] = [1, 0, 0, 0xff, 0xff];
+
+/// What `deflate` (whole blocks ending on a byte boundary, see [`fits`]) inflates to after
 /// `window`, which must be `len` bytes: `window` goes first as stored blocks, and a final empty
 /// stored block after, so that it is one complete stream.
 pub fn inflate_after(window: &[u8], deflate: &[u8], len: usize) -> std::io::Result<Vec<u8>> {
     let mut stream = Vec::with_capacity(window.len() + window.len() / 65535 * 5 + deflate.len() + 10);
     super::store(&mut stream, window, false);
     stream.extend_from_slice(deflate);
-    stream.extend_from_slice(&[1, 0, 0, 0xff, 0xff]);
+    stream.extend_from_slice(&FINAL_EMPTY);
     let mut out = vec![0u8; window.len() + len];
     let bad = |why: String| std::io::Error::other(format!("a spliced gzip block: {why}"));
     let n = libdeflater::Decompressor::new()
@@ -171,6 +212,15 @@ mod tests {
         assert!(!fits(window, &piece, &b[..b.len() - 1]));
         assert!(!fits(window, &piece[..piece.len() - 4], b));
         assert_eq!(inflate_after(window, &piece, b.len()).ok().as_deref(), Some(b));
+        // A final block inside, even with a sync flush's bytes after it: no.
+        let mut z = flate2::Compress::new(flate2::Compression::new(6), false);
+        sync_flushed(&mut z, a);
+        let mut last = Vec::with_capacity(b.len() + 1024);
+        z.compress_vec(b, &mut last, flate2::FlushCompress::Finish)
+            .expect("deflate");
+        assert!(!fits(window, &last, b));
+        last.extend_from_slice(&[0, 0, 0, 0xff, 0xff]);
+        assert!(!fits(window, &last, b));
     }
 
     #[test]
