@@ -127,9 +127,10 @@ fn open<R: Read + Send + 'static>(r: R, segments: bool) -> io::Result<(Compressi
             });
             Source::Ahead(ReadAhead::start(Box::new(gunzip), found))
         }
-        Compression::Zstd => {
-            Source::Ahead(ReadAhead::start(Box::new(decode::Unzstd::new(input)?), None))
-        }
+        Compression::Zstd => Source::Ahead(ReadAhead::start(
+            Box::new(decode::Unzstd::new(input)?),
+            None,
+        )),
     };
     Ok((kind, Decompressed(source)))
 }

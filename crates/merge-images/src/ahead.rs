@@ -166,8 +166,7 @@ impl Ahead {
             cut.data.extend_from_slice(data);
             cut.received += n as u64;
             if let Some(segments) = segments.filter(|_| self.splice) {
-                cut.segments
-                    .extend(segments.take_within(key.1, end));
+                cut.segments.extend(segments.take_within(key.1, end));
             }
             self.cut(&mut cut, n == 0).map_err(AheadError::Cache)?;
             if n == 0 {
@@ -251,8 +250,7 @@ impl Ahead {
         for s in &run {
             deflate.extend_from_slice(&s.deflate);
         }
-        self.blocks
-            .submit_spliced(window.clone(), deflate, data);
+        self.blocks.submit_spliced(window.clone(), deflate, data);
         self.submitted(c, window, to - from)
     }
 

@@ -120,7 +120,8 @@ pub fn fits(window: &[u8], deflate: &[u8], data: &[u8]) -> bool {
     if !deflate.ends_with(&[0, 0, 0xff, 0xff]) {
         return false;
     }
-    let mut stream = Vec::with_capacity(window.len() + window.len() / 65535 * 5 + deflate.len() + 10);
+    let mut stream =
+        Vec::with_capacity(window.len() + window.len() / 65535 * 5 + deflate.len() + 10);
     super::store(&mut stream, window, false);
     let boundary = (stream.len() + deflate.len()) as u64;
     stream.extend_from_slice(deflate);
@@ -160,7 +161,8 @@ const FINAL_EMPTY: [u8; 5] = [1, 0, 0, 0xff, 0xff];
 /// `window`, which must be `len` bytes: `window` goes first as stored blocks, and a final empty
 /// stored block after, so that it is one complete stream.
 pub fn inflate_after(window: &[u8], deflate: &[u8], len: usize) -> std::io::Result<Vec<u8>> {
-    let mut stream = Vec::with_capacity(window.len() + window.len() / 65535 * 5 + deflate.len() + 10);
+    let mut stream =
+        Vec::with_capacity(window.len() + window.len() / 65535 * 5 + deflate.len() + 10);
     super::store(&mut stream, window, false);
     stream.extend_from_slice(deflate);
     stream.extend_from_slice(&FINAL_EMPTY);
@@ -170,7 +172,10 @@ pub fn inflate_after(window: &[u8], deflate: &[u8], len: usize) -> std::io::Resu
         .deflate_decompress(&stream, &mut out)
         .map_err(|e| bad(e.to_string()))?;
     if n != out.len() {
-        return Err(bad(format!("inflates to {} bytes, not {len}", n - window.len().min(n))));
+        return Err(bad(format!(
+            "inflates to {} bytes, not {len}",
+            n - window.len().min(n)
+        )));
     }
     out.drain(..window.len());
     Ok(out)
@@ -182,7 +187,9 @@ mod tests {
 
     /// Text with matches reaching back across the cut.
     fn text(n: usize) -> Vec<u8> {
-        (0..n).map(|i| b"abcdefghij"[(i * 7 / 3) % 10] ^ (i / 4096) as u8).collect()
+        (0..n)
+            .map(|i| b"abcdefghij"[(i * 7 / 3) % 10] ^ (i / 4096) as u8)
+            .collect()
     }
 
     fn sync_flushed(z: &mut flate2::Compress, data: &[u8]) -> Vec<u8> {
@@ -211,7 +218,10 @@ mod tests {
         assert!(!fits(window, &piece, &wrong));
         assert!(!fits(window, &piece, &b[..b.len() - 1]));
         assert!(!fits(window, &piece[..piece.len() - 4], b));
-        assert_eq!(inflate_after(window, &piece, b.len()).ok().as_deref(), Some(b));
+        assert_eq!(
+            inflate_after(window, &piece, b.len()).ok().as_deref(),
+            Some(b)
+        );
         // A final block inside, even with a sync flush's bytes after it: no.
         let mut z = flate2::Compress::new(flate2::Compression::new(6), false);
         sync_flushed(&mut z, a);
@@ -232,7 +242,10 @@ mod tests {
             deflate: vec![0; 10],
         };
         q.receive(vec![seg(0), seg(MIN_SPAN)], 0);
-        q.receive(vec![seg(KEEP_BEHIND + (1 << 20))], KEEP_BEHIND + MIN_SPAN + 1);
+        q.receive(
+            vec![seg(KEEP_BEHIND + (1 << 20))],
+            KEEP_BEHIND + MIN_SPAN + 1,
+        );
         let kept: Vec<u64> = q.take().iter().map(|s| s.start).collect();
         assert_eq!(kept, [MIN_SPAN, KEEP_BEHIND + (1 << 20)]);
         assert!(q.take().is_empty());
