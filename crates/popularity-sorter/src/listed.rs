@@ -38,9 +38,9 @@ pub struct Listed {
 }
 
 impl Listed {
-    fn with_capacity(nodes: usize) -> Self {
+    fn with_capacity(nodes: usize, strings: usize) -> Self {
         Listed {
-            strings: Interner::with_capacity(nodes),
+            strings: Interner::with_capacity(strings),
             paths: Vec::with_capacity(nodes),
             sizes: Vec::with_capacity(nodes),
             ref_ends: Vec::with_capacity(nodes),
@@ -355,7 +355,8 @@ fn read_with<R: ReadAt + ?Sized>(
     let parts: Vec<io::Result<Option<(Listed, Until)>>> = (0..starts.len())
         .into_par_iter()
         .map(|k| {
-            let mut out = Listed::with_capacity(per_part);
+            // A part's references name paths of every part.
+            let mut out = Listed::with_capacity(per_part, per_part * starts.len());
             let range = (starts[k], starts.get(k + 1).copied());
             let until = read_part(src, range, k == 0, window, &mut out)?;
             Ok(until.map(|u| (out, u)))
