@@ -76,6 +76,79 @@ fn s300_image_verifies_and_unpacks() {
     );
 }
 
+/// Two images gzipped by pigz (level 6, sync points every 128 KiB) merged at the default
+/// level: merge-images reuses their deflate data. GNU gzip and Python's zlib read the output as
+/// the tar the plain inputs merge to, and skopeo checks every layer digest of both images in it.
+#[test]
+fn merged_pigz_images_keep_every_digest() {
+    if !clients_available() || !require("pigz") || !require("python3") {
+        return;
+    }
+    let tmp = TempDir::new("clients-merge-gz");
+    let mut inputs = Vec::new();
+    for name in ["s300", "s10"] {
+        let dir = tmp.join(name);
+        fs::create_dir_all(&dir).expect("mkdir");
+        fixture_image(name, &dir);
+        let status = Command::new("pigz")
+            .args(["-n", "-k", "-f"])
+            .arg(dir.join("image.tar"))
+            .status()
+            .expect("pigz");
+        assert!(status.success());
+        inputs.push(dir.join("image.tar"));
+    }
+    let merge = |out: &str, gz: bool| {
+        let mut cmd = Command::new(tool("merge-images"));
+        cmd.arg(tmp.join(out)).args(["--compress", "gz"]);
+        for input in &inputs {
+            let mut name = input.clone().into_os_string();
+            if gz {
+                name.push(".gz");
+            }
+            cmd.arg(name);
+        }
+        ok(&cmd.output().expect("merge-images"), "merge-images");
+    };
+    merge("plain.tar.gz", false);
+    merge("reused.tar.gz", true);
+    let sh = |script: &str| {
+        let out = Command::new("sh")
+            .args(["-c", script])
+            .current_dir(&tmp.0)
+            .output()
+            .expect("sh");
+        ok(&out, script);
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let want = sh("gzip -dc plain.tar.gz | sha256sum");
+    assert_eq!(sh("gzip -dc reused.tar.gz | sha256sum"), want);
+    let py = "import sys, zlib, hashlib; d = zlib.decompressobj(31); \
+              b = d.decompress(open(sys.argv[1], 'rb').read()); \
+              assert d.eof and not d.unused_data; print(hashlib.sha256(b).hexdigest() + '  -')";
+    assert_eq!(sh(&format!("python3 -c \"{py}\" reused.tar.gz")), want);
+    // The gzip bytes differ: the inputs' own deflate data is in the output.
+    assert_ne!(
+        sh("sha256sum < reused.tar.gz"),
+        sh("sha256sum < plain.tar.gz")
+    );
+    sh("gzip -dc reused.tar.gz > merged.tar");
+    for (tag, dir) in [("test-image:latest", "oci-a"), ("other-image:v1", "oci-b")] {
+        let out = Command::new("skopeo")
+            .args([
+                "copy",
+                &format!("docker-archive:{}:{tag}", tmp.join("merged.tar").display()),
+                &format!("oci:{}:t", tmp.join(dir).display()),
+            ])
+            .output()
+            .expect("skopeo");
+        ok(
+            &out,
+            &format!("skopeo copy {tag} (checks every layer digest)"),
+        );
+    }
+}
+
 #[test]
 fn corrupted_layer_is_rejected_by_skopeo() {
     if !clients_available() {
