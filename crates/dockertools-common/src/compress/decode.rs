@@ -154,16 +154,31 @@ impl Notes {
             Some(start) if self.out - start < splice::MIN_SPAN => {}
             Some(start) => {
                 let deflate = std::mem::take(&mut self.taken);
-                if let Ok(mut found) = self.found.lock() {
-                    found.push(Segment {
-                        start,
-                        end: self.out,
-                        deflate,
-                    });
+                // Only a stretch that compresses is worth reusing: one that does not is stored
+                // data (which the output's compressor stores as cheaply), level 0, or padding
+                // of empty blocks, which would make the output and the memory held grow.
+                if (deflate.len() as u64) < self.out - start {
+                    if let Ok(mut found) = self.found.lock() {
+                        found.push(Segment {
+                            start,
+                            end: self.out,
+                            deflate,
+                        });
+                    }
                 }
                 self.start = Some(self.out);
             }
             None => self.start = Some(self.out),
+        }
+    }
+
+    /// Where in the next input sync points are looked for: past the first [`MIN_TAKEN`]
+    /// deflate bytes of a segment, so that sync points packed close together cost one
+    /// inflater call per few KiB, not one each.
+    fn look_from(&self) -> usize {
+        match self.start {
+            Some(_) => MIN_TAKEN.saturating_sub(self.taken.len()),
+            None => 0,
         }
     }
 
@@ -186,6 +201,9 @@ impl Notes {
 
 /// The bytes that end a sync flush: an empty stored block's lengths.
 const SYNC: [u8; 4] = [0, 0, 0xff, 0xff];
+
+/// Deflate bytes a segment has before its end is looked for (see [`Notes::look_from`]).
+const MIN_TAKEN: usize = 4 << 10;
 
 impl<R: Read> Gunzip<R> {
     pub(super) fn new(input: Input<R>) -> Self {
@@ -341,7 +359,11 @@ impl<R: Read> Gunzip<R> {
     /// Inflates into `out`; 0 only when the member's data ended.
     fn inflate_some(&mut self, out: &mut [u8]) -> io::Result<usize> {
         loop {
-            let noting = self.notes.as_ref().is_some_and(|n| n.active);
+            let look_from = self
+                .notes
+                .as_ref()
+                .and_then(|n| n.active.then(|| n.look_from()));
+            let noting = look_from.is_some();
             // Sync points are looked for in what is buffered: the input given to the inflater
             // ends at the first one, or 3 bytes short of the buffer's end (the start of one
             // that the next refill completes).
@@ -349,8 +371,11 @@ impl<R: Read> Gunzip<R> {
             let at_eof = data.is_empty();
             let (data, at_sync) = match noting {
                 false => (data, false),
-                true => match memchr::memmem::find(data, &SYNC) {
-                    Some(at) => (&data[..at + SYNC.len()], true),
+                true => match data
+                    .get(look_from.unwrap_or(0)..)
+                    .and_then(|rest| memchr::memmem::find(rest, &SYNC))
+                {
+                    Some(at) => (&data[..look_from.unwrap_or(0) + at + SYNC.len()], true),
                     None if data.len() > SYNC.len() => (&data[..data.len() - 3], false),
                     None => (data, false),
                 },

@@ -22,7 +22,9 @@ use std::sync::{Arc, Mutex};
 pub const WINDOW: usize = 32 << 10;
 
 /// Decompressed bytes a segment spans at least: shorter stretches between sync points are
-/// joined, so that a segment is worth its bookkeeping (pigz's are 128 KiB).
+/// joined, so that a segment is worth its bookkeeping (pigz's are 128 KiB). A segment also has
+/// fewer deflate bytes than it spans (it compresses), so the segments held never take more
+/// memory than the data they stand for.
 pub(super) const MIN_SPAN: u64 = 64 << 10;
 
 /// Decompressed bytes a segment spans at most, and deflate bytes it may have at most; the decoder gives up on one that grows past it
@@ -33,7 +35,7 @@ pub(super) const MAX_DEFLATE: usize = 4 << 20;
 /// Decompressed bytes behind the consumer's position for which segments are still kept, and
 /// the deflate bytes kept at most: the oldest go first.
 const KEEP_BEHIND: u64 = 16 << 20;
-const KEEP_BYTES: usize = 64 << 20;
+const KEEP_BYTES: usize = 32 << 20;
 
 /// A stretch of a gzip input's deflate data between two sync points.
 #[derive(Debug)]
