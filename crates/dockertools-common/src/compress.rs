@@ -467,17 +467,8 @@ impl GzBlocks {
     /// as one layer of several) the block is compressed at once instead: waiting there for
     /// other tasks could leave every thread waiting, and the parallelism is the caller's.
     pub fn submit(&mut self, input: Vec<u8>, last: bool) {
-        let seq = self.submitted;
-        self.submitted += 1;
-        if rayon::current_thread_index().is_some() {
-            self.ready
-                .insert(seq, compress_block(self.level, &input, last));
-            return;
-        }
-        let (level, tx) = (self.level, self.tx.clone());
-        rayon::spawn(move || {
-            let _ = tx.send((seq, compress_block(level, &input, last)));
-        });
+        let level = self.level;
+        self.dispatch(move || compress_block(level, &input, last));
     }
 
     /// Hands the pool a segment of a gzip input's deflate data that should stand for `data`
@@ -485,10 +476,8 @@ impl GzBlocks {
     /// block if it [`splice::fits`] there, else `data` is compressed as [`GzBlocks::submit`]
     /// would compress it.
     pub fn submit_spliced(&mut self, window: Vec<u8>, deflate: Vec<u8>, data: Vec<u8>) {
-        let seq = self.submitted;
-        self.submitted += 1;
         let level = self.level;
-        let job = move || {
+        self.dispatch(move || {
             if splice::fits(&window, &deflate, &data) {
                 return Ok(GzBlock {
                     deflate,
@@ -497,7 +486,14 @@ impl GzBlocks {
                 });
             }
             compress_block(level, &data, false)
-        };
+        });
+    }
+
+    /// Runs `job` as the next block: on the pool, or at once on one of rayon's own threads
+    /// (see [`GzBlocks::submit`]).
+    fn dispatch(&mut self, job: impl FnOnce() -> io::Result<GzBlock> + Send + 'static) {
+        let seq = self.submitted;
+        self.submitted += 1;
         if rayon::current_thread_index().is_some() {
             self.ready.insert(seq, job());
             return;

@@ -14,7 +14,7 @@
 use std::io::{self, Read};
 use std::sync::{Arc, Mutex};
 
-use super::splice::{self, Segment};
+use super::splice::{self, Segment, SYNC};
 
 use zstd::stream::raw::Operation;
 
@@ -199,9 +199,6 @@ impl Notes {
     }
 }
 
-/// The bytes that end a sync flush: an empty stored block's lengths.
-const SYNC: [u8; 4] = [0, 0, 0xff, 0xff];
-
 /// Deflate bytes a segment has before its end is looked for (see [`Notes::look_from`]).
 const MIN_TAKEN: usize = 4 << 10;
 
@@ -363,19 +360,21 @@ impl<R: Read> Gunzip<R> {
                 .notes
                 .as_ref()
                 .and_then(|n| n.active.then(|| n.look_from()));
-            let noting = look_from.is_some();
             // Sync points are looked for in what is buffered: the input given to the inflater
             // ends at the first one, or 3 bytes short of the buffer's end (the start of one
             // that the next refill completes).
-            let data = self.input.peek(if noting { SYNC.len() * 2 } else { 1 })?;
+            let data = self.input.peek(match look_from {
+                Some(_) => SYNC.len() * 2,
+                None => 1,
+            })?;
             let at_eof = data.is_empty();
-            let (data, at_sync) = match noting {
-                false => (data, false),
-                true => match data
-                    .get(look_from.unwrap_or(0)..)
+            let (data, at_sync) = match look_from {
+                None => (data, false),
+                Some(from) => match data
+                    .get(from..)
                     .and_then(|rest| memchr::memmem::find(rest, &SYNC))
                 {
-                    Some(at) => (&data[..look_from.unwrap_or(0) + at + SYNC.len()], true),
+                    Some(at) => (&data[..from + at + SYNC.len()], true),
                     None if data.len() > SYNC.len() => (&data[..data.len() - 3], false),
                     None => (data, false),
                 },

@@ -60,15 +60,6 @@ struct Queue {
 }
 
 impl Segments {
-    /// Takes the segments received so far.
-    pub fn take(&self) -> Vec<Segment> {
-        let Ok(mut q) = self.0.lock() else {
-            return Vec::new();
-        };
-        q.bytes = 0;
-        q.list.drain(..).collect()
-    }
-
     /// Takes the segments received so far that start before `to`: those that lie within
     /// `from..to` are returned, the rest of them dropped (whoever reads on is past them).
     pub fn take_within(&self, from: u64, to: u64) -> Vec<Segment> {
@@ -119,15 +110,11 @@ impl Segments {
 /// read with the first of the final block's as a block header: 1, then 1 1, a reserved block
 /// type, which fails.
 pub fn fits(window: &[u8], deflate: &[u8], data: &[u8]) -> bool {
-    if !deflate.ends_with(&[0, 0, 0xff, 0xff]) {
+    if !deflate.ends_with(&SYNC) {
         return false;
     }
-    let mut stream =
-        Vec::with_capacity(window.len() + window.len() / 65535 * 5 + deflate.len() + 10);
-    super::store(&mut stream, window, false);
-    let boundary = (stream.len() + deflate.len()) as u64;
-    stream.extend_from_slice(deflate);
-    stream.extend_from_slice(&FINAL_EMPTY);
+    let stream = framed(window, deflate);
+    let boundary = (stream.len() - FINAL_EMPTY.len()) as u64;
     let want = (window.len() + data.len()) as u64;
     // A byte of room to spare: output past `data` is seen, never cut.
     let mut out = vec![0u8; window.len() + data.len() + 1];
@@ -159,15 +146,24 @@ pub fn fits(window: &[u8], deflate: &[u8], data: &[u8]) -> bool {
 /// A final empty stored block, from a byte boundary.
 const FINAL_EMPTY: [u8; 5] = [1, 0, 0, 0xff, 0xff];
 
-/// What `deflate` (whole blocks ending on a byte boundary, see [`fits`]) inflates to after
-/// `window`, which must be `len` bytes: `window` goes first as stored blocks, and a final empty
-/// stored block after, so that it is one complete stream.
-pub fn inflate_after(window: &[u8], deflate: &[u8], len: usize) -> std::io::Result<Vec<u8>> {
+/// The bytes that end a sync flush: an empty stored block's lengths.
+pub(super) const SYNC: [u8; 4] = [0, 0, 0xff, 0xff];
+
+/// One complete raw deflate stream: `window` as stored blocks, `deflate` (whole blocks ending
+/// on a byte boundary), and a final empty stored block.
+fn framed(window: &[u8], deflate: &[u8]) -> Vec<u8> {
     let mut stream =
         Vec::with_capacity(window.len() + window.len() / 65535 * 5 + deflate.len() + 10);
     super::store(&mut stream, window, false);
     stream.extend_from_slice(deflate);
     stream.extend_from_slice(&FINAL_EMPTY);
+    stream
+}
+
+/// What `deflate` (whole blocks ending on a byte boundary, see [`fits`]) inflates to after
+/// `window`, which must be `len` bytes (inflated as one stream, see [`framed`]).
+pub fn inflate_after(window: &[u8], deflate: &[u8], len: usize) -> std::io::Result<Vec<u8>> {
+    let stream = framed(window, deflate);
     let mut out = vec![0u8; window.len() + len];
     let bad = |why: String| std::io::Error::other(format!("a spliced gzip block: {why}"));
     let n = libdeflater::Decompressor::new()
@@ -231,7 +227,8 @@ mod tests {
         z.compress_vec(b, &mut last, flate2::FlushCompress::Finish)
             .expect("deflate");
         assert!(!fits(window, &last, b));
-        last.extend_from_slice(&[0, 0, 0, 0xff, 0xff]);
+        last.push(0);
+        last.extend_from_slice(&SYNC);
         assert!(!fits(window, &last, b));
     }
 
@@ -248,8 +245,8 @@ mod tests {
             vec![seg(KEEP_BEHIND + (1 << 20))],
             KEEP_BEHIND + MIN_SPAN + 1,
         );
-        let kept: Vec<u64> = q.take().iter().map(|s| s.start).collect();
+        let kept: Vec<u64> = q.take_within(0, u64::MAX).iter().map(|s| s.start).collect();
         assert_eq!(kept, [MIN_SPAN, KEEP_BEHIND + (1 << 20)]);
-        assert!(q.take().is_empty());
+        assert!(q.take_within(0, u64::MAX).is_empty());
     }
 }
