@@ -161,7 +161,8 @@ fn framed(window: &[u8], deflate: &[u8]) -> Vec<u8> {
 }
 
 /// What `deflate` (whole blocks ending on a byte boundary, see [`fits`]) inflates to after
-/// `window`, which must be `len` bytes (inflated as one stream: `window` as stored blocks first, a final empty stored block after).
+/// `window`, which must be `len` bytes (inflated as one stream: `window` as stored blocks
+/// first, a final empty stored block after).
 pub fn inflate_after(window: &[u8], deflate: &[u8], len: usize) -> std::io::Result<Vec<u8>> {
     let stream = framed(window, deflate);
     let mut out = vec![0u8; window.len() + len];
