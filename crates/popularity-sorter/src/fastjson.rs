@@ -371,26 +371,80 @@ pub(crate) fn list_start(b: &[u8]) -> Result<After, usize> {
     }
 }
 
+/// Where a node's path lies: in the bytes being read, or already interned (a node taken up
+/// again in a later window).
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum PathAt {
+    Span(usize, usize),
+    Id(u32),
+}
+
+/// A node's fields read so far.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Fields {
+    pub(crate) path: Option<PathAt>,
+    pub(crate) references: bool,
+    pub(crate) nar_size: Option<i64>,
+}
+
+/// Where a node being read can be taken up again: a position between its fields or between
+/// its references, and what was read before it. A node that does not fit in the window goes
+/// on in the next one from here (its references so far kept), instead of being read again
+/// from its start in a window grown to hold it.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Resume {
+    pub(crate) at: usize,
+    pub(crate) inside: Inside,
+    pub(crate) fields: Fields,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Inside {
+    /// Right after `{` (a node's start: never a resume point).
+    Start,
+    /// After a field's value (a byte after it seen: a number is whole).
+    Fields,
+    /// In the references: right after `[` (`first`) or after a reference.
+    References { first: bool },
+}
+
 /// Reads the node at `pos` of `b` into `out`, with the separator after it: where its
-/// references and path lie in `b` (see [`Listed::push_node`]), its `narSize` a plain integer. `Err` with the position where it gave
-/// up when it is not in the plain shape, or when `b` ends before the byte after the separator
-/// (a number cut short would read as another number, so a node counts only when what follows
-/// it is seen). On `Err`, `out` may hold part of the node's references (the caller drops
-/// them).
-pub(crate) fn listed_node(b: &[u8], pos: usize, out: &mut Listed) -> Result<After, usize> {
+/// references and path lie in `b` (see [`Listed::push_node`]), its `narSize` a plain integer.
+/// `Err` with the position where it gave up when it is not in the plain shape, or when `b`
+/// ends before the byte after the separator (a number cut short would read as another number,
+/// so a node counts only when what follows it is seen). On `Err`, `out` may hold part of the
+/// node's references, and `mark` says from where the node can be taken up again with them,
+/// if it can (see [`resume_node`]).
+pub(crate) fn listed_node(
+    b: &[u8],
+    pos: usize,
+    out: &mut Listed,
+    mark: &mut Option<Resume>,
+) -> Result<After, usize> {
+    *mark = None;
     let mut s = Scan::bytes(b, pos);
-    let Some(size) = s.node_into(out) else {
+    if !s.eat(b'{') {
         return Err(s.i);
+    }
+    let start = Resume {
+        at: s.i,
+        inside: Inside::Start,
+        fields: Fields::default(),
     };
-    if s.eat(b']') {
-        out.push_node(size);
-        return Ok(After::End(s.i));
-    }
-    if !s.eat(b',') || s.peek() != Some(b'{') {
-        return Err(s.i);
-    }
-    out.push_node(size);
-    Ok(After::More(s.i))
+    s.node_rest(out, start, mark)
+}
+
+/// [`listed_node`] of a node taken up again at `from` (its position in `b`), the
+/// references it had before kept in `out`. Until it gets further, `mark` is `from`.
+pub(crate) fn resume_node(
+    b: &[u8],
+    from: Resume,
+    out: &mut Listed,
+    mark: &mut Option<Resume>,
+) -> Result<After, usize> {
+    *mark = Some(from);
+    let mut s = Scan::bytes(b, from.at);
+    s.node_rest(out, from, mark)
 }
 
 /// Whether `b` from `pos` on is whitespace only.
@@ -399,60 +453,120 @@ pub(crate) fn only_space(b: &[u8], pos: usize) -> bool {
 }
 
 impl<'a> Scan<'a> {
-    /// Where a node's references lie, appended to `out`.
-    fn references_into(&mut self, out: &mut Listed) -> Option<()> {
-        if !self.eat(b'[') {
-            return None;
-        }
-        if self.eat(b']') {
-            return Some(());
-        }
-        loop {
-            out.push_span(self.plain_span()?);
-            if self.eat(b']') {
-                return Some(());
-            }
-            if !self.eat(b',') {
-                return None;
-            }
-        }
+    /// The rest of a node from `from`, and the separator after it.
+    fn node_rest(
+        &mut self,
+        out: &mut Listed,
+        from: Resume,
+        mark: &mut Option<Resume>,
+    ) -> Result<After, usize> {
+        let Some(fields) = self.fields_into(out, from, mark) else {
+            return Err(self.i);
+        };
+        let (Some(path), true, Some(size)) = (fields.path, fields.references, fields.nar_size)
+        else {
+            return Err(self.i);
+        };
+        let after = if self.eat(b']') {
+            After::End(self.i)
+        } else if self.eat(b',') && self.peek() == Some(b'{') {
+            After::More(self.i)
+        } else {
+            return Err(self.i);
+        };
+        out.push_node(size, path);
+        Ok(after)
     }
 
-    /// [`Scan::node`] with `need_size`, where its references and then its path lie appended
-    /// to `out`: the size.
-    fn node_into(&mut self, out: &mut Listed) -> Option<i64> {
-        if !self.eat(b'{') || self.eat(b'}') {
-            return None;
-        }
-        let (mut path, mut references, mut nar_size) = (None, false, None);
+    /// [`Scan::node`] with `need_size`, from `from` to its `}`: the fields, the references
+    /// appended to `out` as they are found. `mark` is kept at the last point the node could be
+    /// taken up again from.
+    fn fields_into(
+        &mut self,
+        out: &mut Listed,
+        from: Resume,
+        mark: &mut Option<Resume>,
+    ) -> Option<Fields> {
+        let mut f = from.fields;
+        let mut after_value = match from.inside {
+            Inside::Start => {
+                if self.eat(b'}') {
+                    return None;
+                }
+                false
+            }
+            Inside::Fields => true,
+            Inside::References { first } => {
+                self.references_into(out, first, f, mark)?;
+                f.references = true;
+                true
+            }
+        };
         loop {
+            if after_value {
+                // Only once a byte after the value is seen: a number cut short by the end of
+                // the bytes would read as another number.
+                self.peek()?;
+                *mark = Some(Resume {
+                    at: self.i,
+                    inside: Inside::Fields,
+                    fields: f,
+                });
+                if self.eat(b'}') {
+                    return Some(f);
+                }
+                if !self.eat(b',') {
+                    return None;
+                }
+            }
+            after_value = true;
             let key = self.plain_bytes()?;
             if !self.eat(b':') {
                 return None;
             }
             match key {
-                b"path" if path.is_none() => path = Some(self.plain_span()?),
-                b"references" if !references => {
-                    self.references_into(out)?;
-                    references = true;
+                b"path" if f.path.is_none() => {
+                    let (start, end) = self.plain_span()?;
+                    f.path = Some(PathAt::Span(start, end));
                 }
-                b"narSize" if nar_size.is_none() => nar_size = Some(self.plain_int_bytes()?),
+                b"references" if !f.references => {
+                    if !self.eat(b'[') {
+                        return None;
+                    }
+                    self.references_into(out, true, f, mark)?;
+                    f.references = true;
+                }
+                b"narSize" if f.nar_size.is_none() => f.nar_size = Some(self.plain_int_bytes()?),
                 b"path" | b"references" | b"narSize" => return None,
                 _ => self.skip_value(1)?,
             }
-            if self.eat(b'}') {
-                break;
+        }
+    }
+
+    /// Where a node's references lie, appended to `out`, from after its `[` (`first`) or
+    /// after a reference, to after its `]`.
+    fn references_into(
+        &mut self,
+        out: &mut Listed,
+        mut first: bool,
+        fields: Fields,
+        mark: &mut Option<Resume>,
+    ) -> Option<()> {
+        loop {
+            *mark = Some(Resume {
+                at: self.i,
+                inside: Inside::References { first },
+                fields,
+            });
+            if self.eat(b']') {
+                return Some(());
             }
-            if !self.eat(b',') {
+            if !first && !self.eat(b',') {
                 return None;
             }
+            out.push_span(self.plain_span()?);
+            first = false;
         }
-        if !references {
-            return None;
-        }
-        // The path after the references (they may come first or last in the object).
-        out.push_span(path?);
-        nar_size
     }
 }
 

@@ -12,7 +12,9 @@ use std::io;
 
 use rayon::prelude::*;
 
-use crate::fastjson::{list_start, listed_node, node_start_after, only_space, After};
+use crate::fastjson::{
+    list_start, listed_node, node_start_after, only_space, resume_node, After, PathAt, Resume,
+};
 use crate::intern::Interner;
 
 /// The node list as numbers.
@@ -27,10 +29,11 @@ pub struct Listed {
     pub(crate) ref_ends: Vec<usize>,
     pub(crate) refs: Vec<u32>,
     /// Nodes read but not yet interned: where their references and paths lie in the window
-    /// (each node's references, then its path), and per node the number of references and
-    /// the size. Interned a window at a time, so that the lookups' cache misses overlap.
+    /// (each node's references, then its path), and per node the number of references, the
+    /// size, and the path's number when it was interned already (a node taken up again).
+    /// Interned a window at a time, so that the lookups' cache misses overlap.
     spans: Vec<(usize, usize)>,
-    pending: Vec<(usize, i64)>,
+    pending: Vec<(usize, i64, Option<u32>)>,
     /// The numbers of `spans` (kept for its memory).
     ids: Vec<u32>,
     /// The spans before the node being read.
@@ -54,10 +57,17 @@ impl Listed {
         self.spans.push(span);
     }
 
-    /// Records the node being read (its references, then its path, were just pushed).
-    pub(crate) fn push_node(&mut self, size: i64) {
-        let refs = self.spans.len() - self.node_from - 1;
-        self.pending.push((refs, size));
+    /// Records the node being read (its references were pushed), with its path.
+    pub(crate) fn push_node(&mut self, size: i64, path: PathAt) {
+        let id = match path {
+            PathAt::Span(start, end) => {
+                self.spans.push((start, end));
+                None
+            }
+            PathAt::Id(id) => Some(id),
+        };
+        let refs = self.spans.len() - self.node_from - usize::from(id.is_none());
+        self.pending.push((refs, size, id));
         self.node_from = self.spans.len();
     }
 
@@ -68,14 +78,37 @@ impl Listed {
 
     /// Interns the nodes read from `window`; `None` if a string is not UTF-8.
     fn flush(&mut self, window: &[u8]) -> Option<()> {
+        self.suspend(window, &mut None)
+    }
+
+    /// [`Listed::flush`], keeping the node being read to be taken up in the next window: its
+    /// references so far are interned and stored (they end the stored ones, as its others
+    /// will when it is finished), and its `path` if read is interned.
+    fn suspend(&mut self, window: &[u8], path: &mut Option<PathAt>) -> Option<()> {
+        let span_path = match *path {
+            Some(PathAt::Span(start, end)) => {
+                self.spans.push((start, end));
+                true
+            }
+            _ => false,
+        };
         self.strings
             .intern_spans(window, &self.spans, &mut self.ids)?;
         let mut ids = self.ids.iter().copied();
-        for &(refs, size) in &self.pending {
+        for &(refs, size, path) in &self.pending {
             self.refs.extend(ids.by_ref().take(refs));
-            self.paths.push(ids.next()?);
+            let path = match path {
+                Some(id) => id,
+                None => ids.next()?,
+            };
+            self.paths.push(path);
             self.sizes.push(size);
             self.ref_ends.push(self.refs.len());
+        }
+        let partial = self.spans.len() - self.node_from - usize::from(span_path);
+        self.refs.extend(ids.by_ref().take(partial));
+        if span_path {
+            *path = Some(PathAt::Id(ids.next()?));
         }
         self.spans.clear();
         self.pending.clear();
@@ -288,6 +321,9 @@ fn read_part<R: ReadAt + ?Sized>(
     } else {
         After::More(0)
     };
+    // A node that did not fit in the window, to be taken up at the start of the next.
+    let mut resume: Option<Resume> = None;
+    let mut mark = None;
     loop {
         let pos = match next {
             After::End(end) => {
@@ -296,20 +332,41 @@ fn read_part<R: ReadAt + ?Sized>(
             }
             After::More(pos) => pos,
         };
-        let at = w.offset + pos as u64;
-        if stop.is_some_and(|s| at >= s) {
-            let ok = stop == Some(at) && out.flush(w.bytes()).is_some();
-            return Ok(ok.then_some(Until::Stop));
-        }
-        next = match listed_node(w.bytes(), pos, out) {
-            Ok(after) => after,
-            Err(failed_at) => {
-                out.drop_unfinished();
-                if !w.cut_short(failed_at) || out.flush(w.bytes()).is_none() || !w.advance(pos)? {
-                    return Ok(None);
+        let read = match resume.take() {
+            Some(from) => resume_node(w.bytes(), from, out, &mut mark),
+            None => {
+                let at = w.offset + pos as u64;
+                if stop.is_some_and(|s| at >= s) {
+                    let ok = stop == Some(at) && out.flush(w.bytes()).is_some();
+                    return Ok(ok.then_some(Until::Stop));
                 }
-                After::More(0)
+                listed_node(w.bytes(), pos, out, &mut mark)
             }
+        };
+        next = match read {
+            Ok(after) => after,
+            Err(failed_at) if w.cut_short(failed_at) => match mark.take() {
+                // Its references so far are kept, and it goes on from where it could.
+                Some(mut from) => {
+                    if out.suspend(w.bytes(), &mut from.fields.path).is_none()
+                        || !w.advance(from.at)?
+                    {
+                        return Ok(None);
+                    }
+                    from.at = 0;
+                    resume = Some(from);
+                    After::More(0)
+                }
+                // Read again from its start.
+                None => {
+                    out.drop_unfinished();
+                    if out.flush(w.bytes()).is_none() || !w.advance(pos)? {
+                        return Ok(None);
+                    }
+                    After::More(0)
+                }
+            },
+            Err(_) => return Ok(None),
         };
     }
 }
@@ -473,6 +530,45 @@ mod tests {
         assert!(read_with(&b"[]"[..], 2, 1, 1)
             .unwrap()
             .is_some_and(|l| l.is_empty()));
+    }
+
+    #[test]
+    fn nodes_larger_than_the_window_are_taken_up_where_the_window_ended() {
+        // Fields in every order around long reference lists, and a path read before the
+        // references (interned when its window ends) or after them.
+        let path = |i: usize| format!("/nix/store/{i:04}-p");
+        let mut text = String::from("[");
+        for n in 0..12 {
+            let refs: Vec<String> = (0..n * 7).map(|i| format!("{:?}", path(i % 12))).collect();
+            let fields = [
+                format!("\"narSize\": {}", 1000 + n),
+                format!("\"path\": \"{}\"", path(n)),
+                format!("\"references\": [{}]", refs.join(", \n ")),
+                "\"x\": {\"y\": [1, 22, 333]}".to_string(),
+            ];
+            let order: Vec<&String> = match n % 3 {
+                0 => fields.iter().collect(),
+                1 => fields.iter().rev().collect(),
+                _ => [2, 0, 3, 1].iter().map(|&k| &fields[k]).collect(),
+            };
+            let node: Vec<&str> = order.iter().map(|f| f.as_str()).collect();
+            text += &format!(
+                "{}{{ {} }}",
+                if n > 0 { ",\n" } else { "" },
+                node.join(",  ")
+            );
+        }
+        text += "]";
+        let text = text.as_bytes();
+        let want = general(text);
+        assert!(want.as_ref().is_some_and(|n| n.len() == 12));
+        for parts in [1, 2, 3] {
+            for window in (1..80).chain([500, 5000]) {
+                let read = read_with(text, text.len() as u64, parts, window).unwrap();
+                let read = read.map(|l| nodes_of(&l));
+                assert_eq!(read, want, "{parts} parts, window {window}");
+            }
+        }
     }
 
     #[test]
