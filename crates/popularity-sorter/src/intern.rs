@@ -111,22 +111,65 @@ impl Interner {
     }
 
     /// Interns every string of `self` into `into`: their numbers there, in the order of
-    /// `self`'s numbers.
+    /// `self`'s numbers. The strings `into` has are looked up on all cores (a batch at a
+    /// time); then the others, distinct from each other
+    /// and from those of `into`, are added without a lookup.
     pub fn renumber_into(&self, into: &mut Interner) -> Option<Vec<u32>> {
+        use rayon::prelude::*;
+        let found: Vec<(u32, u64)> = {
+            let into = &*into;
+            (0..self.len() as u32)
+                .into_par_iter()
+                .with_min_len(BATCH)
+                .map(|id| into.find(self.get(id).as_bytes()))
+                .collect()
+        };
         let mut ids = Vec::with_capacity(self.len());
-        let mut batch = Vec::new();
-        let mut spans = Vec::with_capacity(BATCH);
-        let mut start = 0;
-        for chunk in self.ends.chunks(BATCH) {
-            spans.clear();
-            for &end in chunk {
-                spans.push((start, end));
-                start = end;
-            }
-            into.intern_spans(self.text.as_bytes(), &spans, &mut batch)?;
-            ids.extend_from_slice(&batch);
+        for (id, (number, h)) in found.into_iter().enumerate() {
+            let number = match number {
+                u32::MAX => into.insert_new(self.get(id as u32), h)?,
+                n => n,
+            };
+            ids.push(number);
         }
         Some(ids)
+    }
+
+    /// The number of `s` if it is here (`u32::MAX` if not: no number reaches it, see
+    /// [`Interner::insert_at`]), and its hash.
+    fn find(&self, s: &[u8]) -> (u32, u64) {
+        let h = hash(s);
+        let tag = (h >> 32) as u32;
+        let mask = self.slots.len() - 1;
+        let mut i = h as usize & mask;
+        loop {
+            let slot = self.slots[i];
+            if slot.id == 0 {
+                return (u32::MAX, h);
+            }
+            if slot.tag == tag && slot.len as usize == s.len() {
+                let start = slot.start as usize;
+                if self
+                    .text
+                    .as_bytes()
+                    .get(start..start + s.len())
+                    .is_some_and(|t| same(t, s))
+                {
+                    return (slot.id - 1, h);
+                }
+            }
+            i = (i + 1) & mask;
+        }
+    }
+
+    /// Adds `s`, whose hash is `h`, known not to be here.
+    fn insert_new(&mut self, s: &str, h: u64) -> Option<u32> {
+        let mask = self.slots.len() - 1;
+        let mut i = h as usize & mask;
+        while self.slots[i].id != 0 {
+            i = (i + 1) & mask;
+        }
+        self.insert_at(i, (h >> 32) as u32, s)
     }
 
     /// The number of `s`, whose hash is `h` (see [`Interner::intern_spans`]).
@@ -186,8 +229,7 @@ impl Interner {
     }
 }
 
-/// Strings looked up at a time by [`Interner::renumber_into`]: their slots and strings stay
-/// in cache between the two passes.
+/// Strings looked up per task by [`Interner::renumber_into`].
 const BATCH: usize = 4096;
 
 /// Whether `a` and `b` (of the same length) are equal: 16 bytes at a time, inline (a call to
@@ -237,6 +279,25 @@ mod tests {
         let mut u = Interner::with_capacity(1);
         u.intern("/nix/store/b-y");
         assert_eq!(t.renumber_into(&mut u), Some(vec![1, 0, 2, 3]));
+    }
+
+    #[test]
+    fn renumbering_maps_each_string_to_its_own_number() {
+        // Half the strings are in both, on several tasks, and the target grows.
+        let name = |i: usize| format!("/nix/store/{i:032}-x");
+        let (mut from, mut into) = (Interner::with_capacity(1), Interner::with_capacity(1));
+        for i in 0..20_000 {
+            from.intern(&name(i));
+        }
+        for i in (10_000..30_000).rev() {
+            into.intern(&name(i));
+        }
+        let ids = from.renumber_into(&mut into).unwrap();
+        assert_eq!(into.len(), 30_000);
+        for (i, &id) in ids.iter().enumerate() {
+            assert_eq!(into.get(id), name(i));
+        }
+        assert_eq!(into.intern(&name(3)), Some(ids[3]));
     }
 
     #[test]
