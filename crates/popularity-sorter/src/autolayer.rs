@@ -402,28 +402,35 @@ fn graph_of_listed(l: &Listed) -> Result<(Graph<'_>, Vec<u32>), Error> {
     for (v, &k) in live.iter().enumerate() {
         vertex_of[l.paths[k as usize] as usize] = v as u32;
     }
-    let deps = Csr::from_rows_par(live.len(), |v, out| {
-        let k = live[v] as usize;
-        let from = out.len();
-        for &r in l.refs(k) {
-            match vertex_of[r as usize] {
-                u32::MAX => {
-                    return Err(Error::MissingRef {
-                        node: l.path(k).to_string(),
-                        reference: l.strings.get(r).to_string(),
-                    })
+    let rows = || {
+        Csr::from_rows_par(live.len(), |v, out| {
+            let k = live[v] as usize;
+            let from = out.len();
+            for &r in l.refs(k) {
+                match vertex_of[r as usize] {
+                    u32::MAX => {
+                        return Err(Error::MissingRef {
+                            node: l.path(k).to_string(),
+                            reference: l.strings.get(r).to_string(),
+                        })
+                    }
+                    w => out.push(w),
                 }
-                w => out.push(w),
             }
-        }
-        crate::graph::dedup_tail(out, from);
-        crate::graph::drop_self(out, from, v);
-        Ok(())
-    })?;
-    let vertex: Vec<u32> = l.paths.iter().map(|&p| vertex_of[p as usize]).collect();
-    let paths = (0..l.len()).map(|k| l.path(k)).collect();
-    let sizes = l.sizes.iter().map(|&s| Size::Int(i128::from(s))).collect();
-    Ok((Graph::new(paths, sizes, live, deps, &vertex), vertex))
+            crate::graph::dedup_tail(out, from);
+            crate::graph::drop_self(out, from, v);
+            Ok(())
+        })
+    };
+    // Each node's vertex, path and size, meanwhile (a path is a cache miss each).
+    let nodes = || {
+        let vertex: Vec<u32> = l.paths.iter().map(|&p| vertex_of[p as usize]).collect();
+        let paths: Vec<&str> = (0..l.len()).into_par_iter().map(|k| l.path(k)).collect();
+        let sizes = l.sizes.iter().map(|&s| Size::Int(i128::from(s))).collect();
+        (vertex, paths, sizes)
+    };
+    let (deps, (vertex, paths, sizes)) = rayon::join(rows, nodes);
+    Ok((Graph::new(paths, sizes, live, deps?, &vertex), vertex))
 }
 
 /// A string size, which auto-layer.py cannot add up (`TypeError`), refused before the work.
