@@ -201,25 +201,41 @@ fn dumps_compact(layers: &[Vec<&str>]) -> Result<Vec<u8>, Error> {
     Ok(out)
 }
 
-/// [`dumps_compact`] into `out`.
+/// Paths rendered per task by [`write_compact`].
+const PIECE: usize = 4096;
+
+/// [`dumps_compact`] into `out`: rendered in pieces on all cores (each path is a cache miss
+/// away), written in order.
 fn write_compact(layers: &[Vec<&str>], out: &mut impl std::io::Write) -> std::io::Result<()> {
+    use rayon::prelude::*;
+    let render = |(piece, paths): (usize, &[&str])| -> std::io::Result<Vec<u8>> {
+        let mut buf = Vec::with_capacity(paths.iter().map(|p| p.len() + 4).sum());
+        for (j, path) in paths.iter().enumerate() {
+            if piece > 0 || j > 0 {
+                buf.extend_from_slice(b", ");
+            }
+            if is_plain(path) {
+                buf.push(b'"');
+                buf.extend_from_slice(path.as_bytes());
+                buf.push(b'"');
+            } else {
+                pyjson::write(&mut buf, path, pyjson::COMPACT)?;
+            }
+        }
+        Ok(buf)
+    };
+    let pieces: Vec<std::io::Result<Vec<Vec<u8>>>> = layers
+        .par_iter()
+        .map(|layer| layer.par_chunks(PIECE).enumerate().map(render).collect())
+        .collect();
     out.write_all(b"[")?;
-    for (i, layer) in layers.iter().enumerate() {
+    for (i, layer) in pieces.into_iter().enumerate() {
         if i > 0 {
             out.write_all(b", ")?;
         }
         out.write_all(b"[")?;
-        for (j, path) in layer.iter().enumerate() {
-            if j > 0 {
-                out.write_all(b", ")?;
-            }
-            if is_plain(path) {
-                out.write_all(b"\"")?;
-                out.write_all(path.as_bytes())?;
-                out.write_all(b"\"")?;
-            } else {
-                pyjson::write(&mut *out, path, pyjson::COMPACT)?;
-            }
+        for piece in layer? {
+            out.write_all(&piece)?;
         }
         out.write_all(b"]")?;
     }

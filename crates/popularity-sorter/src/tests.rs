@@ -399,11 +399,19 @@ fn the_compact_printer_writes_what_json_dumps_writes() -> Result<(), Error> {
         "😀",
         "",
     ];
+    // Layers longer than a piece rendered on its own.
+    let many: Vec<&str> = odd.iter().copied().cycle().take(3 * PIECE + 5).collect();
     for layers in [
         vec![],
         vec![vec![]],
         vec![odd.to_vec()],
         vec![vec!["/nix/store/a-x"], odd[1..4].to_vec(), vec!["~ !"]],
+        vec![
+            many.clone(),
+            vec![],
+            many[..PIECE].to_vec(),
+            many[..PIECE + 1].to_vec(),
+        ],
     ] {
         assert_eq!(
             dumps_compact(&layers)?,
