@@ -116,7 +116,7 @@ impl Interner {
     /// and from those of `into`, are added without a lookup.
     pub fn renumber_into(&self, into: &mut Interner) -> Option<Vec<u32>> {
         use rayon::prelude::*;
-        let found: Vec<(u32, u64)> = {
+        let found: Vec<(Result<u32, usize>, u64)> = {
             let into = &*into;
             (0..self.len() as u32)
                 .into_par_iter()
@@ -125,41 +125,14 @@ impl Interner {
                 .collect()
         };
         let mut ids = Vec::with_capacity(self.len());
-        for (id, (number, h)) in found.into_iter().enumerate() {
-            let number = match number {
-                u32::MAX => into.insert_new(self.get(id as u32), h)?,
-                n => n,
-            };
-            ids.push(number);
+        for (id, (found, h)) in found.into_iter().enumerate() {
+            ids.push(match found {
+                Ok(number) => number,
+                // The slot found free then may be taken since (or the table grown).
+                Err(_) => into.insert_new(self.get(id as u32), h)?,
+            });
         }
         Some(ids)
-    }
-
-    /// The number of `s` if it is here (`u32::MAX` if not: no number reaches it, see
-    /// [`Interner::insert_at`]), and its hash.
-    fn find(&self, s: &[u8]) -> (u32, u64) {
-        let h = hash(s);
-        let tag = (h >> 32) as u32;
-        let mask = self.slots.len() - 1;
-        let mut i = h as usize & mask;
-        loop {
-            let slot = self.slots[i];
-            if slot.id == 0 {
-                return (u32::MAX, h);
-            }
-            if slot.tag == tag && slot.len as usize == s.len() {
-                let start = slot.start as usize;
-                if self
-                    .text
-                    .as_bytes()
-                    .get(start..start + s.len())
-                    .is_some_and(|t| same(t, s))
-                {
-                    return (slot.id - 1, h);
-                }
-            }
-            i = (i + 1) & mask;
-        }
     }
 
     /// Adds `s`, whose hash is `h`, known not to be here.
@@ -172,23 +145,39 @@ impl Interner {
         self.insert_at(i, (h >> 32) as u32, s)
     }
 
-    /// The number of `s`, whose hash is `h` (see [`Interner::intern_spans`]).
-    fn intern_hashed(&mut self, s: &[u8], h: u64) -> Option<u32> {
+    /// [`Interner::probe`] of `s`, and its hash.
+    fn find(&self, s: &[u8]) -> (Result<u32, usize>, u64) {
+        let h = hash(s);
+        (self.probe(s, h), h)
+    }
+
+    /// The number of `s`, whose hash is `h`, if it is here; else the free slot where it would
+    /// go.
+    fn probe(&self, s: &[u8], h: u64) -> Result<u32, usize> {
         let tag = (h >> 32) as u32;
         let mask = self.slots.len() - 1;
         let mut i = h as usize & mask;
         loop {
             let slot = self.slots[i];
             if slot.id == 0 {
-                return self.insert_at(i, tag, std::str::from_utf8(s).ok()?);
+                return Err(i);
             }
             if slot.tag == tag && slot.len as usize == s.len() {
                 let start = slot.start as usize;
-                if same(self.text.as_bytes().get(start..start + s.len())?, s) {
-                    return Some(slot.id - 1);
+                let text = self.text.as_bytes().get(start..start + s.len());
+                if text.is_some_and(|t| same(t, s)) {
+                    return Ok(slot.id - 1);
                 }
             }
             i = (i + 1) & mask;
+        }
+    }
+
+    /// The number of `s`, whose hash is `h` (see [`Interner::intern_spans`]).
+    fn intern_hashed(&mut self, s: &[u8], h: u64) -> Option<u32> {
+        match self.probe(s, h) {
+            Ok(number) => Some(number),
+            Err(slot) => self.insert_at(slot, (h >> 32) as u32, std::str::from_utf8(s).ok()?),
         }
     }
 
