@@ -25,13 +25,15 @@ pub struct Interner {
     /// Open addressing with linear probing, at most half full.
     slots: Vec<Slot>,
     /// Scratch space of [`Interner::intern_spans`].
-    hashes: Vec<u64>,
+    hashes: Vec<u32>,
 }
 
 /// foldhash with its fixed seed: the strings are trusted build metadata (see `graph::FastMap`).
-fn hash(s: &[u8]) -> u64 {
+/// Its high half is both a slot's tag and where the string's probe starts (its bits below the
+/// table's size), so the table grows without hashing its strings again.
+fn hash(s: &[u8]) -> u32 {
     use std::hash::BuildHasher;
-    foldhash::fast::FixedState::default().hash_one(s)
+    (foldhash::fast::FixedState::default().hash_one(s) >> 32) as u32
 }
 
 impl Interner {
@@ -86,7 +88,6 @@ impl Interner {
         spans: &[(usize, usize)],
         ids: &mut Vec<u32>,
     ) -> Option<()> {
-        let mask = self.slots.len() - 1;
         let mut hashes = std::mem::take(&mut self.hashes);
         hashes.clear();
         let mut touched = 0u32;
@@ -94,7 +95,7 @@ impl Interner {
         for &(start, end) in spans {
             let h = hash(b.get(start..end)?);
             hashes.push(h);
-            let slot = self.slots[h as usize & mask];
+            let slot = self.slots[self.home(h)];
             // The first and last byte of the string (it may span two cache lines).
             let first = text.get(slot.start as usize).copied().unwrap_or(0);
             let end = slot.start as usize + slot.len as usize;
@@ -116,7 +117,7 @@ impl Interner {
     /// and from those of `into`, are added without a lookup.
     pub fn renumber_into(&self, into: &mut Interner) -> Option<Vec<u32>> {
         use rayon::prelude::*;
-        let found: Vec<(Result<u32, usize>, u64)> = {
+        let found: Vec<(Result<u32, usize>, u32)> = {
             let into = &*into;
             (0..self.len() as u32)
                 .into_par_iter()
@@ -135,34 +136,43 @@ impl Interner {
         Some(ids)
     }
 
-    /// Adds `s`, whose hash is `h`, known not to be here.
-    fn insert_new(&mut self, s: &str, h: u64) -> Option<u32> {
+    /// The slot where the probe for hash `h` starts.
+    fn home(&self, h: u32) -> usize {
+        h as usize & (self.slots.len() - 1)
+    }
+
+    /// The first free slot from `h`'s home on.
+    fn free_slot(&self, h: u32) -> usize {
         let mask = self.slots.len() - 1;
-        let mut i = h as usize & mask;
+        let mut i = self.home(h);
         while self.slots[i].id != 0 {
             i = (i + 1) & mask;
         }
-        self.insert_at(i, (h >> 32) as u32, s)
+        i
+    }
+
+    /// Adds `s`, whose hash is `h`, known not to be here.
+    fn insert_new(&mut self, s: &str, h: u32) -> Option<u32> {
+        self.insert_at(self.free_slot(h), h, s)
     }
 
     /// [`Interner::probe`] of `s`, and its hash.
-    fn find(&self, s: &[u8]) -> (Result<u32, usize>, u64) {
+    fn find(&self, s: &[u8]) -> (Result<u32, usize>, u32) {
         let h = hash(s);
         (self.probe(s, h), h)
     }
 
     /// The number of `s`, whose hash is `h`, if it is here; else the free slot where it would
     /// go.
-    fn probe(&self, s: &[u8], h: u64) -> Result<u32, usize> {
-        let tag = (h >> 32) as u32;
+    fn probe(&self, s: &[u8], h: u32) -> Result<u32, usize> {
         let mask = self.slots.len() - 1;
-        let mut i = h as usize & mask;
+        let mut i = self.home(h);
         loop {
             let slot = self.slots[i];
             if slot.id == 0 {
                 return Err(i);
             }
-            if slot.tag == tag && slot.len as usize == s.len() {
+            if slot.tag == h && slot.len as usize == s.len() {
                 let start = slot.start as usize;
                 let text = self.text.as_bytes().get(start..start + s.len());
                 if text.is_some_and(|t| same(t, s)) {
@@ -174,14 +184,14 @@ impl Interner {
     }
 
     /// The number of `s`, whose hash is `h` (see [`Interner::intern_spans`]).
-    fn intern_hashed(&mut self, s: &[u8], h: u64) -> Option<u32> {
+    fn intern_hashed(&mut self, s: &[u8], h: u32) -> Option<u32> {
         match self.probe(s, h) {
             Ok(number) => Some(number),
-            Err(slot) => self.insert_at(slot, (h >> 32) as u32, std::str::from_utf8(s).ok()?),
+            Err(slot) => self.insert_at(slot, h, std::str::from_utf8(s).ok()?),
         }
     }
 
-    /// Stores `s` as a new string in the free slot `i`.
+    /// Stores `s`, whose hash is `tag`, as a new string in the free slot `i`.
     fn insert_at(&mut self, i: usize, tag: u32, s: &str) -> Option<u32> {
         let id = u32::try_from(self.ends.len()).ok()?;
         let start = u32::try_from(self.text.len()).ok()?;
@@ -201,20 +211,14 @@ impl Interner {
         Some(id)
     }
 
-    /// Doubles the table, placing every string again.
+    /// Doubles the table, placing every string again by its tag (no string is read).
     fn grow(&mut self) {
-        let mut slots = vec![Slot::default(); self.slots.len() * 2];
-        let mask = slots.len() - 1;
-        for slot in self.slots.iter().filter(|s| s.id != 0) {
-            let start = slot.start as usize;
-            let s = self.text.as_bytes().get(start..start + slot.len as usize);
-            let mut i = hash(s.unwrap_or_default()) as usize & mask;
-            while slots[i].id != 0 {
-                i = (i + 1) & mask;
-            }
-            slots[i] = *slot;
+        let twice = vec![Slot::default(); self.slots.len() * 2];
+        let old = std::mem::replace(&mut self.slots, twice);
+        for slot in old.into_iter().filter(|s| s.id != 0) {
+            let i = self.free_slot(slot.tag);
+            self.slots[i] = slot;
         }
-        self.slots = slots;
     }
 }
 
