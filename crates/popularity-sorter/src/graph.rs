@@ -293,6 +293,12 @@ pub fn dedup_tail(list: &mut Vec<u32>, from: usize) {
     list.truncate(kept);
 }
 
+/// At most this many tasks build a transpose (each reads every edge).
+const MAX_TRANSPOSE_PARTS: usize = 4;
+
+/// Below this many edges a transpose is built on one thread.
+const PAR_TRANSPOSE_EDGES: usize = 1 << 16;
+
 /// Adjacency lists in one buffer (compressed sparse rows): one allocation for the whole graph,
 /// and neighbouring rows next to each other in memory.
 #[derive(Clone, Debug, Default)]
@@ -347,12 +353,23 @@ impl Csr {
         let runs = runs.into_iter().collect::<Result<Vec<_>, E>>()?;
         let mut start = Vec::with_capacity(n + 1);
         start.push(0u32);
-        let mut items = Vec::with_capacity(runs.iter().map(|(_, i)| i.len()).sum());
-        for (ends, run) in runs {
-            let base = items.len() as u32;
-            start.extend(ends.into_iter().map(|e| base + e));
-            items.extend(run);
+        let mut base = 0;
+        for (ends, _) in &runs {
+            start.extend(ends.iter().map(|e| base + e));
+            base += ends.last().copied().unwrap_or(0);
         }
+        // The runs' items copied into place on all cores.
+        let mut items = vec![0u32; base as usize];
+        let mut slices = Vec::with_capacity(runs.len());
+        let mut rest = items.as_mut_slice();
+        for (_, run) in &runs {
+            let (slice, after) = rest.split_at_mut(run.len());
+            slices.push((slice, run));
+            rest = after;
+        }
+        slices
+            .into_par_iter()
+            .for_each(|(slice, run)| slice.copy_from_slice(run));
         Ok(Csr { start, items })
     }
 
@@ -399,8 +416,61 @@ impl Csr {
     }
 
     /// The reversed graph: row `c` lists every `v` whose row holds `c`, in increasing `v`.
+    /// A large graph's is built on all cores: each task counts, and then fills, the rows of
+    /// one range of targets, reading every edge (the reads are in order and cheap; the
+    /// scattered writes are what is shared out).
     pub fn transpose(&self) -> Csr {
-        Csr::from_edges(self.len(), self.pairs().map(|(v, c)| (c, v)))
+        use rayon::prelude::*;
+        let n = self.len();
+        let parts = rayon::current_num_threads().min(MAX_TRANSPOSE_PARTS);
+        if parts <= 1 || self.items.len() < PAR_TRANSPOSE_EDGES {
+            return Csr::from_edges(n, self.pairs().map(|(v, c)| (c, v)));
+        }
+        // `start[c + 1]` is first the number of rows holding `c`.
+        let mut start = vec![0u32; n + 1];
+        let per = n.div_ceil(parts).max(1);
+        start[1..]
+            .par_chunks_mut(per)
+            .enumerate()
+            .for_each(|(k, count)| {
+                let targets = k * per..k * per + count.len();
+                for &c in &self.items {
+                    if targets.contains(&(c as usize)) {
+                        count[c as usize - targets.start] += 1;
+                    }
+                }
+            });
+        for v in 0..n {
+            start[v + 1] += start[v];
+        }
+        // Ranges of targets holding about equal shares of the items, each its own slice.
+        let edges = self.items.len();
+        let mut cuts: Vec<usize> = (0..parts)
+            .map(|k| start.partition_point(|&s| (s as usize) < k * edges / parts))
+            .map(|c| c.min(n))
+            .collect();
+        cuts.push(n);
+        let mut items = vec![0u32; edges];
+        let mut slices = Vec::with_capacity(parts);
+        let mut rest = items.as_mut_slice();
+        for w in cuts.windows(2) {
+            let (lo, hi) = (w[0], w[1].max(w[0]));
+            let (slice, after) = rest.split_at_mut((start[hi] - start[lo]) as usize);
+            slices.push((lo..hi, slice));
+            rest = after;
+        }
+        slices.into_par_iter().for_each(|(targets, slice)| {
+            let base = start[targets.start];
+            let mut fill: Vec<u32> = start[targets.clone()].iter().map(|&s| s - base).collect();
+            for (v, c) in self.pairs() {
+                if targets.contains(&(c as usize)) {
+                    let at = &mut fill[c as usize - targets.start];
+                    slice[*at as usize] = v;
+                    *at += 1;
+                }
+            }
+        });
+        Csr { start, items }
     }
 }
 
@@ -481,6 +551,47 @@ pub type FastSet<T> = std::collections::HashSet<T, foldhash::fast::FixedState>;
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_transpose_on_any_number_of_threads_is_the_one_built_edge_by_edge() {
+        // A few targets holding most edges, empty rows, rows all to one target, and graphs
+        // of fewer vertices than tasks.
+        let mix = |i: usize| (i as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 29;
+        let graphs: Vec<Csr> = [(50_000usize, 4usize), (3, 40_000), (1, 70_000), (70_000, 1)]
+            .into_iter()
+            .map(|(n, per_row)| {
+                Csr::from_rows_par(n, |v, out: &mut Vec<u32>| {
+                    for k in 0..per_row {
+                        let r = mix(v * per_row + k);
+                        let c = match r % 4 {
+                            0 => r % 3 % n as u64,
+                            _ => r % n as u64,
+                        };
+                        if v % 7 != 3 {
+                            out.push(c as u32);
+                        }
+                    }
+                    Ok::<(), ()>(())
+                })
+                .unwrap()
+            })
+            .collect();
+        for g in &graphs {
+            let want = Csr::from_edges(g.len(), g.pairs().map(|(v, c)| (c, v)));
+            for threads in [1, 2, 3, 4, 7] {
+                let pool = rayon::ThreadPoolBuilder::new()
+                    .num_threads(threads)
+                    .build()
+                    .unwrap();
+                let got = pool.install(|| g.transpose());
+                assert_eq!(
+                    (&got.start, &got.items),
+                    (&want.start, &want.items),
+                    "{threads}"
+                );
+            }
+        }
+    }
 
     #[test]
     fn dedup_keeps_first_occurrences_in_every_way() {
