@@ -88,6 +88,10 @@ impl Interner {
         spans: &[(usize, usize)],
         ids: &mut Vec<u32>,
     ) -> Option<()> {
+        // A table dropped by `renumber_into_last` takes nothing more.
+        if self.slots.is_empty() {
+            return None;
+        }
         let mut hashes = std::mem::take(&mut self.hashes);
         hashes.clear();
         let mut touched = 0u32;
@@ -112,10 +116,27 @@ impl Interner {
     }
 
     /// Interns every string of `self` into `into`: their numbers there, in the order of
-    /// `self`'s numbers. The strings `into` has are looked up on all cores (a batch at a
-    /// time); then the others, distinct from each other
-    /// and from those of `into`, are added without a lookup.
+    /// `self`'s numbers. The strings `into` has are looked up on all cores; then the others,
+    /// distinct from each other and from those of `into`, are added without a lookup.
     pub fn renumber_into(&self, into: &mut Interner) -> Option<Vec<u32>> {
+        self.number_in(into, true)
+    }
+
+    /// [`Interner::renumber_into`] for the last time: the strings new to `into` are numbered
+    /// and stored but not placed in its table, which is dropped (their places would be cache
+    /// misses that nothing uses). Nothing can be interned into `into` afterwards: it only
+    /// hands out strings.
+    pub fn renumber_into_last(&self, into: &mut Interner) -> Option<Vec<u32>> {
+        let ids = self.number_in(into, false);
+        into.slots = Vec::new();
+        ids
+    }
+
+    /// [`Interner::renumber_into`], the new strings placed in the table when `place`.
+    fn number_in(&self, into: &mut Interner, place: bool) -> Option<Vec<u32>> {
+        if into.slots.is_empty() {
+            return None;
+        }
         use rayon::prelude::*;
         let found: Vec<(Result<u32, usize>, u32)> = {
             let into = &*into;
@@ -130,7 +151,8 @@ impl Interner {
             ids.push(match found {
                 Ok(number) => number,
                 // The slot found free then may be taken since (or the table grown).
-                Err(_) => into.insert_new(self.get(id as u32), h)?,
+                Err(_) if place => into.insert_new(self.get(id as u32), h)?,
+                Err(_) => into.store(self.get(id as u32))?,
             });
         }
         Some(ids)
@@ -185,20 +207,33 @@ impl Interner {
 
     /// The number of `s`, whose hash is `h` (see [`Interner::intern_spans`]).
     fn intern_hashed(&mut self, s: &[u8], h: u32) -> Option<u32> {
+        if self.slots.is_empty() {
+            return None;
+        }
         match self.probe(s, h) {
             Ok(number) => Some(number),
             Err(slot) => self.insert_at(slot, h, std::str::from_utf8(s).ok()?),
         }
     }
 
-    /// Stores `s`, whose hash is `tag`, as a new string in the free slot `i`.
-    fn insert_at(&mut self, i: usize, tag: u32, s: &str) -> Option<u32> {
+    /// Stores `s` as a new string: its number; `None` if the strings would outgrow the 4 GiB
+    /// a slot can point into.
+    fn store(&mut self, s: &str) -> Option<u32> {
         let id = u32::try_from(self.ends.len()).ok()?;
         let start = u32::try_from(self.text.len()).ok()?;
-        let len = u32::try_from(s.len()).ok()?;
-        start.checked_add(len)?;
+        start.checked_add(u32::try_from(s.len()).ok()?)?;
+        // Numbers stay below `u32::MAX`, which `Slot::id` holds plus one.
+        id.checked_add(1)?;
         self.text.push_str(s);
         self.ends.push(self.text.len());
+        Some(id)
+    }
+
+    /// Stores `s`, whose hash is `tag`, as a new string in the free slot `i`.
+    fn insert_at(&mut self, i: usize, tag: u32, s: &str) -> Option<u32> {
+        let start = u32::try_from(self.text.len()).ok()?;
+        let len = u32::try_from(s.len()).ok()?;
+        let id = self.store(s)?;
         self.slots[i] = Slot {
             tag,
             len,
@@ -291,6 +326,16 @@ mod tests {
             assert_eq!(into.get(id), name(i));
         }
         assert_eq!(into.intern(&name(3)), Some(ids[3]));
+        // For the last time: the same numbers, and the table is gone.
+        let mut last = Interner::with_capacity(1);
+        for i in (10_000..30_000).rev() {
+            last.intern(&name(i));
+        }
+        assert_eq!(from.renumber_into_last(&mut last), Some(ids));
+        assert_eq!(last.len(), 30_000);
+        assert_eq!(last.get(29_999), name(9_999));
+        assert_eq!(last.intern(&name(3)), None);
+        assert_eq!(from.renumber_into(&mut last), None);
     }
 
     #[test]

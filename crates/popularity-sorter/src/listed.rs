@@ -147,13 +147,17 @@ impl Listed {
         &self.refs[start..self.ref_ends[k]]
     }
 
-    /// Appends `other`'s nodes, its strings renumbered; `None` if the strings outgrow the
-    /// interner.
-    fn append(&mut self, other: Listed) -> Option<()> {
-        let number = other.strings.renumber_into(&mut self.strings)?;
+    /// Appends `other`'s nodes, its strings renumbered (for the `last` time: see
+    /// [`Interner::renumber_into_last`]); `None` if the strings outgrow the interner.
+    fn append(&mut self, other: Listed, last: bool) -> Option<()> {
+        let number = match last {
+            true => other.strings.renumber_into_last(&mut self.strings)?,
+            false => other.strings.renumber_into(&mut self.strings)?,
+        };
         let base = self.refs.len();
         let renumber = |id: &u32| number.get(*id as usize).copied().unwrap_or(0);
-        self.refs.extend(other.refs.iter().map(renumber));
+        self.refs
+            .par_extend(other.refs.par_iter().with_min_len(1 << 14).map(renumber));
         self.paths.extend(other.paths.iter().map(renumber));
         self.sizes.extend(other.sizes);
         self.ref_ends
@@ -424,9 +428,10 @@ fn read_with<R: ReadAt + ?Sized>(
         let Some((listed, until)) = part? else {
             return Ok(None);
         };
+        let last = matches!(until, Until::End);
         match all.as_mut() {
             Some(all) => {
-                if all.append(listed).is_none() {
+                if all.append(listed, last).is_none() {
                     return Ok(None);
                 }
             }
