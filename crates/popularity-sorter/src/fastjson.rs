@@ -398,7 +398,7 @@ pub(crate) struct Resume {
     pub(crate) fields: Fields,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug)]
 pub(crate) enum Inside {
     /// Right after `{` (a node's start: never a resume point).
     Start,

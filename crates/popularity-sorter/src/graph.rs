@@ -293,6 +293,18 @@ pub fn dedup_tail(list: &mut Vec<u32>, from: usize) {
     list.truncate(kept);
 }
 
+/// `buf` cut into consecutive slices of the lengths `lens` (which add up to at most its
+/// length), to be filled on all cores.
+fn cut_mut<T>(buf: &mut [T], lens: impl Iterator<Item = usize>) -> Vec<&mut [T]> {
+    let mut rest = buf;
+    lens.map(|len| {
+        let (slice, after) = std::mem::take(&mut rest).split_at_mut(len);
+        rest = after;
+        slice
+    })
+    .collect()
+}
+
 /// At most this many tasks build a transpose (each reads every edge).
 const MAX_TRANSPOSE_PARTS: usize = 4;
 
@@ -360,16 +372,11 @@ impl Csr {
         }
         // The runs' items copied into place on all cores.
         let mut items = vec![0u32; base as usize];
-        let mut slices = Vec::with_capacity(runs.len());
-        let mut rest = items.as_mut_slice();
-        for (_, run) in &runs {
-            let (slice, after) = rest.split_at_mut(run.len());
-            slices.push((slice, run));
-            rest = after;
-        }
+        let slices = cut_mut(&mut items, runs.iter().map(|(_, run)| run.len()));
         slices
             .into_par_iter()
-            .for_each(|(slice, run)| slice.copy_from_slice(run));
+            .zip(&runs)
+            .for_each(|(slice, (_, run))| slice.copy_from_slice(run));
         Ok(Csr { start, items })
     }
 
@@ -451,25 +458,26 @@ impl Csr {
             .collect();
         cuts.push(n);
         let mut items = vec![0u32; edges];
-        let mut slices = Vec::with_capacity(parts);
-        let mut rest = items.as_mut_slice();
-        for w in cuts.windows(2) {
-            let (lo, hi) = (w[0], w[1].max(w[0]));
-            let (slice, after) = rest.split_at_mut((start[hi] - start[lo]) as usize);
-            slices.push((lo..hi, slice));
-            rest = after;
-        }
-        slices.into_par_iter().for_each(|(targets, slice)| {
-            let base = start[targets.start];
-            let mut fill: Vec<u32> = start[targets.clone()].iter().map(|&s| s - base).collect();
-            for (v, c) in self.pairs() {
-                if targets.contains(&(c as usize)) {
-                    let at = &mut fill[c as usize - targets.start];
-                    slice[*at as usize] = v;
-                    *at += 1;
+        let ranges: Vec<std::ops::Range<usize>> =
+            cuts.windows(2).map(|w| w[0]..w[1].max(w[0])).collect();
+        let lens = ranges
+            .iter()
+            .map(|r| (start[r.end] - start[r.start]) as usize);
+        let slices = cut_mut(&mut items, lens);
+        ranges
+            .into_par_iter()
+            .zip(slices)
+            .for_each(|(targets, slice)| {
+                let base = start[targets.start];
+                let mut fill: Vec<u32> = start[targets.clone()].iter().map(|&s| s - base).collect();
+                for (v, c) in self.pairs() {
+                    if targets.contains(&(c as usize)) {
+                        let at = &mut fill[c as usize - targets.start];
+                        slice[*at as usize] = v;
+                        *at += 1;
+                    }
                 }
-            }
-        });
+            });
         Csr { start, items }
     }
 }

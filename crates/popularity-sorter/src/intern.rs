@@ -7,6 +7,7 @@
 //! and a string is compared only when the stored hash part and length match. Lookups come in
 //! batches whose slots and strings are all loaded first, so that their misses overlap.
 
+use rayon::prelude::*;
 /// One slot of the table; `id` 0 is a free slot, else the string's number plus one.
 #[derive(Clone, Copy, Debug, Default)]
 struct Slot {
@@ -137,8 +138,7 @@ impl Interner {
         if into.slots.is_empty() {
             return None;
         }
-        use rayon::prelude::*;
-        let found: Vec<(Result<u32, usize>, u32)> = {
+        let found: Vec<(Option<u32>, u32)> = {
             let into = &*into;
             (0..self.len() as u32)
                 .into_par_iter()
@@ -149,10 +149,11 @@ impl Interner {
         let mut ids = Vec::with_capacity(self.len());
         for (id, (found, h)) in found.into_iter().enumerate() {
             ids.push(match found {
-                Ok(number) => number,
-                // The slot found free then may be taken since (or the table grown).
-                Err(_) if place => into.insert_new(self.get(id as u32), h)?,
-                Err(_) => into.store(self.get(id as u32))?,
+                Some(number) => number,
+                // Not where the lookup found a free slot: it may be taken since (or the
+                // table grown).
+                None if place => into.insert_new(self.get(id as u32), h)?,
+                None => into.store(self.get(id as u32))?,
             });
         }
         Some(ids)
@@ -178,10 +179,10 @@ impl Interner {
         self.insert_at(self.free_slot(h), h, s)
     }
 
-    /// [`Interner::probe`] of `s`, and its hash.
-    fn find(&self, s: &[u8]) -> (Result<u32, usize>, u32) {
+    /// The number of `s` if it is here, and its hash.
+    fn find(&self, s: &[u8]) -> (Option<u32>, u32) {
         let h = hash(s);
-        (self.probe(s, h), h)
+        (self.probe(s, h).ok(), h)
     }
 
     /// The number of `s`, whose hash is `h`, if it is here; else the free slot where it would
