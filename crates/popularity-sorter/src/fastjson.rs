@@ -414,36 +414,26 @@ pub(crate) enum Inside {
 /// ends before the byte after the separator (a number cut short would read as another number,
 /// so a node counts only when what follows it is seen). On `Err`, `out` may hold part of the
 /// node's references, and `mark` says from where the node can be taken up again with them,
-/// if it can (see [`resume_node`]).
+/// if it can. A node taken up again is read from `from` instead (its position in `b`), the
+/// references it had before kept in `out`; until it gets further, `mark` is `from`.
 pub(crate) fn listed_node(
     b: &[u8],
     pos: usize,
+    from: Option<Resume>,
     out: &mut Listed,
     mark: &mut Option<Resume>,
 ) -> Result<After, usize> {
-    *mark = None;
-    let mut s = Scan::bytes(b, pos);
-    if !s.eat(b'{') {
-        return Err(s.i);
-    }
-    let start = Resume {
-        at: s.i,
-        inside: Inside::Start,
-        fields: Fields::default(),
+    *mark = from;
+    let mut s = Scan::bytes(b, from.map_or(pos, |f| f.at));
+    let from = match from {
+        Some(from) => from,
+        None if s.eat(b'{') => Resume {
+            at: s.i,
+            inside: Inside::Start,
+            fields: Fields::default(),
+        },
+        None => return Err(s.i),
     };
-    s.node_rest(out, start, mark)
-}
-
-/// [`listed_node`] of a node taken up again at `from` (its position in `b`), the
-/// references it had before kept in `out`. Until it gets further, `mark` is `from`.
-pub(crate) fn resume_node(
-    b: &[u8],
-    from: Resume,
-    out: &mut Listed,
-    mark: &mut Option<Resume>,
-) -> Result<After, usize> {
-    *mark = Some(from);
-    let mut s = Scan::bytes(b, from.at);
     s.node_rest(out, from, mark)
 }
 

@@ -13,7 +13,7 @@ use std::io;
 use rayon::prelude::*;
 
 use crate::fastjson::{
-    list_start, listed_node, node_start_after, only_space, resume_node, After, PathAt, Resume,
+    list_start, listed_node, node_start_after, only_space, After, PathAt, Resume,
 };
 use crate::intern::Interner;
 
@@ -336,18 +336,14 @@ fn read_part<R: ReadAt + ?Sized>(
             }
             After::More(pos) => pos,
         };
-        let read = match resume.take() {
-            Some(from) => resume_node(w.bytes(), from, out, &mut mark),
-            None => {
-                let at = w.offset + pos as u64;
-                if stop.is_some_and(|s| at >= s) {
-                    let ok = stop == Some(at) && out.flush(w.bytes()).is_some();
-                    return Ok(ok.then_some(Until::Stop));
-                }
-                listed_node(w.bytes(), pos, out, &mut mark)
-            }
-        };
-        next = match read {
+        let from = resume.take();
+        let at = w.offset + pos as u64;
+        // A part stops at a node's start (never inside a node taken up again).
+        if from.is_none() && stop.is_some_and(|s| at >= s) {
+            let ok = stop == Some(at) && out.flush(w.bytes()).is_some();
+            return Ok(ok.then_some(Until::Stop));
+        }
+        next = match listed_node(w.bytes(), pos, from, out, &mut mark) {
             Ok(after) => after,
             Err(failed_at) if w.cut_short(failed_at) => match mark.take() {
                 // Its references so far are kept, and it goes on from where it could.
